@@ -1,0 +1,229 @@
+"""The connector contract: what every channel turns its traffic into, and back.
+
+A connector knows one vendor. It never touches the database and never decides routing: it turns
+pushes (webhooks) and pulls (polls) into frozen :class:`InboundMessage` / :class:`StatusUpdate`
+values, and sends :class:`OutboundMessage` values, translating the vendor's failures into our two
+error kinds (see :mod:`connectors.errors`).
+
+Pushes::
+
+    events = connector.parse(WebhookRequest(...))        # raises AuthError, PayloadError
+
+Pulls (the caller commits each batch, with its cursor, before asking for the next one; resuming
+the iterator is the acknowledgement, after which the connector may flag or move what it imported)::
+
+    for batch in connector.poll(cursor):
+        store.record_inbound(channel_id, batch.events, cursor=batch.cursor)
+
+Sends::
+
+    result = connector.send(OutboundMessage(...))        # raises TransientError, PermanentError
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from abc import ABC
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from connectors.errors import ConfigError, PayloadError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a customer is on one channel: the channel's own id for them, plus what we know."""
+
+    external_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None  # inline images: the cid: the HTML refers to
+    inline: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One customer message, normalised. Nothing past ``connectors/`` reads a vendor payload.
+
+    Threading: the store joins the message to the conversation that holds any of ``thread_refs``
+    (earlier messages' external ids, e.g. email In-Reply-To/References), else to the one whose
+    ``ticket_number`` is named (when the sender belongs to it), else to the open conversation with
+    the same ``thread_key``; with none of these it starts a new conversation.
+    """
+
+    external_id: str  # unique per channel: redelivery of the same id is a no-op
+    sender: Identity
+    text: str = ""  # the new text, for display (quoted history and signature split off)
+    html: str | None = None  # already sanitised
+    quoted: str | None = None  # quoted history / signature split off ``text``
+    subject: str | None = None
+    thread_key: str | None = None
+    thread_refs: tuple[str, ...] = ()
+    ticket_number: int | None = None
+    participants: tuple[Identity, ...] = ()  # others on the thread (email Cc)
+    attachments: tuple[Attachment, ...] = ()
+    sent_at: datetime | None = None
+    language: str | None = None
+    automatic: bool = False  # auto-replies, lists, bulk: never auto-answer these
+    parse_error: str | None = None  # stored anyway, with the raw source
+    raw: bytes = b""  # the vendor payload as received, for audit and re-parsing
+
+
+DeliveryStatus = Literal["pending", "sending", "sent", "delivered", "read", "failed"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A delivery receipt or bounce for a message we sent, named by its external id."""
+
+    external_id: str
+    status: DeliveryStatus
+    reason: str | None = None
+    raw: bytes = b""
+
+
+Event = InboundMessage | StatusUpdate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A reply to send. ``external_id`` is set when the connector chose it in advance
+    (:meth:`Connector.new_external_id`, e.g. an email Message-ID) so retries reuse it."""
+
+    message_id: int
+    conversation_id: int
+    conversation_number: int
+    to: Identity
+    text: str
+    html: str | None = None
+    subject: str | None = None
+    external_id: str | None = None
+    in_reply_to: str | None = None  # the external id of the message answered
+    references: tuple[str, ...] = ()  # external ids of the thread, oldest first
+    cc: tuple[Identity, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    automatic: bool = False  # sent by an automation, not a person
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendResult:
+    external_id: str | None
+    status: DeliveryStatus = "sent"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """The parts of an HTTP request a connector may look at. ``url`` is the public URL the
+    provider called (rebuilt from the configured public base, not the Host header)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]  # lower-case names
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PollBatch:
+    events: tuple[Event, ...]
+    cursor: dict[str, Any]  # the position after these events; saved with them
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Capabilities:
+    push: bool = False
+    pull: bool = False
+    watch: bool = False  # pull channels that can be told of new data at once (IMAP IDLE)
+    poll_interval: float = 60.0  # seconds between polls when nothing tells us sooner
+    max_text_length: int | None = None
+    reply_window: timedelta | None = None  # e.g. WhatsApp's 24 hours
+    supports_receipts: bool = False
+    supports_html: bool = False
+    supports_attachments: bool = False
+
+
+class ChannelConfig(BaseModel):
+    """A channel's settings. Secret fields are typed ``pydantic.SecretStr``: they are stored
+    encrypted and never returned by the API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def secret_fields(cls) -> set[str]:
+        from pydantic import SecretStr
+
+        return {
+            name
+            for name, field in cls.model_fields.items()
+            if field.annotation in (SecretStr, SecretStr | None)
+        }
+
+
+class Connector(ABC):
+    """One channel kind. Instances are cheap and built per use from the channel's config."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[ChannelConfig]]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, config: ChannelConfig, *, channel_id: int | None = None) -> None:
+        self.config = config
+        self.channel_id = channel_id
+
+    def parse(self, request: WebhookRequest) -> list[Event]:
+        """Authenticate a webhook and normalise it. Raises AuthError or PayloadError."""
+        raise PayloadError(f"{self.kind} channels take no webhooks")
+
+    def poll(self, cursor: dict[str, Any] | None) -> Iterator[PollBatch]:
+        """Yield what is new since ``cursor`` in batches; see the module docstring."""
+        return iter(())
+
+    def watch(self, stop: threading.Event, notify: Callable[[], None]) -> None:
+        """Block until ``stop`` is set, calling ``notify()`` whenever the source says something new
+        arrived (e.g. IMAP IDLE), so the caller polls at once instead of waiting for the interval.
+        Reconnects by itself; only pull channels with ``capabilities.watch`` implement it."""
+        stop.wait()
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        """Deliver a reply. Raises TransientError (retry later) or PermanentError."""
+        raise NotImplementedError
+
+    def new_external_id(self, message_id: int) -> str | None:
+        """An external id to give an outbound message before it is sent, or None."""
+        return None
+
+    def check(self) -> None:
+        """Test the credentials against the service. Raises ConfigError saying what failed."""
+
+    def webhook_setup(self, url: str) -> None:
+        """Register ``url`` with the provider where the channel needs that. Raises ConfigError."""
+
+
+def parse_config(connector: type[Connector], values: Mapping[str, Any]) -> ChannelConfig:
+    """Validate a channel's settings, with readable errors."""
+    from pydantic import ValidationError
+
+    try:
+        return connector.Config.model_validate(dict(values))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(problems) from None

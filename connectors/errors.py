@@ -1,0 +1,47 @@
+"""What can go wrong at a channel, as the rest of omnidesk sees it.
+
+    ConnectorError
+    ├── TransientError(retry_after)   the same call may work later: network, 5xx, 429, 4xx SMTP
+    ├── PermanentError(reason)        it never will: unsubscribed, blocked, invalid address, 5xx SMTP
+    ├── ConfigError                   the channel's settings are wrong or its login is refused
+    ├── AuthError                     a webhook's signature or secret is missing or wrong (401)
+    └── PayloadError                  a webhook body we cannot read (400)
+
+Each connector turns its vendor's exceptions into these in one place.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every channel error."""
+
+
+class TransientError(ConnectorError):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after  # seconds, when the provider said
+
+
+class PermanentError(ConnectorError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConfigError(ConnectorError):
+    """Settings or credentials are wrong; ``str(err)`` says what, for the admin."""
+
+    def __init__(self, reason: str, *, auth: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.auth = auth  # the server refused the login
+
+
+class AuthError(ConnectorError):
+    pass
+
+
+class PayloadError(ConnectorError):
+    pass

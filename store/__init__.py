@@ -1,0 +1,1 @@
+"""The conversation store: tables, sessions, migrations and the functions that write them."""

@@ -1,0 +1,120 @@
+"""Channels: settings validated by their connector, secrets encrypted, connectors built from them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import Engine, select, update
+
+from connectors import REGISTRY, connector_class
+from connectors.base import ChannelConfig, Connector, parse_config
+from connectors.errors import ConfigError
+from store import crypto
+from store.models import Channel, utcnow
+from store.sql import channels
+
+ch = channels.c
+
+
+def split_config(kind: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate ``values`` for ``kind`` and split them into (public settings, secrets)."""
+    if kind not in REGISTRY:
+        raise ConfigError(f"unknown channel kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
+    config = parse_config(connector_class(kind), values)
+    secret_names = type(config).secret_fields()
+    public: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
+    for name, value in config.model_dump(mode="json").items():
+        if name in secret_names:
+            raw = getattr(config, name)
+            if raw is not None:
+                secrets[name] = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+        else:
+            public[name] = value
+    return public, secrets
+
+
+def full_config(channel: Channel | Any) -> ChannelConfig:
+    """The channel's validated settings with its secrets decrypted."""
+    values = dict(channel.config or {})
+    values.update(crypto.decrypt(channel.secrets))
+    return parse_config(connector_class(channel.kind), values)
+
+
+def merged_values(channel: Channel, changes: dict[str, Any]) -> dict[str, Any]:
+    """Settings after a PATCH: secrets not named in ``changes`` are kept as they were."""
+    values = dict(channel.config or {})
+    values.update(crypto.decrypt(channel.secrets))
+    values.update(changes)
+    return values
+
+
+def connector_for(channel: Channel | Any) -> Connector:
+    return connector_class(channel.kind)(full_config(channel), channel_id=channel.id)
+
+
+def load_channel(engine: Engine, channel_id: int) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(channels).where(ch.id == channel_id)).first()
+
+
+def mark_error(engine: Engine, channel_id: int, error: str, *, backoff: float) -> None:
+    """The channel failed (e.g. its login was refused): visible to admins, next poll delayed."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(channels)
+            .where(ch.id == channel_id)
+            .values(status="error", last_error=error[:2000], error_count=ch.error_count + 1,
+                    next_poll_at=utcnow() + timedelta(seconds=backoff), updated_at=utcnow())
+        )
+
+
+def mark_ok(engine: Engine, channel_id: int, next_poll_in: float) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(channels)
+            .where(ch.id == channel_id)
+            .values(status="ok", last_error=None, error_count=0,
+                    next_poll_at=utcnow() + timedelta(seconds=next_poll_in))
+        )
+
+
+def claim_poll(engine: Engine, channel_id: int, owner: str, lease: float) -> bool:
+    """Take the channel's poll lock: exactly one poller works a mailbox at a time."""
+    now = utcnow()
+    with engine.begin() as conn:
+        got = conn.execute(
+            update(channels)
+            .where(ch.id == channel_id, ch.enabled.is_(True),
+                   (ch.poll_lock_until.is_(None)) | (ch.poll_lock_until < now) | (ch.poll_owner == owner))
+            .values(poll_owner=owner, poll_lock_until=now + timedelta(seconds=lease))
+        ).rowcount
+    return bool(got)
+
+
+def extend_poll(engine: Engine, channel_id: int, owner: str, lease: float) -> bool:
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(channels)
+                .where(ch.id == channel_id, ch.poll_owner == owner)
+                .values(poll_lock_until=utcnow() + timedelta(seconds=lease))
+            ).rowcount
+        )
+
+
+def release_poll(engine: Engine, channel_id: int, owner: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(channels)
+            .where(ch.id == channel_id, ch.poll_owner == owner)
+            .values(poll_owner=None, poll_lock_until=None)
+        )
+
+
+def poll_now(engine: Engine, channel_id: int) -> None:
+    """Make the channel due at once (new mail announced, settings changed)."""
+    with engine.begin() as conn:
+        conn.execute(update(channels).where(ch.id == channel_id).values(next_poll_at=utcnow()))

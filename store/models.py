@@ -1,0 +1,212 @@
+"""The tables. Times are naive UTC everywhere (SQLite keeps no zone; PostgreSQL gets the same)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=DateTime(), **kw)
+
+
+class Channel(SQLModel, table=True):
+    __tablename__ = "channels"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)
+    name: str = Field(max_length=200)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    secrets: str | None = Field(default=None, sa_column=Column(Text))  # Fernet token of a JSON dict
+    enabled: bool = True
+    status: str = Field(default="ok", max_length=20)  # ok | error
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    error_count: int = 0
+    cursor: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    next_poll_at: datetime | None = _ts(default=None)
+    poll_owner: str | None = Field(default=None, max_length=100)
+    poll_lock_until: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str | None = Field(default=None, max_length=300)
+    email: str | None = Field(default=None, max_length=320, index=True)
+    phone: str | None = Field(default=None, max_length=40, index=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ContactIdentity(SQLModel, table=True):
+    """A contact as one channel knows them; several identities can point at one contact."""
+
+    __tablename__ = "contact_identities"
+    __table_args__ = (UniqueConstraint("channel_id", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel_id: int = Field(foreign_key="channels.id")
+    external_id: str = Field(max_length=400)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Team(SQLModel, table=True):
+    __tablename__ = "teams"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+
+
+class Agent(SQLModel, table=True):
+    __tablename__ = "agents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, unique=True)
+    role: str = Field(default="agent", max_length=10)  # agent | admin
+    presence: str = Field(default="offline", max_length=10)  # online | away | offline
+    capacity: int = 5
+    # Open conversations assigned now; changed only together with the assignment it counts.
+    active_count: int = 0
+    last_assigned_at: datetime | None = _ts(default=None)
+    active: bool = True  # deactivated agents keep their history but cannot log in
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class AgentTeam(SQLModel, table=True):
+    __tablename__ = "agent_teams"
+
+    agent_id: int = Field(foreign_key="agents.id", primary_key=True)
+    team_id: int = Field(foreign_key="teams.id", primary_key=True)
+
+
+class AgentLanguage(SQLModel, table=True):
+    __tablename__ = "agent_languages"
+
+    agent_id: int = Field(foreign_key="agents.id", primary_key=True)
+    language: str = Field(max_length=20, primary_key=True)
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    agent_id: int = Field(foreign_key="agents.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Conversation(SQLModel, table=True):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        # One open conversation per thread key: concurrent first messages of a thread meet here.
+        UniqueConstraint("channel_id", "open_key"),
+        Index("ix_conversations_queue", "status", "assignee_id", "priority", "waiting_since"),
+        Index("ix_conversations_routing", "needs_routing", "updated_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channels.id", index=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    status: str = Field(default="open", max_length=10)  # open | pending | snoozed | resolved
+    assignee_id: int | None = Field(default=None, foreign_key="agents.id", index=True)
+    last_assignee_id: int | None = Field(default=None, foreign_key="agents.id")
+    team_id: int | None = Field(default=None, foreign_key="teams.id")
+    priority: int = 0  # higher first
+    language: str | None = Field(default=None, max_length=20)
+    subject: str | None = Field(default=None, sa_column=Column(Text))
+    thread_key: str | None = Field(default=None, max_length=400)
+    open_key: str | None = Field(default=None, max_length=400)  # thread_key while not resolved
+    waiting_since: datetime | None = _ts(default=None)  # customer waiting for an answer since
+    needs_routing: bool = False
+    route_attempts: int = 0
+    route_error: str | None = Field(default=None, sa_column=Column(Text))
+    first_response_at: datetime | None = _ts(default=None)
+    resolved_at: datetime | None = _ts(default=None)
+    snoozed_until: datetime | None = _ts(default=None)
+    last_message_at: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+    @property
+    def number(self) -> int:
+        """The ticket number customers see (``[#1234]``)."""
+        return self.id or 0
+
+
+class ConversationParticipant(SQLModel, table=True):
+    """Others on a conversation besides its contact (email Cc) who may write into it."""
+
+    __tablename__ = "conversation_participants"
+
+    conversation_id: int = Field(foreign_key="conversations.id", primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", primary_key=True)
+    email: str | None = Field(default=None, max_length=320)
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "external_id"),
+        Index("ix_messages_delivery", "direction", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    channel_id: int = Field(foreign_key="channels.id")
+    direction: str = Field(max_length=3)  # in | out
+    author_agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    sender_contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    html: str | None = Field(default=None, sa_column=Column(Text))
+    quoted: str | None = Field(default=None, sa_column=Column(Text))
+    subject: str | None = Field(default=None, sa_column=Column(Text))
+    private: bool = False
+    automatic: bool = False
+    external_id: str | None = Field(default=None, max_length=400)
+    # in: received. out: pending -> sending -> sent -> delivered -> read, or failed.
+    status: str = Field(default="received", max_length=10)
+    status_reason: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(default=None)
+    lease_until: datetime | None = _ts(default=None)
+    parse_error: str | None = Field(default=None, sa_column=Column(Text))
+    raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    sent_at: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    filename: str = Field(max_length=500)
+    content_type: str = Field(max_length=200)
+    size: int
+    content_id: str | None = Field(default=None, max_length=400)
+    inline: bool = False
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Assignment(SQLModel, table=True):
+    """Every change of a conversation's assignee, for audit and reports."""
+
+    __tablename__ = "assignments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    by_agent_id: int | None = Field(default=None, foreign_key="agents.id")  # None: the router
+    reason: str = Field(max_length=40)  # routed | pulled | manual | unassigned | resolved
+    created_at: datetime = _ts(default_factory=utcnow)

@@ -1,0 +1,265 @@
+"""The broker and the actors. Each actor loads ids from the store and calls into router/connectors.
+
+Broker: Redis when ``OMNIDESK_REDIS_URL`` is set, else an in-process broker served by worker
+threads in the same process (``omnidesk up``). Either way the store is the record: a lost job is
+found again by ``sweep``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+
+from connectors.errors import ConfigError, PermanentError, TransientError
+from router.route import fill_agent, route_conversation
+from store import channels as channel_store
+from store import jobs, outbound
+from store.db import get_engine
+from store.inbound import Recorded, record_inbound
+from store.settings import get_settings
+
+log = logging.getLogger("omnidesk.workers")
+
+dramatiq.set_broker(StubBroker())  # replaced by setup_broker(); actors are re-declared on it
+
+
+def setup_broker(redis_url: str | None = None, *, namespace: str | None = None) -> dramatiq.Broker:
+    """Make the broker current and declare every actor on it."""
+    settings = get_settings()
+    if redis_url:
+        from dramatiq.brokers.redis import RedisBroker
+
+        broker: dramatiq.Broker = RedisBroker(url=redis_url, namespace=namespace or settings.redis_namespace)
+    else:
+        broker = StubBroker()
+        broker.emit_after("process_boot")
+    dramatiq.set_broker(broker)
+    for actor in ACTORS:
+        actor.broker = broker
+        broker.declare_actor(actor)
+    return broker
+
+
+def enqueue(actor: dramatiq.Actor, *args: Any, delay_ms: int | None = None) -> None:
+    """Ring the doorbell; a broker that is down only delays the work (the sweep finds it)."""
+    try:
+        actor.send_with_options(args=args, delay=delay_ms)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not enqueue %s%s: %s (the sweep will)", actor.actor_name, args, exc)
+
+
+def after_inbound(results: list[Recorded]) -> None:
+    for result in results:
+        if result.needs_routing and result.conversation_id is not None:
+            enqueue(route, result.conversation_id)
+
+
+@dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
+def route(conversation_id: int) -> None:
+    engine = get_engine()
+    if not jobs.begin_route_attempt(engine, conversation_id, get_settings().max_attempts):
+        return
+    try:
+        route_conversation(engine, conversation_id)
+    except Exception as exc:
+        jobs.route_error(engine, conversation_id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@dramatiq.actor(queue_name="route", max_retries=5, min_backoff=500)
+def pull_queue(agent_id: int) -> None:
+    fill_agent(get_engine(), agent_id)
+
+
+def _backoff(attempts: int) -> float:
+    return min(3600.0, 5.0 * 2 ** max(0, attempts - 1))
+
+
+@dramatiq.actor(queue_name="deliver", max_retries=0)
+def deliver(message_id: int) -> None:
+    """Send one reply. Transient failures come back later (the message stays pending with its
+    reason); permanent ones mark it failed with the reason the agent reads."""
+    engine = get_engine()
+    claim = outbound.claim(engine, message_id)
+    if claim is None:
+        return
+    max_attempts = get_settings().max_attempts
+    if claim.attempts > max_attempts:
+        outbound.mark_failed(engine, message_id, f"gave up after {max_attempts} attempts")
+        return
+    channel = channel_store.load_channel(engine, claim.channel_id)
+    if channel is None or not channel.enabled:
+        outbound.mark_failed(engine, message_id, "the channel is disabled")
+        return
+    message = claim.message
+    try:
+        connector = channel_store.connector_for(channel)
+        if message.external_id is None:
+            chosen = connector.new_external_id(message_id)
+            if chosen:
+                outbound.set_external_id(engine, message_id, chosen)
+                message = replace(message, external_id=chosen)
+        result = connector.send(message)
+    except PermanentError as exc:
+        outbound.mark_failed(engine, message_id, exc.reason)
+        return
+    except (TransientError, ConfigError, Exception) as exc:  # noqa: BLE001 - all retried, counted
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ConfigError):
+            channel_store.mark_error(engine, channel.id, reason, backoff=60)
+        elif not isinstance(exc, TransientError):
+            log.exception("deliver %s failed", message_id)
+        delay = getattr(exc, "retry_after", None) or _backoff(claim.attempts)
+        if claim.attempts >= max_attempts:
+            outbound.mark_failed(engine, message_id, f"gave up after {claim.attempts} attempts: {reason}")
+            return
+        outbound.mark_retry(engine, message_id, reason, delay)
+        enqueue(deliver, message_id, delay_ms=int(delay * 1000))
+        return
+    outbound.mark_sent(engine, message_id, result)
+
+
+def _poll_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+@dramatiq.actor(queue_name="poll", max_retries=0, time_limit=30 * 60 * 1000)
+def poll_channel(channel_id: int) -> None:
+    """Import what is new on a pull channel, batch by batch, each committed with its cursor."""
+    engine = get_engine()
+    owner, lease = _poll_owner(), 300.0
+    if not channel_store.claim_poll(engine, channel_id, owner, lease):
+        return  # another poller has this channel right now
+    channel = None
+    try:
+        channel = channel_store.load_channel(engine, channel_id)
+        connector = channel_store.connector_for(channel)
+        for batch in connector.poll(channel.cursor):
+            after_inbound(record_inbound(engine, channel_id, batch.events, cursor=batch.cursor))
+            if not channel_store.extend_poll(engine, channel_id, owner, lease):
+                log.warning("channel %s: lost the poll lock; stopping", channel_id)
+                return
+        interval = getattr(connector.config, "poll_interval", None) or connector.capabilities.poll_interval
+        channel_store.mark_ok(engine, channel_id, interval)
+    except (ConfigError, TransientError, Exception) as exc:  # noqa: BLE001 - a poller never dies
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, (ConfigError, TransientError)):
+            log.exception("channel %s: poll failed", channel_id)
+        errors = (channel.error_count if channel is not None else 0) + 1
+        channel_store.mark_error(engine, channel_id, reason, backoff=min(3600.0, 15.0 * 2 ** min(errors, 8)))
+    finally:
+        channel_store.release_poll(engine, channel_id, owner)
+
+
+@dramatiq.actor(queue_name="sweep", max_retries=0)
+def sweep() -> None:
+    """Re-enqueue whatever the store says is still to do."""
+    settings = get_settings()
+    due = jobs.due_work(get_engine(), grace=settings.sweep_grace)
+    for conversation_id in due.route:
+        enqueue(route, conversation_id)
+    for message_id in due.deliver:
+        enqueue(deliver, message_id)
+    for agent_id in due.pull:
+        enqueue(pull_queue, agent_id)
+    for channel_id in due.poll:
+        enqueue(poll_channel, channel_id)
+    if any((due.route, due.deliver, due.poll)):
+        log.info("sweep: %d route, %d deliver, %d pull, %d poll", len(due.route), len(due.deliver),
+                 len(due.pull), len(due.poll))
+
+
+ACTORS: list[dramatiq.Actor] = [route, pull_queue, deliver, poll_channel, sweep]
+
+
+def start_worker(broker: dramatiq.Broker, threads: int | None = None) -> dramatiq.Worker:
+    worker = dramatiq.Worker(broker, worker_threads=threads or get_settings().worker_threads, worker_timeout=100)
+    worker.start()
+    return worker
+
+
+def run_forever(stop: threading.Event, *, on_stop: Callable[[], None] | None = None) -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    if on_stop:
+        on_stop()
+
+
+class Scheduler:
+    """Rings the sweep every few seconds and keeps one watcher thread per channel that can tell
+    of new data at once (IMAP IDLE): exactly one scheduler process runs."""
+
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = interval or get_settings().sweep_interval
+        self._watchers: dict[int, tuple[Any, threading.Event, threading.Thread]] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        next_reconcile = 0.0
+        import time
+
+        while not stop.is_set():
+            enqueue(sweep)
+            if time.monotonic() >= next_reconcile:
+                try:
+                    self._reconcile()
+                except Exception:  # noqa: BLE001 - the scheduler never dies
+                    log.exception("scheduler: watching channels failed")
+                next_reconcile = time.monotonic() + 10
+            stop.wait(self.interval)
+        for _, halt, _thread in self._watchers.values():
+            halt.set()
+
+    def _reconcile(self) -> None:
+        from sqlalchemy import select
+
+        from connectors import connector_class
+        from store.sql import channels
+
+        engine = get_engine()
+        with engine.connect() as conn:
+            rows = conn.execute(select(channels).where(channels.c.enabled.is_(True))).all()
+        wanted = {r.id: r for r in rows if _can_watch(connector_class, r.kind)}
+        for channel_id, (version, halt, thread) in list(self._watchers.items()):
+            row = wanted.get(channel_id)
+            if row is None or row.updated_at != version or not thread.is_alive():
+                halt.set()
+                del self._watchers[channel_id]
+        for channel_id, row in wanted.items():
+            if channel_id not in self._watchers:
+                self._watchers[channel_id] = (row.updated_at, *self._watch(row))
+
+    def _watch(self, row: Any) -> tuple[threading.Event, threading.Thread]:
+        halt = threading.Event()
+        channel_id = row.id
+
+        def notify() -> None:
+            channel_store.poll_now(get_engine(), channel_id)
+            enqueue(poll_channel, channel_id)
+
+        def loop() -> None:
+            try:
+                channel_store.connector_for(row).watch(halt, notify)
+            except Exception:  # noqa: BLE001 - polling still covers the channel
+                log.exception("channel %s: watcher stopped", channel_id)
+
+        thread = threading.Thread(target=loop, name=f"watch-{channel_id}", daemon=True)
+        thread.start()
+        return halt, thread
+
+
+def _can_watch(connector_class: Callable[[str], Any], kind: str) -> bool:
+    try:
+        return bool(connector_class(kind).capabilities.watch)
+    except (KeyError, ImportError, AttributeError):
+        return False
