@@ -57,11 +57,11 @@ def assign_next_agent(engine: Engine, conversation_id: int, policy: Policy) -> O
         if conv.status != "open" or conv.assignee_id is not None:
             _routed(conn, conversation_id)
             return Outcome(conversation_id, conv.assignee_id, skipped=f"{conv.status}, assigned {conv.assignee_id}")
-        for _ in range(5):  # a candidate may fill up between the look and the take: look again
-            query = select(a.id).where(*_eligible_agents(conv.team_id, conv.language))
-            query = query.order_by(*policy()).limit(1)
-            if postgres:
-                query = query.with_for_update(skip_locked=True)
+        for _ in range(10):
+            # No lock on the look: the take below is a conditional update, which waits for a
+            # concurrent take of the same agent and then re-checks the capacity. A loser looks
+            # again with a fresh snapshot. Holding at most one agent row at a time, no deadlock.
+            query = select(a.id).where(*_eligible_agents(conv.team_id, conv.language)).order_by(*policy()).limit(1)
             agent_id = conn.execute(query).scalar()
             if agent_id is None:
                 break

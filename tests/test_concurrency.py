@@ -1,0 +1,102 @@
+"""Capacity is checked and taken in one transaction: many routers at once never over-assign."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select, update
+
+from connectors.base import Identity, InboundMessage
+from router.route import fill_agent, route_conversation
+from store import agents as agent_store
+from store import assignment
+from store.inbound import record_inbound
+from store.sql import agents, channels, conversations
+from store.models import utcnow
+
+
+def _channel(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        return conn.execute(channels.insert().values(kind="api", name="t", config={}, enabled=True, status="ok",
+                                                     error_count=0, created_at=utcnow(), updated_at=utcnow())
+                            .returning(channels.c.id)).scalar_one()
+
+
+def test_300_conversations_3_agents_capacity_5(pg_engine) -> None:  # type: ignore[no-untyped-def]
+    engine = pg_engine
+    channel_id = _channel(engine)
+    agent_ids = [agent_store.create_agent(engine, name=f"A{i}", email=f"a{i}@shop.test", capacity=5,
+                                          presence="online")[0] for i in range(3)]
+    conv_ids = []
+    for n in range(300):
+        [rec] = record_inbound(engine, channel_id, [InboundMessage(
+            external_id=f"m{n}", sender=Identity(external_id=f"c{n}"), text="hi", thread_key=f"c{n}")])
+        conv_ids.append(rec.conversation_id)
+
+    peak: dict[int, int] = {}
+    done = threading.Event()
+
+    def watch() -> None:  # what any observer could see at any moment
+        while not done.is_set():
+            with engine.connect() as conn:
+                for agent_id, n in conn.execute(
+                    select(conversations.c.assignee_id, func.count()).where(
+                        conversations.c.status == "open", conversations.c.assignee_id.is_not(None))
+                    .group_by(conversations.c.assignee_id)):
+                    peak[agent_id] = max(peak.get(agent_id, 0), n)
+                for agent_id, n in conn.execute(select(agents.c.id, agents.c.active_count)):
+                    peak[-agent_id] = max(peak.get(-agent_id, 0), n)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        outcomes = list(pool.map(lambda cid: route_conversation(engine, cid), conv_ids))
+    done.set()
+    watcher.join()
+
+    assigned = [o for o in outcomes if o.agent_id is not None]
+    assert len(assigned) == 15
+    assert all(v <= 5 for v in peak.values()), peak
+    with engine.connect() as conn:
+        counts = dict(conn.execute(select(conversations.c.assignee_id, func.count())
+                                   .where(conversations.c.assignee_id.is_not(None))
+                                   .group_by(conversations.c.assignee_id)).all())
+        assert counts == {a: 5 for a in agent_ids}
+        assert conn.execute(select(agents.c.active_count)).scalars().all() == [5, 5, 5]
+        waiting = conn.execute(select(conversations.c.id).where(conversations.c.assignee_id.is_(None))
+                               .order_by(conversations.c.waiting_since, conversations.c.id)).scalars().all()
+    assert len(waiting) == 285
+
+    # Resolving one frees a place: the oldest waiting conversation is pulled into it.
+    victim = next(o.conversation_id for o in assigned if o.agent_id == agent_ids[0])
+    freed = assignment.resolve(engine, victim, by=None)
+    assert freed == agent_ids[0]
+    assert fill_agent(engine, freed) == [waiting[0]]
+
+    # Priority goes before waiting time.
+    urgent = waiting[-1]
+    with engine.begin() as conn:
+        conn.execute(update(conversations).where(conversations.c.id == urgent).values(priority=10))
+    second = next(o.conversation_id for o in assigned if o.agent_id == agent_ids[1])
+    assert fill_agent(engine, assignment.resolve(engine, second, by=None)) == [urgent]
+    with engine.connect() as conn:
+        assert max(conn.execute(select(agents.c.active_count)).scalars()) == 5
+
+
+def test_concurrent_pulls_and_routes_never_exceed_capacity(pg_engine) -> None:  # type: ignore[no-untyped-def]
+    engine = pg_engine
+    channel_id = _channel(engine)
+    agent_id = agent_store.create_agent(engine, name="Solo", email="solo@shop.test", capacity=3, presence="online")[0]
+    ids = [record_inbound(engine, channel_id, [InboundMessage(
+        external_id=f"p{n}", sender=Identity(external_id=f"p{n}"), text="x", thread_key=f"p{n}")])[0].conversation_id
+        for n in range(60)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        jobs = [pool.submit(route_conversation, engine, cid) for cid in ids]
+        jobs += [pool.submit(fill_agent, engine, agent_id) for _ in range(20)]
+        for job in jobs:
+            job.result()
+    with engine.connect() as conn:
+        assert conn.execute(select(agents.c.active_count).where(agents.c.id == agent_id)).scalar_one() == 3
+        assert conn.execute(select(func.count()).select_from(conversations)
+                            .where(conversations.c.assignee_id == agent_id)).scalar_one() == 3

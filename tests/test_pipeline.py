@@ -1,0 +1,111 @@
+"""End to end on both deployments: API-channel inbound -> stored -> assigned -> reply -> delivered."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from sqlalchemy import func, select
+
+from store.sql import conversations, messages
+from tests.support import CallbackServer, Running, wait_for
+
+
+def _count(running: Running, table) -> int:  # type: ignore[no-untyped-def]
+    with running.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_message_travels_in_and_reply_goes_out(omnidesk: Running, callback: CallbackServer) -> None:
+    agent = omnidesk.agent("Ana Puig", capacity=3)
+    channel_id, secret = omnidesk.api_channel(callback.url)
+    payload = {"message_id": "order-form-1", "from": {"id": "cust-42", "name": "Marta Vidal",
+               "email": "marta@example.com"}, "text": "Hola! On és la meva comanda #5512?"}
+
+    first = omnidesk.post_inbound(channel_id, secret, payload)
+    assert first.status_code == 202, first.text
+    assert first.json() == {"stored": 1, "duplicates": 0}
+
+    def assigned() -> dict | None:
+        items = omnidesk.ok("GET", "/conversations")["items"]
+        return items[0] if items and items[0]["assignee_id"] else None
+
+    conv = wait_for(assigned, what="the conversation to be assigned")
+    assert conv["assignee_id"] == agent["id"]
+    assert conv["contact"]["name"] == "Marta Vidal"
+    assert conv["waiting_since"] is not None
+
+    reply = omnidesk.ok("POST", f"/conversations/{conv['id']}/messages", token=agent["token"],
+                        json={"text": "Surt demà amb el transportista."})
+    assert reply["status"] == "pending"
+    wait_for(lambda: callback.requests, what="the reply at the shop's callback")
+    headers, body = callback.requests[0]
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["x-omnidesk-signature"] == expected
+    sent = json.loads(body)
+    assert sent["text"] == "Surt demà amb el transportista."
+    assert sent["to"] == {"id": "cust-42"}
+    assert sent["conversation_number"] == conv["number"]
+    assert sent["message_id"] == str(reply["id"])
+
+    detail = wait_for(lambda: (d := omnidesk.ok("GET", f"/conversations/{conv['id']}"))["messages"][-1]["status"]
+                      == "delivered" and d, what="the reply marked delivered")
+    assert [m["direction"] for m in detail["messages"]] == ["in", "out"]
+    assert detail["messages"][0]["text"] == payload["text"]
+    assert detail["first_response_at"] is not None and detail["waiting_since"] is None
+    assert detail["contact"]["email"] == "marta@example.com"
+
+
+def test_redelivered_inbound_is_stored_once(omnidesk: Running, callback: CallbackServer) -> None:
+    channel_id, secret = omnidesk.api_channel(callback.url)
+    payload = {"message_id": "dup-1", "from": {"id": "c1"}, "text": "same message, three deliveries"}
+    answers = [omnidesk.post_inbound(channel_id, secret, payload) for _ in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert [a.json()["stored"] for a in answers] == [1, 0, 0]
+    assert _count(omnidesk, messages) == 1
+    assert _count(omnidesk, conversations) == 1
+
+
+def test_bad_signature_is_refused_and_nothing_stored(omnidesk: Running, callback: CallbackServer) -> None:
+    channel_id, secret = omnidesk.api_channel(callback.url)
+    payload = {"message_id": "x1", "from": {"id": "c1"}, "text": "forged"}
+    forged = omnidesk.post_inbound(channel_id, secret, payload, signature="sha256=" + "0" * 64)
+    assert forged.status_code == 401
+    wrong_key = omnidesk.post_inbound(channel_id, "another-secret-entirely", payload)
+    assert wrong_key.status_code == 401
+    missing = omnidesk.http.post(f"/webhooks/{channel_id}", content=json.dumps(payload))
+    assert missing.status_code == 401
+    assert "signature" in missing.json()["detail"].lower()
+    assert _count(omnidesk, messages) == 0
+
+
+def test_malformed_payloads_get_clear_400s(omnidesk: Running, callback: CallbackServer) -> None:
+    channel_id, secret = omnidesk.api_channel(callback.url)
+    from connectors.api import sign
+
+    for body, fragment in [
+        (b"not json", "JSON"),
+        (json.dumps({"from": {"id": "c"}, "text": "no id"}).encode(), "message_id"),
+        (json.dumps({"message_id": "m", "text": "no sender"}).encode(), "from"),
+        (json.dumps({"message_id": "m", "from": {"id": "c"}, "text": "x" * 100_001}).encode(), "text"),
+    ]:
+        answer = omnidesk.http.post(f"/webhooks/{channel_id}", content=body,
+                                    headers={"X-Omnidesk-Signature": sign(secret, body)})
+        assert answer.status_code == 400, answer.text
+        assert fragment in answer.json()["detail"]
+    assert omnidesk.http.post("/webhooks/999", content=b"{}").status_code == 404
+    assert _count(omnidesk, messages) == 0
+
+
+def test_thread_key_keeps_one_conversation_and_replies_thread(omnidesk: Running, callback: CallbackServer) -> None:
+    channel_id, secret = omnidesk.api_channel(callback.url)
+    for n in range(3):
+        omnidesk.post_inbound(channel_id, secret, {"message_id": f"t{n}", "from": {"id": "c9"},
+                                                   "thread": "ticket-abc", "text": f"part {n}"})
+    omnidesk.post_inbound(channel_id, secret, {"message_id": "other", "from": {"id": "c9"},
+                                               "thread": "ticket-def", "text": "another matter"})
+    items = omnidesk.ok("GET", "/conversations")["items"]
+    assert len(items) == 2
+    by_count = sorted(len(omnidesk.ok("GET", f"/conversations/{i['id']}")["messages"]) for i in items)
+    assert by_count == [1, 3]
