@@ -175,7 +175,7 @@ def bench_ingest(ctx: typer.Context) -> None:
     """bench/ingest.py: signed inbound posts through the real server into PostgreSQL + Redis."""
     from bench import ingest
 
-    ingest.main(ctx.args)
+    raise typer.Exit(ingest.main(ctx.args))
 
 
 @bench_app.command("email", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -183,7 +183,7 @@ def bench_email(ctx: typer.Context) -> None:
     """bench/email_ingest.py: a mailbox backlog imported from Dovecot into PostgreSQL."""
     from bench import email_ingest
 
-    email_ingest.main(ctx.args)
+    raise typer.Exit(email_ingest.main(ctx.args))
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from connectors.errors import ConfigError, PermanentError, TransientError
 from router.route import fill_agent, route_conversation
 from store import channels as channel_store
 from store import jobs, outbound
+from store.assignment import wake_snoozed
 from store.db import get_engine
 from store.inbound import Recorded, record_inbound
 from store.settings import get_settings
@@ -80,7 +81,7 @@ def pull_queue(agent_id: int) -> None:
 
 
 def _backoff(attempts: int) -> float:
-    return min(3600.0, 5.0 * 2 ** max(0, attempts - 1))
+    return min(3600.0, get_settings().retry_base * 2 ** max(0, attempts - 1))
 
 
 @dramatiq.actor(queue_name="deliver", max_retries=0)
@@ -163,6 +164,8 @@ def poll_channel(channel_id: int) -> None:
 def sweep() -> None:
     """Re-enqueue whatever the store says is still to do."""
     settings = get_settings()
+    for conversation_id in wake_snoozed(get_engine()):
+        enqueue(route, conversation_id)
     due = jobs.due_work(get_engine(), grace=settings.sweep_grace)
     for conversation_id in due.route:
         enqueue(route, conversation_id)

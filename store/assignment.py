@@ -179,7 +179,11 @@ def assign_manually(engine: Engine, conversation_id: int, agent_id: int | None, 
         if status == "resolved":
             raise ValueError("a resolved conversation cannot be assigned; reopen it first")
         freed = _release(conn, conversation_id)
-        if agent_id is None:
+        if agent_id is None:  # back to the queue: the router looks for someone
+            conn.execute(
+                update(conversations).where(c.id == conversation_id)
+                .values(needs_routing=True, route_attempts=0, route_error=None)
+            )
             conn.execute(
                 assignments.insert().values(
                     conversation_id=conversation_id, agent_id=None, by_agent_id=by, reason="unassigned",
@@ -255,3 +259,61 @@ def agents_with_room(conn: Connection) -> list[int]:
     )
 
 
+
+
+def update_conversation(
+    engine: Engine,
+    conversation_id: int,
+    changes: dict[str, Any],
+) -> bool:
+    """Change a conversation's priority, team, language or status (open, pending, snoozed with
+    ``snoozed_until``). Returns whether it needs routing: it is open, unassigned, and its team or
+    language changed, so the router looks again with the new constraints."""
+    now = utcnow()
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(c.status, c.assignee_id, c.team_id, c.language).where(c.id == conversation_id)
+        ).first()
+        if row is None:
+            raise LookupError(f"conversation {conversation_id} does not exist")
+        status = changes.get("status")
+        if status is not None and row.status == "resolved":
+            raise ValueError("a resolved conversation changes status only by reopening it")
+        values: dict[str, Any] = {k: v for k, v in changes.items() if k in ("priority", "team_id", "language")}
+        if status is not None:
+            values["status"] = status
+            values["snoozed_until"] = changes.get("snoozed_until") if status == "snoozed" else None
+        if not values:
+            return False
+        values["updated_at"] = now
+        rerouted = (
+            row.assignee_id is None
+            and (status or row.status) == "open"
+            and row.status != "resolved"
+            and (("team_id" in values and values["team_id"] != row.team_id)
+                 or ("language" in values and values["language"] != row.language)
+                 or (status == "open" and row.status != "open"))
+        )
+        if rerouted:
+            values.update(needs_routing=True, route_attempts=0, route_error=None)
+        conn.execute(update(conversations).where(c.id == conversation_id).values(**values))
+        return rerouted
+
+
+def wake_snoozed(engine: Engine) -> list[int]:
+    """Snoozed conversations whose time has come are open again; returns those now unassigned
+    (they go back through the router)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        woken = conn.execute(
+            update(conversations)
+            .where(c.status == "snoozed", c.snoozed_until.is_not(None), c.snoozed_until <= now)
+            .values(status="open", snoozed_until=None, updated_at=now)
+            .returning(c.id, c.assignee_id)
+        ).all()
+        unassigned = [r.id for r in woken if r.assignee_id is None]
+        if unassigned:
+            conn.execute(
+                update(conversations).where(c.id.in_(unassigned)).values(needs_routing=True, route_attempts=0)
+            )
+    return unassigned

@@ -257,13 +257,18 @@ def _conversation_for(
         )
         row = _load(conn, c.id == msg.ticket_number, c.channel_id == channel_id, member)
     if row is None and msg.thread_key:
-        row = _load(conn, c.channel_id == channel_id, c.open_key == msg.thread_key[:400])
+        key = msg.thread_key[:400]
+        row = _load(conn, c.channel_id == channel_id, c.open_key == key)
+        if row is None:  # the thread's last conversation, if resolved: the reopen rule decides
+            row = _load(conn, c.channel_id == channel_id, c.thread_key == key, c.status == "resolved")
 
     if row is not None and row.status == "resolved":
         reopen_until = (row.resolved_at or now) + timedelta(days=get_settings().reopen_days)
         if now > reopen_until:
             row = None
     if row is not None:
+        if row.contact_id != contact_id:  # someone else on the thread (a Cc'd colleague) wrote
+            _add_participant(conn, row.id, contact_id, msg.sender.email)
         return row.id, _touch(conn, row, msg, now)
     return _create_conversation(conn, channel_id, contact_id, msg, now)
 
@@ -271,7 +276,8 @@ def _conversation_for(
 def _load(conn: Connection, *where: Any) -> Any:
     c = conversations.c
     return conn.execute(
-        select(c.id, c.channel_id, c.status, c.assignee_id, c.resolved_at, c.waiting_since, c.thread_key)
+        select(c.id, c.channel_id, c.contact_id, c.status, c.assignee_id, c.resolved_at, c.waiting_since,
+               c.thread_key)
         .where(*where)
         .order_by(c.id.desc())
         .limit(1)
@@ -340,12 +346,15 @@ def _add_participants(
     conn: Connection, channel_id: int, conversation_id: int, people: Sequence[Identity]
 ) -> None:
     for who in people[:20]:
-        contact_id = contact_for(conn, channel_id, who)
-        conn.execute(
-            insert_ignore(conn, participants, ["conversation_id", "contact_id"]).values(
-                conversation_id=conversation_id, contact_id=contact_id, email=who.email
-            )
+        _add_participant(conn, conversation_id, contact_for(conn, channel_id, who), who.email)
+
+
+def _add_participant(conn: Connection, conversation_id: int, contact_id: int, email: str | None) -> None:
+    conn.execute(
+        insert_ignore(conn, participants, ["conversation_id", "contact_id"]).values(
+            conversation_id=conversation_id, contact_id=contact_id, email=email
         )
+    )
 
 
 def apply_status(conn: Connection, channel_id: int, update_: StatusUpdate) -> Recorded:

@@ -113,6 +113,7 @@ class Conversation(SQLModel, table=True):
         UniqueConstraint("channel_id", "open_key"),
         Index("ix_conversations_queue", "status", "assignee_id", "priority", "waiting_since"),
         Index("ix_conversations_routing", "needs_routing", "updated_at"),
+        Index("ix_conversations_thread", "channel_id", "thread_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -60,8 +60,10 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def omnidesk(backend: str, database_url: str, tmp_path) -> Iterator[support.Running]:  # type: ignore[no-untyped-def]
-    with support.running_omnidesk(backend, database_url, tmp_path) as running:
+def omnidesk(backend: str, database_url: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[support.Running]:  # type: ignore[no-untyped-def]
+    """omnidesk running in this process; ``@pytest.mark.no_scheduler`` leaves out the sweep."""
+    scheduler = request.node.get_closest_marker("no_scheduler") is None
+    with support.running_omnidesk(backend, database_url, tmp_path, scheduler=scheduler) as running:
         yield running
 
 

@@ -162,8 +162,11 @@ class Running:
 
 
 @contextmanager
-def running_omnidesk(backend: str, database_url: str, tmp_path: Any, **env: str) -> Iterator[Running]:
-    """Start omnidesk in this process: migrations, broker, worker threads, uvicorn on loopback."""
+def running_omnidesk(
+    backend: str, database_url: str, tmp_path: Any, *, scheduler: bool = True, **env: str
+) -> Iterator[Running]:
+    """Start omnidesk in this process as ``omnidesk up`` does: migrations, broker, worker threads,
+    the scheduler (sweep and channel watchers; ``scheduler=False`` leaves it out) and uvicorn."""
     import uvicorn
 
     import workers
@@ -189,6 +192,7 @@ def running_omnidesk(backend: str, database_url: str, tmp_path: Any, **env: str)
         os.environ.pop("OMNIDESK_REDIS_URL", None)
     reset_caches()
     worker = server = None
+    halt = threading.Event()
     try:
         upgrade()
         token = admin_token(get_engine())
@@ -201,8 +205,11 @@ def running_omnidesk(backend: str, database_url: str, tmp_path: Any, **env: str)
         thread.start()
         wait_for(lambda: server.started, what="uvicorn to start")
         running = Running(f"http://127.0.0.1:{port}", token, database_url, backend, broker, namespace, worker)
+        if scheduler:
+            threading.Thread(target=workers.Scheduler().run, args=(halt,), name="scheduler", daemon=True).start()
         yield running
     finally:
+        halt.set()
         if server is not None:
             server.should_exit = True
         if worker is not None:

@@ -33,6 +33,7 @@ def _totals(engine) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.no_scheduler
 def test_flushed_redis_loses_no_message(omnidesk: Running, callback: CallbackServer) -> None:
     omnidesk.agent("Big capacity", capacity=500)
     channel_id, secret = omnidesk.api_channel(callback.url)

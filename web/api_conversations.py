@@ -6,16 +6,17 @@ teams or of no team (the shared queue).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, exists, or_, select, update
 
 from store import assignment, outbound
 from store.db import get_engine
-from store.sql import agent_teams, attachments, contacts, conversations, messages
+from store.sql import agent_teams, attachments, contacts, conversations, messages, teams
 from web.deps import CurrentAgent
 
 router = APIRouter(tags=["conversations"])
@@ -175,7 +176,12 @@ def assign(conversation_id: int, body: AssignIn, agent: CurrentAgent) -> dict[st
         raise HTTPException(409, str(exc)) from None
     except assignment.ConcurrentChange as exc:
         raise HTTPException(409, str(exc)) from None
-    _pull(freed)
+    if body.agent_id is None:
+        from workers import enqueue, route
+
+        enqueue(route, conversation_id)
+    else:
+        _pull(freed)
     return get_conversation(conversation_id, agent)
 
 
@@ -198,6 +204,46 @@ def reopen(conversation_id: int, agent: CurrentAgent) -> dict[str, Any]:
     if assignment.reopen(engine, conversation_id):
         enqueue(route, conversation_id)
     return get_conversation(conversation_id, agent)
+
+
+class ConversationPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    priority: int | None = Field(default=None, ge=0, le=10, description="higher is answered first")
+    team_id: int | None = None
+    language: str | None = Field(default=None, max_length=20)
+    status: Literal["open", "pending", "snoozed"] | None = None
+    snoozed_until: datetime | None = Field(default=None, description="with status snoozed: when it opens again")
+
+
+@router.patch("/conversations/{conversation_id}")
+def update_conversation(conversation_id: int, body: ConversationPatch, agent: CurrentAgent) -> dict[str, Any]:
+    """Set priority, team, language, or status (pending: waiting on the customer; snoozed until a
+    time). A changed team or language sends an unassigned conversation back through the router."""
+    from workers import enqueue, route
+
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("status") == "snoozed" and not changes.get("snoozed_until"):
+        raise HTTPException(422, "snoozed needs snoozed_until")
+    if changes.get("snoozed_until") is not None:
+        changes["snoozed_until"] = _naive_utc(changes["snoozed_until"])
+    engine = get_engine()
+    with engine.connect() as conn:
+        _get(conn, conversation_id, agent)
+        if changes.get("team_id") is not None and conn.execute(
+            select(teams.c.id).where(teams.c.id == changes["team_id"])
+        ).first() is None:
+            raise HTTPException(422, f"no team {changes['team_id']}")
+    try:
+        if assignment.update_conversation(engine, conversation_id, changes):
+            enqueue(route, conversation_id)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return get_conversation(conversation_id, agent)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 @router.get("/attachments/{attachment_id}")

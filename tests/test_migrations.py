@@ -1,0 +1,17 @@
+"""The migrations build exactly the schema the models describe, on both databases."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine
+from sqlmodel import SQLModel
+
+import store.models  # noqa: F401  (registers the tables)
+
+
+def test_migrations_match_the_models(store_engine: Engine) -> None:
+    with store_engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        differences = compare_metadata(context, SQLModel.metadata)
+    assert differences == [], "the models changed without a migration: " + repr(differences)
