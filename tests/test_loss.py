@@ -12,10 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 import workers
 from connectors.api import sign
+from store.settings import Settings
 from store.sql import conversations, messages
 from tests import support
 from tests.support import CallbackServer, Running, wait_for
@@ -60,6 +62,18 @@ def test_flushed_redis_loses_no_message(omnidesk: Running, callback: CallbackSer
         stop.set()
 
 
+def _compose(service: str, port: int) -> list[str]:
+    """The command docker-compose.yml runs for ``service`` (without ``omnidesk``), on loopback
+    and ``port``: the deployment's own process lines are what this test starts."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    settings = set(Settings.model_fields)
+    for key in compose["services"][service].get("environment", {}):
+        assert key.removeprefix("OMNIDESK_").lower() in settings, f"{service}: unknown setting {key}"
+    command = compose["services"][service]["command"]
+    assert command[0] == "omnidesk"
+    return [{"0.0.0.0": "127.0.0.1", "8000": str(port)}.get(arg, arg) for arg in command[1:]]
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
@@ -76,13 +90,13 @@ def test_separate_processes_survive_a_killed_worker(pg_url: str, callback: Callb
            "OMNIDESK_PUBLIC_URL": f"http://127.0.0.1:{port}", "OMNIDESK_SWEEP_INTERVAL": "0.5",
            "OMNIDESK_SWEEP_GRACE": "1"}
     log = tmp_path / "processes.log"
-    subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "cli", *_compose("migrate", port)], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
     token = subprocess.run([sys.executable, "-m", "cli", "token", "create", "--admin"], cwd=ROOT, env=env,
                            check=True, capture_output=True, text=True).stdout.strip()
     assert token.startswith("od_") and "\n" not in token
-    procs = [_spawn(["web", "--host", "127.0.0.1", "--port", str(port)], env, log),
-             _spawn(["scheduler"], env, log)]
-    worker = _spawn(["worker", "--threads", "2"], env, log)
+    procs = [_spawn(_compose("web", port), env, log), _spawn(_compose("scheduler", port), env, log)]
+    worker = _spawn([*_compose("worker", port), "--threads", "2"], env, log)
     try:
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"})
         wait_for(lambda: _healthy(api), timeout=30, what="omnidesk web")
@@ -98,7 +112,7 @@ def test_separate_processes_survive_a_killed_worker(pg_url: str, callback: Callb
             if n == 60:
                 worker.send_signal(signal.SIGKILL)
                 worker.wait()
-        worker = _spawn(["worker", "--threads", "2"], env, log)
+        worker = _spawn([*_compose("worker", port), "--threads", "2"], env, log)
 
         def settled() -> bool:
             items, cursor = [], None
