@@ -49,7 +49,8 @@ def up(
     from store.db import get_engine, upgrade
     from store.settings import get_settings, secret_key
 
-    os.environ.setdefault("OMNIDESK_PUBLIC_URL", f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}")
+    shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    os.environ.setdefault("OMNIDESK_PUBLIC_URL", f"http://{shown_host}:{port}")
     _logging()
     settings = get_settings()
     secret_key(settings)
@@ -139,8 +140,10 @@ def db_upgrade() -> None:
 
 
 @token_app.command("create")
-def token_create(admin: Annotated[bool, typer.Option("--admin", help="a token of an admin")] = False,
-                 agent_id: Annotated[Optional[int], typer.Option("--agent", help="a token of this agent")] = None) -> None:
+def token_create(
+    admin: Annotated[bool, typer.Option("--admin", help="a token of an admin")] = False,
+    agent_id: Annotated[Optional[int], typer.Option("--agent", help="a token of this agent")] = None,
+) -> None:
     """Print a new API token (and nothing else on stdout)."""
     from store import agents
     from store.db import get_engine, upgrade

@@ -112,7 +112,7 @@ def deliver(message_id: int) -> None:
     except PermanentError as exc:
         outbound.mark_failed(engine, message_id, exc.reason)
         return
-    except (TransientError, ConfigError, Exception) as exc:  # noqa: BLE001 - all retried, counted
+    except (TransientError, ConfigError, Exception) as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         if isinstance(exc, ConfigError):
             channel_store.mark_error(engine, channel.id, reason, backoff=60)
@@ -150,7 +150,7 @@ def poll_channel(channel_id: int) -> None:
                 return
         interval = getattr(connector.config, "poll_interval", None) or connector.capabilities.poll_interval
         channel_store.mark_ok(engine, channel_id, interval)
-    except (ConfigError, TransientError, Exception) as exc:  # noqa: BLE001 - a poller never dies
+    except (ConfigError, TransientError, Exception) as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (ConfigError, TransientError)):
             log.exception("channel %s: poll failed", channel_id)
@@ -216,7 +216,7 @@ class Scheduler:
             if time.monotonic() >= next_reconcile:
                 try:
                     self._reconcile()
-                except Exception:  # noqa: BLE001 - the scheduler never dies
+                except Exception:
                     log.exception("scheduler: watching channels failed")
                 next_reconcile = time.monotonic() + 10
             stop.wait(self.interval)
@@ -253,7 +253,7 @@ class Scheduler:
         def loop() -> None:
             try:
                 channel_store.connector_for(row).watch(halt, notify)
-            except Exception:  # noqa: BLE001 - polling still covers the channel
+            except Exception:
                 log.exception("channel %s: watcher stopped", channel_id)
 
         thread = threading.Thread(target=loop, name=f"watch-{channel_id}", daemon=True)

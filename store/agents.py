@@ -62,7 +62,9 @@ def set_skills(
 
 def skills(conn: Connection, agent_id: int) -> tuple[list[str], list[int]]:
     langs = conn.execute(
-        select(agent_languages.c.language).where(agent_languages.c.agent_id == agent_id).order_by(agent_languages.c.language)
+        select(agent_languages.c.language)
+        .where(agent_languages.c.agent_id == agent_id)
+        .order_by(agent_languages.c.language)
     ).scalars().all()
     teams = conn.execute(
         select(agent_teams.c.team_id).where(agent_teams.c.agent_id == agent_id).order_by(agent_teams.c.team_id)

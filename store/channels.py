@@ -36,6 +36,19 @@ def split_config(kind: str, values: dict[str, Any]) -> tuple[dict[str, Any], dic
     return public, secrets
 
 
+def create_channel(engine: Engine, kind: str, name: str, values: dict[str, Any], *, enabled: bool = True) -> int:
+    """Store a new channel (settings validated, secrets encrypted); due for its first poll at once."""
+    public, secrets = split_config(kind, values)
+    now = utcnow()
+    with engine.begin() as conn:
+        return conn.execute(
+            channels.insert()
+            .values(kind=kind, name=name, config=public, secrets=crypto.encrypt(secrets) if secrets else None,
+                    enabled=enabled, status="ok", error_count=0, created_at=now, updated_at=now, next_poll_at=now)
+            .returning(ch.id)
+        ).scalar_one()
+
+
 def full_config(channel: Channel | Any) -> ChannelConfig:
     """The channel's validated settings with its secrets decrypted."""
     values = dict(channel.config or {})

@@ -60,9 +60,8 @@ def is_postgres(engine: Engine) -> bool:
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on error."""
-    with Session(engine or get_engine(), expire_on_commit=False) as session:
-        with session.begin():
-            yield session
+    with Session(engine or get_engine(), expire_on_commit=False) as session, session.begin():
+        yield session
 
 
 def upgrade(url: str | None = None) -> None:

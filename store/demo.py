@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, select
 
-from store import agents, crypto
-from store.models import utcnow
+from store import agents
+from store.channels import create_channel
 from store.settings import get_settings
 from store.sql import channels
 
@@ -29,13 +29,5 @@ def add_demo(engine: Engine, say: Callable[[str], None]) -> None:
         say(f"demo agent {name} <{email}> token: {token}")
     secret = secrets.token_urlsafe(24)
     callback = get_settings().public_url.rstrip("/") + "/demo/callback"
-    now = utcnow()
-    with engine.begin() as conn:
-        channel_id = conn.execute(
-            channels.insert()
-            .values(kind="api", name="Demo shop", config={"callback_url": callback, "timeout": 10.0},
-                    secrets=crypto.encrypt({"secret": secret}), enabled=True, status="ok", error_count=0,
-                    created_at=now, updated_at=now)
-            .returning(channels.c.id)
-        ).scalar_one()
+    channel_id = create_channel(engine, "api", "Demo shop", {"callback_url": callback, "secret": secret})
     say(f"demo API channel {channel_id}: POST /webhooks/{channel_id} signed with secret {secret}")

@@ -394,7 +394,7 @@ def _record_unstorable(engine: Engine, channel_id: int, event: Event, exc: Excep
     )
     try:
         return _record_alone(engine, channel_id, bare)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("channel %s: raw record of %r failed too", channel_id, event.external_id)
         raise
 

@@ -152,7 +152,9 @@ class Running:
             "kind": "api", "name": "Shop backend", "config": {"secret": secret, "callback_url": callback_url}})
         return channel["id"], secret
 
-    def post_inbound(self, channel_id: int, secret: str, payload: dict[str, Any], signature: str | None = None) -> httpx.Response:
+    def post_inbound(
+        self, channel_id: int, secret: str, payload: dict[str, Any], signature: str | None = None
+    ) -> httpx.Response:
         from connectors.api import sign
 
         body = json.dumps(payload).encode()
@@ -234,7 +236,7 @@ class CallbackServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 status = 200

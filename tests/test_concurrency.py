@@ -12,8 +12,8 @@ from router.route import fill_agent, route_conversation
 from store import agents as agent_store
 from store import assignment
 from store.inbound import record_inbound
-from store.sql import agents, channels, conversations
 from store.models import utcnow
+from store.sql import agents, channels, conversations
 
 
 def _channel(engine) -> int:  # type: ignore[no-untyped-def]

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _totals(engine) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        stored = conn.execute(select(func.count()).select_from(messages).where(messages.c.direction == "in")).scalar_one()
+        inbound = select(func.count()).select_from(messages).where(messages.c.direction == "in")
+        stored = conn.execute(inbound).scalar_one()
         convs = conn.execute(select(func.count()).select_from(conversations)).scalar_one()
         assigned = conn.execute(select(func.count()).select_from(conversations)
                                 .where(conversations.c.assignee_id.is_not(None))).scalar_one()
@@ -107,7 +108,8 @@ def test_separate_processes_survive_a_killed_worker(pg_url: str, callback: Callb
                                                      "config": {"secret": secret, "callback_url": callback.url}}).json()
         for n in range(200):
             body = json.dumps({"message_id": f"k{n}", "from": {"id": f"c{n % 150}"}, "text": f"m{n}"}).encode()
-            answer = api.post(f"/webhooks/{channel['id']}", content=body, headers={"X-Omnidesk-Signature": sign(secret, body)})
+            answer = api.post(f"/webhooks/{channel['id']}", content=body,
+                              headers={"X-Omnidesk-Signature": sign(secret, body)})
             assert answer.status_code == 202
             if n == 60:
                 worker.send_signal(signal.SIGKILL)
@@ -117,7 +119,8 @@ def test_separate_processes_survive_a_killed_worker(pg_url: str, callback: Callb
         def settled() -> bool:
             items, cursor = [], None
             while True:
-                page = api.get("/api/v1/conversations", params={"limit": 200, **({"cursor": cursor} if cursor else {})}).json()
+                params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+                page = api.get("/api/v1/conversations", params=params).json()
                 items += page["items"]
                 if not (cursor := page["next"]):
                     break

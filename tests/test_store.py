@@ -122,7 +122,7 @@ def test_a_batch_with_redeliveries_stores_each_message_once_and_keeps_its_cursor
     results = record_inbound(store_engine, channel_id, batch, cursor={"last_uid": 3})
     assert [r.duplicate for r in results] == [False, False, True]
     assert results[2].message_id == results[0].message_id
-    again = record_inbound(store_engine, channel_id, batch[:2] + [_msg("<b3@x>", who="c@x")], cursor={"last_uid": 4})
+    again = record_inbound(store_engine, channel_id, [*batch[:2], _msg("<b3@x>", who="c@x")], cursor={"last_uid": 4})
     assert [r.duplicate for r in again] == [True, True, False]
     with store_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(messages)).scalar_one() == 3

@@ -89,16 +89,8 @@ def _load(channel_id: int) -> Any:
 async def create_channel(body: ChannelIn, _admin: Admin, verify: bool = True) -> ChannelOut:
     """Create a channel. Its settings are validated and (``verify``, default on) its logins
     tested now, so a wrong password shows here rather than on the first message."""
-    public, secret = await run_in_threadpool(_check, body.kind, body.config, verify)
-    now = utcnow()
-    with get_engine().begin() as conn:
-        channel_id = conn.execute(
-            channels.insert()
-            .values(kind=body.kind, name=body.name, config=public, secrets=crypto.encrypt(secret) if secret else None,
-                    enabled=body.enabled, status="ok", error_count=0, created_at=now, updated_at=now,
-                    next_poll_at=now)
-            .returning(channels.c.id)
-        ).scalar_one()
+    await run_in_threadpool(_check, body.kind, body.config, verify)
+    channel_id = channel_store.create_channel(get_engine(), body.kind, body.name, body.config, enabled=body.enabled)
     _notify_pollers(channel_id)
     return _channel_out(_load(channel_id))
 

@@ -49,4 +49,4 @@ def admin(agent: Annotated[Any, Depends(current_agent)]) -> Any:
 CurrentAgent = Annotated[Any, Depends(current_agent)]
 Admin = Annotated[Any, Depends(admin)]
 Db = Annotated[Session, Depends(session)]
-__all__ = ["Agent", "Admin", "CurrentAgent", "Db", "engine"]
+__all__ = ["Admin", "Agent", "CurrentAgent", "Db", "engine"]
