@@ -25,6 +25,7 @@ from store import jobs, outbound
 from store.assignment import wake_snoozed
 from store.db import get_engine
 from store.inbound import Recorded, record_inbound
+from store.models import utcnow
 from store.settings import get_settings
 
 log = logging.getLogger("omnidesk.workers")
@@ -115,7 +116,7 @@ def deliver(message_id: int) -> None:
     except (TransientError, ConfigError, Exception) as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         if isinstance(exc, ConfigError):
-            channel_store.mark_error(engine, channel.id, reason, backoff=60)
+            channel_store.mark_error(engine, channel.id, reason, backoff=60, started=utcnow())
         elif not isinstance(exc, TransientError):
             log.exception("deliver %s failed", message_id)
         delay = getattr(exc, "retry_after", None) or _backoff(claim.attempts)
@@ -134,12 +135,16 @@ def _poll_owner() -> str:
 
 @dramatiq.actor(queue_name="poll", max_retries=0, time_limit=30 * 60 * 1000)
 def poll_channel(channel_id: int) -> None:
-    """Import what is new on a pull channel, batch by batch, each committed with its cursor."""
+    """Import what is new on a pull channel, batch by batch, each committed with its cursor.
+    One poller a channel at a time (a lease in the store); a poll asked for while one runs makes
+    that one look again when it is done, so nothing announced is left waiting for the interval."""
     engine = get_engine()
     owner, lease = _poll_owner(), 300.0
     if not channel_store.claim_poll(engine, channel_id, owner, lease):
-        return  # another poller has this channel right now
+        return  # another poller has this channel right now; it will look again
+    started = utcnow()
     channel = None
+    again = False
     try:
         channel = channel_store.load_channel(engine, channel_id)
         connector = channel_store.connector_for(channel)
@@ -149,15 +154,18 @@ def poll_channel(channel_id: int) -> None:
                 log.warning("channel %s: lost the poll lock; stopping", channel_id)
                 return
         interval = getattr(connector.config, "poll_interval", None) or connector.capabilities.poll_interval
-        channel_store.mark_ok(engine, channel_id, interval)
+        again = channel_store.mark_ok(engine, channel_id, interval, started=started)
     except (ConfigError, TransientError, Exception) as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (ConfigError, TransientError)):
             log.exception("channel %s: poll failed", channel_id)
         errors = (channel.error_count if channel is not None else 0) + 1
-        channel_store.mark_error(engine, channel_id, reason, backoff=min(3600.0, 15.0 * 2 ** min(errors, 8)))
+        backoff = min(3600.0, 15.0 * 2 ** min(errors, 8))
+        again = channel_store.mark_error(engine, channel_id, reason, backoff=backoff, started=started)
     finally:
         channel_store.release_poll(engine, channel_id, owner)
+    if again:
+        enqueue(poll_channel, channel_id)
 
 
 @dramatiq.actor(queue_name="sweep", max_retries=0)
@@ -208,17 +216,12 @@ class Scheduler:
         self._watchers: dict[int, tuple[Any, threading.Event, threading.Thread]] = {}
 
     def run(self, stop: threading.Event) -> None:
-        next_reconcile = 0.0
-        import time
-
         while not stop.is_set():
             enqueue(sweep)
-            if time.monotonic() >= next_reconcile:
-                try:
-                    self._reconcile()
-                except Exception:
-                    log.exception("scheduler: watching channels failed")
-                next_reconcile = time.monotonic() + 10
+            try:
+                self._reconcile()  # a new or changed channel is watched from the next tick
+            except Exception:
+                log.exception("scheduler: watching channels failed")
             stop.wait(self.interval)
         for _, halt, _thread in self._watchers.values():
             halt.set()

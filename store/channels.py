@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
@@ -73,25 +73,34 @@ def load_channel(engine: Engine, channel_id: int) -> Any:
         return conn.execute(select(channels).where(ch.id == channel_id)).first()
 
 
-def mark_error(engine: Engine, channel_id: int, error: str, *, backoff: float) -> None:
-    """The channel failed (e.g. its login was refused): visible to admins, next poll delayed."""
+def mark_error(engine: Engine, channel_id: int, error: str, *, backoff: float, started: datetime) -> bool:
+    """The channel failed (e.g. its login was refused): visible to admins, next poll delayed.
+    Returns True when a poll was asked for meanwhile (see :func:`mark_ok`)."""
     with engine.begin() as conn:
         conn.execute(
             update(channels)
             .where(ch.id == channel_id)
-            .values(status="error", last_error=error[:2000], error_count=ch.error_count + 1,
-                    next_poll_at=utcnow() + timedelta(seconds=backoff), updated_at=utcnow())
+            .values(status="error", last_error=error[:2000], error_count=ch.error_count + 1, updated_at=utcnow())
         )
+        return _schedule(conn, channel_id, backoff, started)
 
 
-def mark_ok(engine: Engine, channel_id: int, next_poll_in: float) -> None:
+def mark_ok(engine: Engine, channel_id: int, next_poll_in: float, *, started: datetime) -> bool:
+    """A poll that began at ``started`` succeeded. Returns True when a poll was asked for while
+    it ran (new mail announced, settings changed): the caller polls again at once, since what
+    was announced may have come after this poll looked."""
     with engine.begin() as conn:
-        conn.execute(
-            update(channels)
-            .where(ch.id == channel_id)
-            .values(status="ok", last_error=None, error_count=0,
-                    next_poll_at=utcnow() + timedelta(seconds=next_poll_in))
-        )
+        conn.execute(update(channels).where(ch.id == channel_id).values(status="ok", last_error=None, error_count=0))
+        return _schedule(conn, channel_id, next_poll_in, started)
+
+
+def _schedule(conn: Any, channel_id: int, delay: float, started: datetime) -> bool:
+    pushed = conn.execute(
+        update(channels)
+        .where(ch.id == channel_id, (ch.next_poll_at.is_(None)) | (ch.next_poll_at <= started))
+        .values(next_poll_at=utcnow() + timedelta(seconds=delay))
+    ).rowcount
+    return not pushed
 
 
 def claim_poll(engine: Engine, channel_id: int, owner: str, lease: float) -> bool:

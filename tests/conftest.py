@@ -97,3 +97,32 @@ def store_engine(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: i
     upgrade()
     yield get_engine()
     support.reset_caches()
+
+
+@pytest.fixture(scope="session")
+def dovecot_server():  # type: ignore[no-untyped-def]
+    """One Dovecot for the session; each test takes a mailbox of its own (``mailbox`` fixture)."""
+    from tests.dovecot import start_dovecot
+
+    server = start_dovecot()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def dovecot(dovecot_server):  # type: ignore[no-untyped-def]
+    """The session's Dovecot, running (a test may have stopped it)."""
+    if dovecot_server._pid() is None:
+        dovecot_server.start()
+    yield dovecot_server
+    if dovecot_server._pid() is None:
+        dovecot_server.start()
+
+
+@pytest.fixture
+def smtp_sink():  # type: ignore[no-untyped-def]
+    from tests.smtpsink import SmtpSink
+
+    sink = SmtpSink()
+    yield sink
+    sink.stop()

@@ -1,0 +1,744 @@
+"""Inbound email: raw RFC 5322 bytes -> :class:`InboundMessage` (or :class:`StatusUpdate` for a bounce).
+
+:func:`parse_email` never raises: whatever the bytes, it returns an event with ``raw`` kept and a
+deterministic ``external_id``, with ``parse_error`` set when the message could not be read (when
+``policy.default`` raises but ``compat32`` reads the whole message, nothing was lost: no error).
+
+Decisions a reader should know:
+
+- Headers are decoded here from their raw values, not by the ``email`` header classes (which can
+  raise, and turn undeclared 8-bit into U+FFFD): 8-bit bytes are read as UTF-8, else windows-1252;
+  RFC 2047 words are decoded leniently (words split inside a character, bad padding, unknown
+  charsets). The ``email`` package still reads the MIME structure (``policy.default``, then
+  ``policy.compat32`` if that raises, then a last plain reading of the bytes with ``parse_error``).
+- Bodies: the declared charset is tried first, but bytes that are valid UTF-8 are read as UTF-8
+  whatever the label says (mislabelled mail is common, mojibake is worse), and ISO-8859-1/2 bodies
+  holding C1 bytes are read as windows-1252/1250, as browsers do. No text or name holds NUL or
+  other control characters (PostgreSQL rejects NUL).
+- A forwarded message (``message/rfc822``) becomes an ``.eml`` attachment named after its subject;
+  none of its text goes into ``text``: the agent opens the attachment.
+- Quote splitting (:func:`split_reply`) uses the attribution and header patterns of
+  ``mail-parser-reply`` for all its languages, plus ours for what it lacks (Catalan, Portuguese,
+  Gmail's Spanish and Polish forms, Outlook headers such as "De:/Enviado el:", "-----Original
+  Message-----"-like separators in several languages), ``>`` blocks, the ``-- `` signature and
+  "Sent from my ..." lines. Its ``EmailReplyParser`` is not used as such: it strips every line, its
+  Polish pattern fires on a single "Od:"/"Data:" line, and its search over the whole text takes
+  seconds on long hostile bodies; we try its patterns only at plausible lines. Sign-offs
+  ("Thanks,\\nJohn") stay in the text: cutting there hides real text too often. Interleaved and
+  bottom-posted replies (new text below a ``>`` block) are not split.
+- Bounces: an RFC 3464 report for one of our own Message-IDs with a failed recipient that was not
+  just a Cc of the original -> ``StatusUpdate("failed")``, reason "<Status> <Diagnostic-Code>". A
+  report where only Cc recipients failed, or that says delayed/relayed/delivered, becomes an
+  automatic InboundMessage threaded to our message: the agent sees it, and a message that reached
+  the customer is not marked failed. Plain-text bounces from MAILER-DAEMON/postmaster naming our
+  Message-ID count when they say the failure is permanent. Bounces of mail that is not ours, and
+  every multipart/report (read receipts too), are automatic InboundMessages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import email
+import email.policy
+import hashlib
+import logging
+import mimetypes
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from email.policy import Policy
+from email.utils import getaddresses, parsedate_to_datetime
+
+from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR, MAIL_LANGUAGES
+
+from connectors.base import Attachment, Identity, InboundMessage, StatusUpdate
+from connectors.email.ids import is_own_message_id
+from connectors.html import html_to_text, sanitize_html
+
+log = logging.getLogger(__name__)
+
+# -- text decoding -------------------------------------------------------------------------------
+
+_NOT_CHARSETS = {"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined", "mbcs", "oem"}
+_WINDOWS_OF = {"iso8859-1": "cp1252", "ascii": "cp1252", "iso8859-2": "cp1250"}
+_C1 = re.compile(r"[\x80-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")  # C0, C1, BOM: never text
+
+
+def _codec(charset: str | None) -> str | None:
+    """Python's name for a declared charset, or None when unknown or not a text encoding."""
+    if not charset:
+        return None
+    try:
+        info = codecs.lookup(charset.strip().strip("\"'").lower())
+    except (LookupError, ValueError, TypeError):
+        return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return None
+    return info.name
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Text from bytes in a declared, wrong, unknown or missing charset. Never raises."""
+    codec = _codec(charset)
+    if codec != "utf-8" and not data.isascii():
+        try:
+            return data.decode("utf-8")  # valid UTF-8 is UTF-8, whatever the label says
+        except UnicodeDecodeError:
+            pass
+    for name in (codec, "utf-8"):
+        if not name:
+            continue
+        try:
+            text = data.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if name in _WINDOWS_OF and _C1.search(text):
+            try:
+                return data.decode(_WINDOWS_OF[name])
+            except UnicodeDecodeError:
+                pass
+        return text
+    return data.decode("cp1252", errors="replace")
+
+
+def _unescape(value: str) -> str:
+    """A header value as read by ``email`` (8-bit bytes as surrogates) made real text."""
+    if not re.search("[\udc80-\udcff]", value):
+        return value
+    return decode_bytes(value.encode("utf-8", "surrogateescape"))
+
+
+_WORD = re.compile(r"=\?([^?\s]+?)(?:\*[^?\s]*)?\?([QqBb])\?([^?]*)\?=")
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    if encoding in "Bb":
+        text = re.sub(r"[^A-Za-z0-9+/]", "", text)
+        try:
+            return base64.b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            return None
+    text = text.replace("_", " ")
+    return re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8", "replace"))
+
+
+def decode_header_value(value: str) -> str:
+    """A header value with its RFC 2047 words decoded, leniently; one line, no control characters.
+
+    Adjacent words are joined (the whitespace between them dropped, RFC 2047 6.2) and their bytes
+    decoded together when they share a charset, so a character split over two words survives."""
+    value = _unescape(value)
+    out: list[str] = []
+    pending: list[tuple[str, bytes]] = []  # adjacent decoded words not yet turned into text
+    pos = 0
+
+    def flush() -> None:
+        while pending:
+            charset, data = pending.pop(0)
+            while pending and pending[0][0] == charset:
+                data += pending.pop(0)[1]
+            out.append(decode_bytes(data, charset))
+
+    for match in _WORD.finditer(value):
+        between = value[pos : match.start()]
+        data = _word_bytes(match.group(2), match.group(3))
+        if data is None:  # broken beyond repair: keep it as written
+            flush()
+            out.append(value[pos : match.end()])
+        else:
+            if between.strip() or not pending:
+                flush()
+                out.append(between)
+            pending.append((match.group(1).lower(), data))
+        pos = match.end()
+    flush()
+    out.append(value[pos:])
+    return _one_line("".join(out))
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", _CONTROL.sub("", text.replace("\x00", ""))).strip()
+
+
+def _clean_text(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", text)
+
+
+# -- headers, ids and addresses -----------------------------------------------------------------
+
+
+class _Headers:
+    """The raw header values of one message part, unfolded, 8-bit made text; names case-folded."""
+
+    def __init__(self, msg: Message) -> None:
+        self.values: dict[str, list[str]] = {}
+        for name, value in msg.raw_items():
+            unfolded = re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+            self.values.setdefault(str(name).strip().lower(), []).append(unfolded)
+
+    def first(self, name: str) -> str | None:
+        values = self.values.get(name)
+        return values[0] if values else None
+
+    def all(self, name: str) -> list[str]:
+        return self.values.get(name, [])
+
+
+def normalize_id(value: str) -> str | None:
+    """``<local@domain>`` from a Message-ID-like value, or None when there is none in it."""
+    value = _unescape(value)
+    match = re.search(r"<([^<>]*)>", value)
+    inner = re.sub(r"\s+", "", match.group(1) if match else value)
+    if len(inner) > 900 or not re.fullmatch(r"[!-;=?-~]+@[!-;=?-~]+", inner):
+        return None
+    return f"<{inner}>"
+
+
+def _ids(value: str) -> list[str]:
+    found = re.findall(r"<[^<>]*>", value) or re.split(r"[\s,]+", value)
+    return [norm for item in found if (norm := normalize_id(item))]
+
+
+def synthetic_id(raw: bytes) -> str:
+    return f"<{hashlib.sha256(raw).hexdigest()[:32]}@omnidesk.invalid>"
+
+
+def _identities(values: list[str]) -> list[Identity]:
+    people: list[Identity] = []
+    for value in values:
+        value = _unescape(value)
+        pairs = getaddresses([value])
+        if not any("@" in address for _, address in pairs):
+            pairs = getaddresses([decode_header_value(value)])  # the whole field was one encoded word
+        if not any("@" in address for _, address in pairs):
+            pairs = [("", found) for found in re.findall(r"[^\s<>@,;:\"()]+@[^\s<>@,;:\"()]+", value)]
+        for name, address in pairs:
+            address = _one_line(address).strip("<>")
+            if "@" not in address or " " in address:
+                continue
+            name = decode_header_value(name).strip("\"' ")
+            if not name or name.lower() == address.lower():
+                name = None
+            people.append(Identity(external_id=address.lower(), name=name, email=address))
+    return people
+
+
+def _sender(headers: _Headers) -> Identity:
+    for name in ("from", "sender", "return-path"):
+        people = _identities(headers.all(name)[:1])
+        if people:
+            return people[0]
+    shown = decode_header_value(headers.first("from") or "")
+    return Identity(external_id="unknown", name=shown or None)
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(_one_line(_unescape(value)))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _thread_refs(headers: _Headers) -> list[str]:
+    in_reply_to = list(dict.fromkeys(ref for value in headers.all("in-reply-to") for ref in _ids(value)))
+    references = [ref for value in headers.all("references") for ref in _ids(value) if ref not in in_reply_to]
+    references = list(dict.fromkeys(references))
+    room = 50 - len(in_reply_to)
+    if len(references) > room:  # keep the thread's root and its latest messages
+        references = references[:1] + references[len(references) - room + 1 :] if room > 0 else []
+    return (in_reply_to + references)[:50]
+
+
+def _automatic(headers: _Headers, sender: Identity) -> bool:
+    """RFC 3834 and common practice. X-Auto-Response-Suppress is not a sign: Outlook sets it on
+    ordinary mail."""
+    auto_submitted = (headers.first("auto-submitted") or "").split(";")[0].strip().lower()
+    precedence = (headers.first("precedence") or "").strip().lower()
+    local = (sender.email or "").partition("@")[0].lower()
+    return (
+        bool(auto_submitted and auto_submitted != "no")
+        or precedence in {"bulk", "junk", "list", "auto_reply"}
+        or any(headers.all(name) for name in ("list-id", "list-unsubscribe", "x-failed-recipients"))
+        or any(headers.all(name) for name in ("x-autoreply", "x-autorespond"))
+        or any(re.sub(r"\s", "", value) == "<>" for value in headers.all("return-path"))
+        or local in {"mailer-daemon", "postmaster"}
+    )
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Body:
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    not_stored: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)  # message/delivery-status texts
+    originals: list[_Headers] = field(default_factory=list)  # headers of returned/forwarded mail
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _unflow(text: str, delsp: bool) -> str:
+    """Undo RFC 3676 format=flowed: join soft-broken lines of the same quote depth."""
+    out: list[str] = []
+    buffer: str | None = None
+    depth = 0
+    for line in text.split("\n"):
+        quotes = len(line) - len(line.lstrip(">"))
+        content = line[quotes:]
+        content = content[1:] if content.startswith(" ") else content
+        soft = content.endswith(" ") and content != "-- "
+        if soft and delsp:
+            content = content[:-1]
+        if buffer is not None and quotes == depth:
+            buffer += content
+        else:
+            if buffer is not None:
+                out.append((">" * depth + " " if depth else "") + buffer)
+            buffer, depth = content, quotes
+        if not soft:
+            out.append((">" * depth + " " if depth else "") + buffer)
+            buffer = None
+    if buffer is not None:
+        out.append((">" * depth + " " if depth else "") + buffer)
+    return "\n".join(out)
+
+
+def _param(part: Message, name: str, header: str = "content-type") -> str | None:
+    value = part.get_param(name, header=header)
+    if isinstance(value, tuple):
+        value = email.utils.collapse_rfc2231_value(value)
+    return None if value is None else str(value)
+
+
+def _payload(part: Message) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - a broken transfer encoding must not lose the part
+        data = None
+    if isinstance(data, bytes):
+        return data
+    payload = part.get_payload()
+    return payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
+
+
+def _message_bytes(part: Message) -> bytes:
+    chunks = []
+    for sub in part.get_payload() if isinstance(part.get_payload(), list) else []:
+        try:
+            chunks.append(sub.as_bytes())
+        except Exception:  # noqa: BLE001 - re-serialising a broken message can fail anywhere
+            chunks.append(str(sub).encode("utf-8", "surrogateescape"))
+    return b"\n".join(chunks) if chunks else _payload(part)
+
+
+def _filename(part: Message, ctype: str, subject: str | None = None) -> str:
+    try:
+        name = part.get_filename() or _param(part, "name")
+    except Exception:  # noqa: BLE001 - broken parameters: the name is made up below
+        name = None
+    name = decode_header_value(name or "")
+    name = re.split(r"[\\/]", name)[-1].strip(". ")[:200]
+    if name:
+        return name
+    if ctype == "message/rfc822":
+        base = " ".join(re.sub(r'[\\/:*?"<>|]+', " ", subject or "").split()).strip(" .")[:100]
+        return f"{base or 'message'}.eml"
+    if ctype.startswith("message/"):  # delivery-status, disposition-notification, ...
+        return f"{ctype.partition('/')[2]}.txt"
+    if ctype in ("text/rfc822-headers", "message/rfc822-headers"):
+        return "original-headers.txt"
+    extension = ".txt" if ctype == "text/plain" else mimetypes.guess_extension(ctype) or ".bin"
+    return f"attachment{extension}"
+
+
+def _collect(part: Message, body: _Body, limit: int, depth: int = 0) -> None:
+    if depth > 40:
+        return
+    ctype = part.get_content_type()
+    children = part.get_payload() if part.is_multipart() else None
+    if ctype == "multipart/alternative" and isinstance(children, list):
+        alternatives = []
+        for child in children:
+            branch = _Body()
+            _collect(child, branch, limit, depth + 1)
+            alternatives.append(branch)
+            body.attachments += branch.attachments
+            body.not_stored += branch.not_stored
+            body.reports += branch.reports
+            body.originals += branch.originals
+        body.plain += next((b.plain for b in alternatives if b.plain), [])
+        body.html += next((b.html for b in reversed(alternatives) if b.html), [])  # the richest
+        return
+    if isinstance(children, list) and not ctype.startswith("message/"):
+        for child in children:
+            if isinstance(child, Message):
+                _collect(child, body, limit, depth + 1)
+        return
+    _leaf(part, ctype, body, limit)
+
+
+def _leaf(part: Message, ctype: str, body: _Body, limit: int) -> None:
+    headers = _Headers(part)
+    disposition = (headers.first("content-disposition") or "").split(";")[0].strip().lower()
+    try:
+        named = bool(part.get_filename() or _param(part, "name"))
+    except Exception:  # noqa: BLE001 - unreadable parameters: a file, named below
+        named = True
+    if ctype.startswith("multipart/"):  # a multipart whose boundary never appears: read it as text
+        ctype = "text/plain"
+    if ctype in ("text/plain", "text/html") and disposition != "attachment" and not named:
+        data = _payload(part)
+        charset = _param(part, "charset")
+        if ctype == "text/html" and not _codec(charset):
+            meta = re.search(rb"<meta[^>]+charset=[\"']?([\w.:-]+)", data[:4096], re.IGNORECASE)
+            charset = meta.group(1).decode("ascii") if meta else charset
+        text = _clean_text(decode_bytes(data, charset))
+        if ctype == "text/html":
+            body.html.append(text)
+            return
+        if (_param(part, "format") or "").lower() == "flowed":
+            text = _unflow(text, (_param(part, "delsp") or "").lower() == "yes")
+        body.plain.append(text)
+        return
+    if ctype == "message/rfc822":
+        payload = part.get_payload()
+        if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+            body.originals.append(_Headers(payload[0]))
+    data = _message_bytes(part) if ctype.startswith("message/") else _payload(part)
+    if ctype == "message/delivery-status":
+        body.reports.append(decode_bytes(data))
+    elif ctype in ("text/rfc822-headers", "message/rfc822-headers"):
+        try:
+            original = email.message_from_bytes(data.lstrip() + b"\n\n", policy=email.policy.compat32)
+            body.originals.append(_Headers(original))
+        except Exception:  # noqa: BLE001 - returned headers too broken to read: the report stays a file
+            pass
+    subject = body.originals[-1].first("subject") if ctype == "message/rfc822" and body.originals else None
+    name = _filename(part, ctype, decode_header_value(subject) if subject else None)
+    if len(data) > limit:
+        body.not_stored.append(f"[attachment {name} ({_size(len(data))}) not stored: larger than {_size(limit)}]")
+        return
+    content_id = headers.first("content-id")
+    content_id = _one_line(_unescape(content_id)).strip("<> ") if content_id else None
+    inline = disposition == "inline" or (not disposition and bool(content_id))
+    body.attachments.append(Attachment(name, ctype, data, content_id or None, inline))
+
+
+# -- bounces -------------------------------------------------------------------------------------
+
+
+def _blocks(report: str) -> list[dict[str, str]]:
+    """The field groups of a message/delivery-status body (per-message, then per-recipient)."""
+    blocks = []
+    for chunk in re.split(r"\n\s*\n", report.replace("\r\n", "\n")):
+        fields: dict[str, str] = {}
+        for match in re.finditer(r"^([\w-]+)[ \t]*:[ \t]*(.*(?:\n[ \t].*)*)", chunk, re.MULTILINE):
+            fields.setdefault(match.group(1).lower(), _one_line(match.group(2)))
+        if fields:
+            blocks.append(fields)
+    return blocks
+
+
+def _address(value: str) -> str:
+    return value.rpartition(";")[2].strip().strip("<>").lower()
+
+
+_FAILURE = re.compile(
+    r"failed permanently|permanent (?:error|failure)|could ?n[o']t be delivered|was ?n[o']t delivered"
+    r"|undeliverable|delivery (?:has )?failed|address(?:es)? (?:rejected|not found)|user unknown"
+    r"|does not exist|no such user|mailbox unavailable|returned to sender",
+    re.IGNORECASE,
+)
+_PERMANENT = re.compile(
+    r"permanent|user unknown|does not exist|no such user|address(?:es)? (?:rejected|not found)", re.IGNORECASE
+)
+_TEMPORARY = re.compile(r"warning only|will (?:be )?retr(?:y|ied)|been delayed|temporar(?:y|ily)", re.IGNORECASE)
+_OWN_IN_TEXT = re.compile(r"<?(omnidesk\.\d+\.[0-9a-f]{12}@[A-Za-z0-9.-]+)>?")
+
+
+def _bounce(headers: _Headers, root_type: str, body: _Body, sender: Identity, text: str) -> tuple[str, str | None]:
+    """(original Message-ID if it is ours else "", failure reason or None for "not failed")."""
+    refs = [ref for name in ("in-reply-to", "references") for value in headers.all(name) for ref in _ids(value)]
+    embedded = [normalize_id(h.first("message-id") or "") for h in body.originals]
+    candidates = [ref for ref in embedded if ref] + refs
+    reports = body.reports
+    if reports or (root_type == "multipart/report" and body.originals):
+        own = next((ref for ref in candidates if is_own_message_id(ref)), "")
+        if not own:
+            return "", None
+        recipients = [b for report in reports for b in _blocks(report)[1:] if "action" in b or "status" in b]
+        failed = [
+            b for b in recipients
+            if b.get("action", "").lower() == "failed" or (not b.get("action") and b.get("status", "").startswith("5"))
+        ]
+        to, cc = ({p.external_id for h in body.originals[:1] for p in _identities(h.all(f))} for f in ("to", "cc"))
+
+        def cc_only(block: dict[str, str]) -> bool:
+            names = {_address(block.get(f, "")) for f in ("final-recipient", "original-recipient")} - {""}
+            return bool(names & cc) and not names & to
+
+        primary = [b for b in failed if not cc_only(b)]
+        if not primary:  # delayed, relayed, or only a Cc failed: the customer may well have it
+            return own, None
+        first = primary[0]
+        reason = f"{first.get('status', '')} {first.get('diagnostic-code', '')}".strip()
+        return own, reason or "delivery failed"
+    local = (sender.email or "").partition("@")[0].lower()
+    if local not in {"mailer-daemon", "postmaster"}:
+        return "", None
+    in_text = [f"<{m}>" for m in _OWN_IN_TEXT.findall(text)]
+    own = next((ref for ref in [*candidates, *in_text] if is_own_message_id(ref)), "")
+    if not own or not _FAILURE.search(text) or (_TEMPORARY.search(text) and not _PERMANENT.search(text)):
+        return own, None
+    code = re.search(r"\b[45]\.\d{1,3}\.\d{1,3}\b", text)
+    response = re.search(r"^[ \t]*([45]\d\d[ -].+)$", text, re.MULTILINE)
+    if response:
+        line = _one_line(response.group(1))
+        return own, line if not code or code.group(0) in line else f"{code.group(0)} {line}"
+    return own, _one_line(_FAILURE.search(text).group(0))  # type: ignore[union-attr]
+
+
+# -- quote splitting -----------------------------------------------------------------------------
+
+_LIBRARY_PATTERNS = [
+    re.compile(pattern.replace("){1,}", "){2,}"), re.MULTILINE | re.IGNORECASE)  # pl: one "Od:" is not enough
+    for language, entries in MAIL_LANGUAGES.items()
+    if language != "david"
+    for key in ("wrote_header", "from_header")
+    if (pattern := entries.get(key))
+] + [re.compile(GENERIC_MAIL_SEPARATOR, re.MULTILINE | re.IGNORECASE)]
+_OWN_PATTERNS = [
+    # "-----Original Message-----", "---------- Forwarded message ---------" and their translations
+    re.compile(
+        r"^(?:> ?)*-{2,} ?(?:original message|mensaje original|missatge original|mensagem original"
+        r"|message d'origine|urspr[üu]ngliche nachricht|messaggio originale|oorspronkelijk bericht"
+        r"|wiadomo[śs][ćc] oryginalna|oryginalna wiadomo[śs][ćc]|forwarded message|mensaje reenviado"
+        r"|missatge reenviat|mensagem encaminhada|message transf[ée]r[ée]|weitergeleitete nachricht) ?-{2,}$"
+        r"|^(?:begin forwarded message|inicio del mensaje reenviado|inici del missatge reenviat):$",
+        re.MULTILINE | re.IGNORECASE,
+    ),
+    # Outlook's header block in the languages of our customers: "From:" then "Sent:" (or translations)
+    re.compile(
+        r"^(?:> ?)*[* ]*(?:from|de|von|od|da|van|fr[åa]n|fra|exp[ée]diteur|remitente)[* ]*:.*\n"
+        r"(?:> ?)*[* ]*(?:sent|date|enviado|enviada|enviat|fecha|data|gesendet|datum|envoy[ée]|wys[łl]ano"
+        r"|wys[łl]ane|inviato|verzonden|skickat|sendt)(?: el| em| le| at| on)?[* ]*:",
+        re.MULTILINE | re.IGNORECASE,
+    ),
+]
+_WROTE = re.compile(
+    r"(?:wrote|escribi[óo]|escreveu|va escriure|a [ée]crit|napisa[łl]\(a\)|napisa[łl]a?|ha scritto|schreef"
+    r"|skrev|napsal\(a\)|написал\(а\)|написала?)\s*:$",
+    re.IGNORECASE,
+)
+_WHEN = re.compile(r"\d{1,2}:\d{2}|\b(?:19|20)\d\d\b|\d{1,2}[./]\d{1,2}[./]\d{2,4}")
+_SENT_FROM = re.compile(
+    r"^(?:sent from my|sent from outlook|get outlook for|enviado desde mi|enviado do meu|enviat des del meu"
+    r"|envoy[ée] de mon|von meinem .* gesendet|wys[łl]ane z|inviato da|verzonden met|skickat fr[åa]n min)\b.{0,60}$",
+    re.IGNORECASE,
+)
+_SEPARATOR_LINE = re.compile(r"^[_\-=*]{10,}$")
+_HEADER_START = re.compile(r"[>* ]*[^\W\d_][\w .-]{0,25}:")
+_PATTERNS = _LIBRARY_PATTERNS + _OWN_PATTERNS
+
+
+def _could_be_header(line: str, after: str) -> bool:
+    """The cheap test run on every line before the library's patterns, which backtrack on long lines."""
+    return bool(
+        line.endswith((":", "："))
+        or after.endswith((":", "："))
+        or _HEADER_START.match(line)
+        or line.lstrip("> ").startswith(("--", "__"))
+    )
+
+
+def _header_at(stripped: list[str], i: int) -> bool:
+    """Does a quote header start at line ``i``: "On <date>, X wrote:" in any language we know (maybe
+    wrapped over two lines), an Outlook "From:/Sent:" block, an "-----Original Message-----" line?"""
+    line, after = stripped[i], stripped[i + 1] if i + 1 < len(stripped) else ""
+    if not _could_be_header(line, after):
+        return False
+    window = "\n".join(stripped[i : i + 8])
+    if any(rx.match(window) for rx in _PATTERNS):
+        return True
+    bare, after = line.lstrip("> "), after.lstrip("> ")
+    if _WROTE.search(bare) and (_WHEN.search(bare) or "@" in bare):
+        return True
+    return bool(_WROTE.search(after) and not _WHEN.search(after) and _WHEN.search(bare) and bare[-1:] not in ".!?")
+
+
+def _first_header(stripped: list[str], start: int = 0) -> int | None:
+    tried = 0
+    for i in range(start, len(stripped)):
+        if not _could_be_header(stripped[i], stripped[i + 1] if i + 1 < len(stripped) else ""):
+            continue
+        if _header_at(stripped, i):
+            return i
+        tried += 1
+        if tried > 1000:  # a bound for hostile input; real quote headers come far earlier
+            return None
+    return None
+
+
+def split_reply(text: str) -> tuple[str, str | None]:
+    """(new text, quoted history and signature or None). The new text is never empty unless the
+    text is: a message that is all quote keeps it all."""
+    lines = text.split("\n")
+    stripped = [line.strip()[:300] for line in lines]  # bounded: the library's patterns backtrack
+    quoted = [i for i, line in enumerate(stripped) if line.startswith(">")]
+    header, first = _first_header(stripped), quoted[0] if quoted else None
+    if first is None or (header is not None and header < first - 3):  # e.g. Outlook: headers, then text
+        cut = len(lines) if header is None else header
+    elif _interleaved(stripped, first):  # answers below the quotes: only a later header splits
+        later = _first_header(stripped, quoted[-1] + 1)
+        cut = len(lines) if later is None else later
+    else:  # a ">" quote, maybe under its "On ..., X wrote:" line
+        cut = first if header is None else min(header, first)
+    if cut < len(lines) and quoted and cut == quoted[0]:  # take the bare attribution line above along
+        above = next((i for i in range(cut - 1, max(cut - 3, -1), -1) if stripped[i]), None)
+        if above is not None and stripped[above].endswith(":"):
+            cut = above
+    while cut > 0 and (not stripped[cut - 1] or _SEPARATOR_LINE.match(stripped[cut - 1])):
+        cut -= 1
+    signature = next((i for i in range(cut) if lines[i].rstrip() == "--"), None)
+    last = next((i for i in range(cut - 1, -1, -1) if stripped[i]), None)
+    if signature is None and last is not None and _SENT_FROM.match(stripped[last]):
+        signature = last
+    if signature is not None and any(stripped[:signature]):
+        cut = signature
+        while cut > 0 and not stripped[cut - 1]:
+            cut -= 1
+    new = "\n".join(lines[:cut]).strip("\n").rstrip()
+    rest = "\n".join(lines[cut:]).strip("\n").rstrip()
+    if not new.strip() or not rest.strip():
+        return text.strip("\n").rstrip(), None
+    return new, rest
+
+
+def _interleaved(stripped: list[str], first: int) -> bool:
+    """True when the writer answered below or between ``>`` quotes instead of above them."""
+    end = first
+    while end < len(stripped) and (stripped[end].startswith(">") or not stripped[end]):
+        end += 1
+    if end >= len(stripped) or stripped[end] == "--" or _SENT_FROM.match(stripped[end]):
+        return False
+    return not _header_at(stripped, end)
+
+
+# -- the whole message ---------------------------------------------------------------------------
+
+
+def _parse(raw: bytes, policy: Policy, own: set[str], limit: int, remote_images: bool) -> InboundMessage | StatusUpdate:
+    msg = email.message_from_bytes(raw, policy=policy)
+    headers = _Headers(msg)
+    external_id = next(filter(None, (normalize_id(v) for v in headers.all("message-id"))), None) or synthetic_id(raw)
+    sender = _sender(headers)
+    subject = decode_header_value(headers.first("subject") or "") or None
+    body = _Body()
+    _collect(msg, body, limit)
+    html = sanitize_html("\n".join(body.html), allow_remote_images=remote_images) if body.html else None
+    full = "\n".join(body.plain).strip("\n").rstrip()
+    if not full.strip() and body.html:
+        full = html_to_text("\n".join(body.html))
+    root_type = msg.get_content_type()
+    own_ref, failure = _bounce(headers, root_type, body, sender, full)
+    if own_ref and failure:
+        return StatusUpdate(external_id=own_ref, status="failed", reason=failure, raw=raw)
+    text, quoted = split_reply(full)
+    if body.not_stored:
+        text = "\n".join([text, *body.not_stored]).strip("\n")
+    refs = _thread_refs(headers)
+    if own_ref and own_ref not in refs:
+        refs.insert(0, own_ref)  # a delayed/partial report of our mail: shown in its conversation
+    seen = {sender.external_id, *own}
+    participants = []
+    for person in _identities(headers.all("to") + headers.all("cc")):
+        if person.external_id not in seen:
+            seen.add(person.external_id)
+            participants.append(person)
+    ticket = re.search(r"\[#(\d{1,9})\]", subject or "")
+    return InboundMessage(
+        external_id=external_id,
+        sender=sender,
+        text=text,
+        html=html,
+        quoted=quoted,
+        subject=subject,
+        thread_refs=tuple(refs[:50]),
+        ticket_number=int(ticket.group(1)) if ticket else None,
+        participants=tuple(participants),
+        attachments=tuple(body.attachments),
+        sent_at=_date(headers.first("date")),
+        automatic=_automatic(headers, sender) or root_type == "multipart/report" or bool(body.reports),
+        parse_error=None if headers.values else "no headers: this is not an email message",
+        raw=raw,
+    )
+
+
+def _last_resort(raw: bytes, error: Exception) -> InboundMessage:
+    """What can be read of a message the ``email`` package could not take."""
+    head, _, rest = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+
+    def header(name: bytes) -> str | None:
+        match = re.search(rb"^" + name + rb"[ \t]*:[ \t]*(.*(?:\n[ \t].*)*)", head, re.MULTILINE | re.IGNORECASE)
+        return match.group(1).decode("utf-8", "surrogateescape") if match else None
+
+    sender = _identities([header(b"from") or ""])
+    return InboundMessage(
+        external_id=normalize_id(header(b"message-id") or "") or synthetic_id(raw),
+        sender=sender[0] if sender else Identity(external_id="unknown"),
+        subject=decode_header_value(header(b"subject") or "") or None,
+        text=_clean_text(decode_bytes(rest or head)).strip(),
+        parse_error=f"{type(error).__name__}: {error}"[:500],
+        raw=raw,
+    )
+
+
+def parse_email(
+    raw: bytes,
+    *,
+    own_addresses: Collection[str] = (),
+    max_attachment_bytes: int = 25 * 1024 * 1024,
+    allow_remote_images: bool = False,
+) -> InboundMessage | StatusUpdate:
+    """One email as received (RFC 5322 bytes) -> an inbound message, or a bounce of ours as a status
+    update. Never raises: what cannot be read is returned with ``parse_error`` set and ``raw`` kept.
+
+    ``own_addresses`` (the channel's addresses) are left out of ``participants``; attachments larger
+    than ``max_attachment_bytes`` are replaced by a line at the end of ``text``; remote images in
+    HTML are dropped unless ``allow_remote_images``."""
+    raw = bytes(raw)
+    own = {address.strip().lower() for address in own_addresses}
+    try:
+        return _parse(raw, email.policy.default, own, max_attachment_bytes, allow_remote_images)
+    except Exception as error:  # noqa: BLE001 - one bad message must never stop a mailbox
+        log.warning("email parse with policy.default failed (%s); retrying with compat32", error)
+        try:
+            return _parse(raw, email.policy.compat32, own, max_attachment_bytes, allow_remote_images)
+        except Exception:  # noqa: BLE001 - then read what we can of the bytes
+            try:
+                return _last_resort(raw, error)
+            except Exception:  # noqa: BLE001
+                return InboundMessage(
+                    external_id=synthetic_id(raw),
+                    sender=Identity(external_id="unknown"),
+                    parse_error=f"{type(error).__name__}: {error}"[:500],
+                    raw=raw,
+                )
