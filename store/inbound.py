@@ -68,10 +68,12 @@ def record_inbound(
         return [_record_alone(engine, channel_id, events[0])]
     try:
         with engine.begin() as conn:
-            results = [_record_event(conn, channel_id, event) for event in events]
+            results = _record_batch(conn, channel_id, events)
             if cursor is not None:
                 _save_cursor(conn, channel_id, cursor)
             return results
+    except _Duplicate:
+        log.info("channel %s: a concurrent writer stored part of this batch; storing one by one", channel_id)
     except Exception:
         log.exception("channel %s: batch of %d failed; storing one by one", channel_id, len(events))
     results = []
@@ -101,32 +103,45 @@ def _record_alone(engine: Engine, channel_id: int, event: Event) -> Recorded:
         return dup.recorded
 
 
-def _record_event(conn: Connection, channel_id: int, event: Event) -> Recorded:
-    """One event of a batch, inside a savepoint so a duplicate undoes only its own work."""
-    if isinstance(event, StatusUpdate):
-        return apply_status(conn, channel_id, event)
-    savepoint = conn.begin_nested()
-    try:
-        recorded = _record_message(conn, channel_id, event)
-    except _Duplicate as dup:
-        savepoint.rollback()
-        return dup.recorded
-    except BaseException:
-        savepoint.rollback()
-        raise
-    savepoint.commit()
-    return recorded
+def _record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> list[Recorded]:
+    """A batch in one transaction, with one look for the messages already stored. A message a
+    concurrent writer stores meanwhile raises _Duplicate, which undoes the whole batch: the
+    caller then stores it one by one."""
+    ids = list({e.external_id[:400] for e in events if isinstance(e, InboundMessage)})
+    known: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(ids), 500):
+        for row in conn.execute(
+            select(messages.c.external_id, messages.c.id, messages.c.conversation_id).where(
+                messages.c.channel_id == channel_id, messages.c.external_id.in_(ids[start:start + 500])
+            )
+        ):
+            known[row.external_id] = (row.id, row.conversation_id)
+    results = []
+    for event in events:
+        if isinstance(event, StatusUpdate):
+            results.append(apply_status(conn, channel_id, event))
+            continue
+        seen = known.get(event.external_id[:400])
+        if seen is not None:
+            results.append(Recorded(*seen, duplicate=True))
+            continue
+        recorded = _record_message(conn, channel_id, event, checked=True)
+        known[event.external_id[:400]] = (recorded.message_id, recorded.conversation_id)  # type: ignore[assignment]
+        results.append(recorded)
+    return results
 
 
-def _record_message(conn: Connection, channel_id: int, msg: InboundMessage) -> Recorded:
+def _record_message(conn: Connection, channel_id: int, msg: InboundMessage, *, checked: bool = False) -> Recorded:
+    """Store one message; ``checked``: the caller already looked for it among the stored ones."""
     external_id = msg.external_id[:400]
-    known = conn.execute(
-        select(messages.c.id, messages.c.conversation_id).where(
-            messages.c.channel_id == channel_id, messages.c.external_id == external_id
-        )
-    ).first()
-    if known:
-        raise _Duplicate(known.id, known.conversation_id)
+    if not checked:
+        known = conn.execute(
+            select(messages.c.id, messages.c.conversation_id).where(
+                messages.c.channel_id == channel_id, messages.c.external_id == external_id
+            )
+        ).first()
+        if known:
+            raise _Duplicate(known.id, known.conversation_id)
 
     now = utcnow()
     contact_id = contact_for(conn, channel_id, msg.sender)
