@@ -1,5 +1,11 @@
 """A real SMTP server (aiosmtpd) on loopback that keeps what it receives, can refuse on demand and
-can ask for a login."""
+can ask for a login.
+
+    sink = SmtpSink(user="shop", password="pw")   # AUTH required (over plain text: loopback only)
+    sink.fail_next(451, "4.7.1 Greylisted")          # the next DATA is answered 451
+    sink.refuse_rcpt("x@example.com", 550, "5.1.1 User unknown")   # every RCPT TO:<x@...>
+    sink.wait_for(1)[0].message                      # what arrived, parsed
+"""
 
 from __future__ import annotations
 
@@ -32,11 +38,21 @@ class SmtpSink:
     def __init__(self, *, user: str | None = None, password: str | None = None) -> None:
         self.received: list[Received] = []
         self.refusals: list[tuple[int, str]] = []  # answers to give to the next DATA commands
+        self.refused_rcpts: dict[str, tuple[int, str]] = {}  # address -> answer to its RCPT TO
         self.user, self.password = user, password
         self._lock = threading.Lock()
         sink = self
 
         class Handler:
+            async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                                  rcpt_options: list[str]) -> str:
+                with sink._lock:
+                    refusal = sink.refused_rcpts.get(address.lower())
+                if refusal:
+                    return f"{refusal[0]} {refusal[1]}"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 with sink._lock:
                     if sink.refusals:
@@ -58,7 +74,14 @@ class SmtpSink:
         self.controller.start()
 
     def fail_next(self, code: int, text: str = "try again later") -> None:
-        self.refusals.append((code, text))
+        """Answer the next DATA with ``code text`` instead of taking the message."""
+        with self._lock:
+            self.refusals.append((code, text))
+
+    def refuse_rcpt(self, address: str, code: int, text: str) -> None:
+        """Answer ``RCPT TO:<address>`` with ``code text`` from now on."""
+        with self._lock:
+            self.refused_rcpts[address.lower()] = (code, text)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         deadline = time.monotonic() + timeout

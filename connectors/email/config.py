@@ -10,6 +10,11 @@ The keys of ../shared/API.md (``address``, ``imap_*``, ``smtp_*``, ``after_impor
 - ``max_attachment_mb``, ``allow_remote_images``: what is kept of customers' mail;
 - ``use_idle``: wait with IMAP IDLE where the server offers it (default on);
 - ``timeout``: seconds for any network operation.
+
+Left out, ``imap_port``/``smtp_port`` follow the security setting (993/143, 465/587/25),
+``imap_username`` the address, ``smtp_username`` the IMAP one and ``smtp_password`` the IMAP one;
+they are saved as "not given", so they keep following when the address or security changes.
+``after_import`` may not move mail into a folder the channel imports from.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    FieldSerializationInfo,
+    PrivateAttr,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from connectors.base import ChannelConfig
 
@@ -52,6 +65,8 @@ class EmailConfig(ChannelConfig):
     use_idle: bool = True
     timeout: float = Field(default=30.0, gt=0, le=300)
 
+    _derived: set[str] = PrivateAttr(default_factory=set)  # filled in from other keys, not given
+
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
@@ -69,15 +84,28 @@ class EmailConfig(ChannelConfig):
 
     @model_validator(mode="after")
     def _defaults(self) -> EmailConfig:
-        if self.imap_port is None:
-            self.imap_port = _IMAP_PORTS[self.imap_security]
-        if self.smtp_port is None:
-            self.smtp_port = _SMTP_PORTS[self.smtp_security]
-        if not self.imap_username:
-            self.imap_username = self.address
+        derived = {
+            "imap_port": _IMAP_PORTS[self.imap_security],
+            "smtp_port": _SMTP_PORTS[self.smtp_security],
+            "imap_username": self.address,
+        }
+        for name, value in derived.items():
+            if not getattr(self, name):
+                setattr(self, name, value)
+                self._derived.add(name)
         if not self.smtp_username:
             self.smtp_username = self.imap_username
+            self._derived.add("smtp_username")
+        target = self.after_import[5:].strip() if self.after_import.startswith("move:") else None
+        if target in self.folders:
+            raise ValueError(f"after_import moves mail into {target!r}, a folder it imports from")
         return self
+
+    @field_serializer("imap_port", "smtp_port", "imap_username", "smtp_username")
+    def _keep_derived_open(self, value: object, info: FieldSerializationInfo) -> object:
+        # Saved as "not given", so that they follow their source when it changes (e.g. a new
+        # address or security setting), instead of being frozen at today's value.
+        return None if info.field_name in self._derived else value
 
     @property
     def folders(self) -> list[str]:

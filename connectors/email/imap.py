@@ -4,11 +4,16 @@ of new mail at once, and what to do with imported mail once it is stored.
 The cursor moves only with the batch it follows (the caller commits both together), and the
 after-import action (flag, move, delete) runs only when the caller resumes the generator, that is
 after the commit: a crash in between re-imports the batch, which the store de-duplicates.
+
+Mail is read with BODY.PEEK[] (reading never sets \\Seen), ``batch_size`` messages and at most
+BATCH_BYTES a batch. Servers without MOVE get COPY + \\Deleted + EXPUNGE (UID EXPUNGE with
+UIDPLUS; without it a plain EXPUNGE, which also removes what others marked \\Deleted).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import imaplib
 import logging
 import socket
@@ -22,14 +27,15 @@ from typing import Any
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from connectors.base import Event, PollBatch
+from connectors.base import Event, Identity, InboundMessage, PollBatch
 from connectors.email.config import EmailConfig
-from connectors.email.parse import parse_email
+from connectors.email.parse import parse_email, synthetic_id
 from connectors.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 
 IDLE_RENEW = 25 * 60.0  # servers drop IDLE after 30 minutes (RFC 2177): renew before
+BATCH_BYTES = 50 * 1024 * 1024  # a batch is cut short before its mail exceeds this (1 message at least)
 _NETWORK = (OSError, imaplib.IMAP4.abort, socket.timeout)
 
 
@@ -61,6 +67,7 @@ def connect(config: EmailConfig) -> IMAPClient:
     except _NETWORK as exc:
         _quietly(client.shutdown)
         raise TransientError(f"IMAP server {where} dropped the connection: {exc}") from None
+    client.normalise_times = False  # INTERNALDATE with its zone, not as naive local time
     return client
 
 
@@ -104,6 +111,7 @@ def _poll_folder(
     info = client.select_folder(folder)
     uidvalidity = int(info[b"UIDVALIDITY"])
     known = folders.get(folder)
+    floor = 0  # on a fresh start: the UIDs below UIDNEXT that the search left out stay behind
     if known and known.get("uidvalidity") == uidvalidity:
         last = int(known["last_uid"])
         # "n:*" also matches the highest UID when it is below n: keep only what is really new.
@@ -117,24 +125,54 @@ def _poll_folder(
             since = (datetime.now(UTC) - timedelta(days=config.import_since_days)).date()
             criteria = ["SINCE", since]
         uids = sorted(client.search(criteria))
+        floor = int(info.get(b"UIDNEXT", 1)) - 1
         if not uids:  # remember the mailbox as it is, so the next poll asks only for what is new
-            folders[folder] = {"uidvalidity": uidvalidity, "last_uid": int(info.get(b"UIDNEXT", 1)) - 1}
+            folders[folder] = {"uidvalidity": uidvalidity, "last_uid": floor}
             yield PollBatch((), {"folders": dict(folders)})
             return
-    limit = int(config.max_attachment_mb * 1024 * 1024)
-    for start in range(0, len(uids), config.batch_size):
-        chunk = uids[start:start + config.batch_size]
-        fetched = client.fetch(chunk, ["BODY.PEEK[]"])
-        events: list[Event] = []
-        for uid in chunk:
-            raw = fetched.get(uid, {}).get(b"BODY[]")
-            if raw is None:  # expunged meanwhile
-                continue
-            events.append(parse_email(bytes(raw), own_addresses={config.address}, max_attachment_bytes=limit,
-                                      allow_remote_images=config.allow_remote_images))
-        folders[folder] = {"uidvalidity": uidvalidity, "last_uid": chunk[-1]}
+    for chunk in _batches(client, config, uids):
+        fetched = client.fetch(chunk, ["BODY.PEEK[]", "INTERNALDATE"])  # PEEK: \Seen stays as it was
+        events = [_event(config, uid, fetched[uid]) for uid in chunk if fetched.get(uid, {}).get(b"BODY[]") is not None]
+        # (a UID without a body was expunged meanwhile: nothing to import)
+        last_uid = max(chunk[-1], floor) if chunk[-1] == uids[-1] else chunk[-1]
+        folders[folder] = {"uidvalidity": uidvalidity, "last_uid": last_uid}
         yield PollBatch(tuple(events), {"folders": dict(folders)})
         _after_import(client, config, chunk)  # the caller resumed: the batch is stored
+
+
+def _batches(client: IMAPClient, config: EmailConfig, uids: list[int]) -> Iterator[list[int]]:
+    """``uids`` in batches of ``batch_size``, cut shorter where their mail exceeds BATCH_BYTES."""
+    for start in range(0, len(uids), config.batch_size):
+        group = uids[start:start + config.batch_size]
+        sizes = client.fetch(group, ["RFC822.SIZE"])
+        batch: list[int] = []
+        total = 0
+        for uid in group:
+            size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+            if batch and total + size > BATCH_BYTES:
+                yield batch
+                batch, total = [], 0
+            batch.append(uid)
+            total += size
+        if batch:
+            yield batch
+
+
+def _event(config: EmailConfig, uid: int, data: dict[bytes, Any]) -> Event:
+    raw = bytes(data[b"BODY[]"])
+    try:
+        event = parse_email(raw, own_addresses={config.address}, allow_remote_images=config.allow_remote_images,
+                            max_attachment_bytes=int(config.max_attachment_mb * 1024 * 1024))
+    except Exception as exc:  # parse_email should never raise; if it does, the mail is kept anyway
+        log.exception("%s: UID %s could not be parsed", config.address, uid)
+        return InboundMessage(external_id=synthetic_id(raw), sender=Identity(external_id="unknown"),
+                              parse_error=f"{type(exc).__name__}: {exc}"[:500], raw=raw)
+    received = data.get(b"INTERNALDATE")
+    if isinstance(event, InboundMessage) and event.sent_at is None and isinstance(received, datetime):
+        # no (readable) Date header: when the server received it is the next best thing
+        when = received if received.tzinfo else received.replace(tzinfo=UTC)
+        event = dataclasses.replace(event, sent_at=when.astimezone(UTC))
+    return event
 
 
 def _move_target(config: EmailConfig) -> str | None:
@@ -162,23 +200,26 @@ def _after_import(client: IMAPClient, config: EmailConfig, uids: list[int]) -> N
 
 def watch(config: EmailConfig, stop: threading.Event, notify: Callable[[], None]) -> None:
     """Call ``notify()`` when new mail arrives in the main folder, until ``stop`` is set.
+
     Reconnects with backoff (1 s doubling to 60 s; a refused login waits 5 minutes) and notifies
-    on each (re)connection, since mail may have come before it listened."""
+    on each (re)connection, since mail may have come before it listened. Without IDLE (the server
+    lacks it, or ``use_idle`` is off) it just waits for ``stop``: the regular polls cover it; it
+    does not return early, which would make the scheduler start it again and again."""
     delay = 1.0
-    while not stop.is_set():
+    while config.use_idle and not stop.is_set():
         client = None
         try:
             client = connect(config)
-            if not (config.use_idle and client.has_capability("IDLE")):
-                log.info("%s: no IDLE; polling every %g s", config.address, config.poll_interval)
-                stop.wait()
-                return
+            if not client.has_capability("IDLE"):
+                log.info("%s: the server has no IDLE; polling every %g s", config.address, config.poll_interval)
+                break
+            _keepalive(client)
             client.select_folder(config.imap_folder, readonly=True)
-            notify()  # mail may have come before we listened: the caller polls once
+            _notify(config, notify)  # mail may have come before we listened: the caller polls once
             delay = 1.0
-            _idle(client, stop, notify)
+            _idle(config, client, stop, notify)
         except ConfigError as exc:
-            log.warning("%s: watching stopped: %s", config.address, exc)
+            log.warning("%s: cannot watch for new mail: %s", config.address, exc)
             delay = max(delay, 300.0)
         except (TransientError, IMAPClientError, *_NETWORK) as exc:
             log.info("%s: IDLE connection lost (%s); reconnecting in %g s", config.address, _text(exc), delay)
@@ -187,25 +228,44 @@ def watch(config: EmailConfig, stop: threading.Event, notify: Callable[[], None]
                 _logout(client)
         stop.wait(delay)
         delay = min(delay * 2, 60.0)
+    stop.wait()
 
 
-def _idle(client: IMAPClient, stop: threading.Event, notify: Callable[[], None]) -> None:
+def _idle(config: EmailConfig, client: IMAPClient, stop: threading.Event, notify: Callable[[], None]) -> None:
     client.idle()
     started = time.monotonic()
     try:
         while not stop.is_set():
-            responses = client.idle_check(timeout=1)
+            responses = client.idle_check(timeout=1)  # short, so that stop is noticed within a second
+            if time.monotonic() - started > IDLE_RENEW:
+                responses += client.idle_done()[1]
+                client.idle()
+                started = time.monotonic()
             if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
-                notify()
+                _notify(config, notify)
             bye = next((r for r in responses if r and r[0] == b"BYE"), None)
             if bye is not None:
                 raise TransientError(f"the server closed the IDLE connection: {bye!r}")
-            if time.monotonic() - started > IDLE_RENEW:
-                client.idle_done()
-                client.idle()
-                started = time.monotonic()
     finally:
         _quietly(client.idle_done)
+
+
+def _notify(config: EmailConfig, notify: Callable[[], None]) -> None:
+    try:
+        notify()
+    except Exception:  # the caller's trouble (e.g. its database) must not end the watch
+        log.exception("%s: notifying of new mail failed", config.address)
+
+
+def _keepalive(client: IMAPClient) -> None:
+    """TCP keepalive on the IDLE connection, so a silently dropped one is noticed in minutes,
+    not only at the next IDLE renewal."""
+    sock = client.socket()
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def _logout(client: IMAPClient) -> None:

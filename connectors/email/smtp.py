@@ -32,6 +32,8 @@ def _open(config: EmailConfig) -> smtplib.SMTP:
             smtp.login(config.smtp_username or config.address, password)
         return smtp
     except smtplib.SMTPAuthenticationError as exc:
+        if exc.smtp_code < 500:  # e.g. 454 "temporary authentication failure"
+            raise TransientError(f"SMTP login at {where} failed for now: {_said(exc)}") from None
         raise ConfigError(f"SMTP login refused for {config.smtp_username} at {where}: {_said(exc)}",
                           auth=True) from None
     except smtplib.SMTPNotSupportedError as exc:
@@ -50,9 +52,11 @@ def send(config: EmailConfig, msg: EmailMessage, to: list[str]) -> None:
     try:
         refused = smtp.send_message(msg, from_addr=config.address, to_addrs=to)
     except smtplib.SMTPRecipientsRefused as exc:
-        code, said = next(iter(exc.recipients.values()))
-        text = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
-        raise _by_code(code, f"recipient refused: {code} {text}") from None
+        # Every recipient refused. If one of them only for now, a retry may reach them.
+        codes = [code for code, _ in exc.recipients.values()]
+        code = min(codes, key=lambda c: not 400 <= c < 500)
+        said = "; ".join(f"{address}: {c} {_text(text)}" for address, (c, text) in exc.recipients.items())
+        raise _by_code(code, f"recipient refused ({said})") from None
     except smtplib.SMTPResponseException as exc:
         raise _by_code(exc.smtp_code, f"SMTP server refused the message: {_said(exc)}") from None
     except (smtplib.SMTPException, OSError) as exc:
@@ -60,22 +64,30 @@ def send(config: EmailConfig, msg: EmailMessage, to: list[str]) -> None:
     finally:
         with contextlib.suppress(Exception):
             smtp.quit()
-    if refused:
-        log.warning("sent, but refused for %s", ", ".join(f"{a} ({c})" for a, (c, _) in refused.items()))
+    if refused:  # some recipients took it: the reply went out; the others are only logged
+        log.warning("sent, but refused for %s", "; ".join(f"{a}: {c} {_text(t)}" for a, (c, t) in refused.items()))
 
 
 def check(config: EmailConfig) -> None:
+    """Connect, log in (where a password is set) and say NOOP, as sending will."""
     smtp = _open(config)
     try:
-        smtp.noop()
+        code, said = smtp.noop()
+        if code >= 400:
+            raise _by_code(code, f"SMTP server {config.smtp_host} answered NOOP with {code} {_text(said)}")
+    except (smtplib.SMTPException, OSError) as exc:
+        raise TransientError(f"SMTP server {config.smtp_host} dropped the connection: {exc}") from None
     finally:
         with contextlib.suppress(Exception):
             smtp.quit()
 
 
+def _text(said: bytes | str) -> str:
+    return said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+
+
 def _said(exc: smtplib.SMTPResponseException) -> str:
-    error = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-    return f"{exc.smtp_code} {error}"
+    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
 
 
 def _by_code(code: int, reason: str) -> Exception:
