@@ -29,7 +29,9 @@ def get_engine(url: str | None = None) -> Engine:
     url = normalise_url(url or get_settings().database_url)
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+    # No pre-ping (a round trip per transaction on the hot path): connections are recycled
+    # instead, and a connection that broke fails its job, which is retried.
+    return create_engine(url, pool_size=10, max_overflow=10, pool_recycle=900, pool_use_lifo=True)
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -273,9 +273,13 @@ def _conversation_for(
         row = _load(conn, c.id == msg.ticket_number, c.channel_id == channel_id, member)
     if row is None and msg.thread_key:
         key = msg.thread_key[:400]
-        row = _load(conn, c.channel_id == channel_id, c.open_key == key)
-        if row is None:  # the thread's last conversation, if resolved: the reopen rule decides
-            row = _load(conn, c.channel_id == channel_id, c.thread_key == key, c.status == "resolved")
+        # The thread's open conversation, else its last one if resolved (the reopen rule decides).
+        row = conn.execute(
+            _columns()
+            .where(c.channel_id == channel_id, or_(c.open_key == key, (c.thread_key == key) & (c.status == "resolved")))
+            .order_by(c.open_key.is_(None), c.id.desc())
+            .limit(1)
+        ).first()
 
     if row is not None and row.status == "resolved":
         reopen_until = (row.resolved_at or now) + timedelta(days=get_settings().reopen_days)
@@ -288,15 +292,14 @@ def _conversation_for(
     return _create_conversation(conn, channel_id, contact_id, msg, now)
 
 
-def _load(conn: Connection, *where: Any) -> Any:
+def _columns() -> Any:
     c = conversations.c
-    return conn.execute(
-        select(c.id, c.channel_id, c.contact_id, c.status, c.assignee_id, c.resolved_at, c.waiting_since,
-               c.thread_key)
-        .where(*where)
-        .order_by(c.id.desc())
-        .limit(1)
-    ).first()
+    return select(c.id, c.channel_id, c.contact_id, c.status, c.assignee_id, c.resolved_at, c.waiting_since,
+                  c.thread_key)
+
+
+def _load(conn: Connection, *where: Any) -> Any:
+    return conn.execute(_columns().where(*where).order_by(conversations.c.id.desc()).limit(1)).first()
 
 
 def _touch(conn: Connection, row: Any, msg: InboundMessage, now: Any) -> bool:
