@@ -104,9 +104,11 @@ def _record_alone(engine: Engine, channel_id: int, event: Event) -> Recorded:
 
 
 def _record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> list[Recorded]:
-    """A batch in one transaction, with one look for the messages already stored. A message a
-    concurrent writer stores meanwhile raises _Duplicate, which undoes the whole batch: the
-    caller then stores it one by one."""
+    """A batch in one transaction, with a handful of statements for the whole of it: one look
+    for the messages already stored, then the senders, the conversations and the messages each
+    written with multi-row statements (see :func:`_store_many`). A message a concurrent writer
+    stores meanwhile raises _Duplicate, which undoes the whole batch: the caller then stores it
+    one by one."""
     ids = list({e.external_id[:400] for e in events if isinstance(e, InboundMessage)})
     known: dict[str, tuple[int, int]] = {}
     for start in range(0, len(ids), 500):
@@ -116,19 +118,258 @@ def _record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) ->
             )
         ):
             known[row.external_id] = (row.id, row.conversation_id)
-    results = []
-    for event in events:
+    results: list[Recorded | None] = [None] * len(events)
+    fresh: dict[str, int] = {}  # external id -> position of its first copy in this batch
+    for n, event in enumerate(events):
         if isinstance(event, StatusUpdate):
-            results.append(apply_status(conn, channel_id, event))
-            continue
-        seen = known.get(event.external_id[:400])
-        if seen is not None:
-            results.append(Recorded(*seen, duplicate=True))
-            continue
-        recorded = _record_message(conn, channel_id, event, checked=True)
-        known[event.external_id[:400]] = (recorded.message_id, recorded.conversation_id)  # type: ignore[assignment]
-        results.append(recorded)
-    return results
+            results[n] = apply_status(conn, channel_id, event)
+        elif event.external_id[:400] in known:
+            results[n] = Recorded(*known[event.external_id[:400]], duplicate=True)
+        elif event.external_id[:400] not in fresh:
+            fresh[event.external_id[:400]] = n
+    if fresh:
+        stored = _store_many(conn, channel_id, [events[n] for n in fresh.values()])  # type: ignore[misc]
+        for n, recorded in zip(fresh.values(), stored, strict=True):
+            results[n] = recorded
+    for n, event in enumerate(events):
+        if results[n] is None:  # a second copy of a message earlier in this batch
+            first = results[fresh[event.external_id[:400]]]
+            results[n] = Recorded(first.message_id, first.conversation_id, duplicate=True)  # type: ignore[union-attr]
+    return results  # type: ignore[return-value]
+
+
+def _store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessage]) -> list[Recorded]:
+    """New messages (none of them stored yet, no two alike) in few statements whatever their number."""
+    now = utcnow()
+    contact_ids = _contacts_for_many(conn, channel_id, [m.sender for m in batch], now)
+    threads = _conversations_for_many(conn, channel_id, batch, contact_ids, now)
+    rows = [
+        {
+            "conversation_id": conversation_id,
+            "channel_id": channel_id,
+            "direction": "in",
+            "sender_contact_id": contact_id,
+            "text": clean(msg.text) or "",
+            "html": clean(msg.html),
+            "quoted": clean(msg.quoted),
+            "subject": clean(msg.subject),
+            "automatic": msg.automatic,
+            "external_id": msg.external_id[:400],
+            "status": "received",
+            "parse_error": clean(msg.parse_error),
+            "raw": msg.raw or None,
+            "sent_at": _naive(msg.sent_at),
+            "created_at": now,
+            "private": False,
+            "attempts": 0,
+        }
+        for msg, contact_id, (conversation_id, _) in zip(batch, contact_ids, threads, strict=True)
+    ]
+    stored = dict(
+        conn.execute(
+            insert_ignore(conn, messages, ["channel_id", "external_id"]).returning(
+                messages.c.external_id, messages.c.id
+            ),
+            rows,
+        ).all()
+    )
+    if len(stored) < len(rows):  # a concurrent delivery stored one of them first
+        winner = next(r for r in rows if r["external_id"] not in stored)
+        row = conn.execute(
+            select(messages.c.id, messages.c.conversation_id).where(
+                messages.c.channel_id == channel_id, messages.c.external_id == winner["external_id"]
+            )
+        ).one()
+        raise _Duplicate(row.id, row.conversation_id)
+    files = [
+        {
+            "message_id": stored[msg.external_id[:400]],
+            "filename": clean(a.filename)[:500] or "attachment",  # type: ignore[index]
+            "content_type": a.content_type[:200],
+            "size": a.size,
+            "content_id": a.content_id,
+            "inline": a.inline,
+            "data": a.data,
+        }
+        for msg in batch
+        for a in msg.attachments
+    ]
+    if files:
+        conn.execute(attachments.insert(), files)
+    for msg, (conversation_id, _) in zip(batch, threads, strict=True):
+        if msg.participants:
+            _add_participants(conn, channel_id, conversation_id, msg.participants)
+    return [
+        Recorded(stored[msg.external_id[:400]], conversation_id, needs_routing=needs_routing)
+        for msg, (conversation_id, needs_routing) in zip(batch, threads, strict=True)
+    ]
+
+
+def _contacts_for_many(conn: Connection, channel_id: int, people: Sequence[Identity], now: Any) -> list[int]:
+    """:func:`contact_for` for many identities at once: one look for the known identities, one
+    for contacts to link by email or phone, one insert of the new contacts and one of the new
+    identities."""
+    firsts = {who.external_id[:400]: who for who in people}
+    found: dict[str, int] = {}
+    keys = list(firsts)
+    for start in range(0, len(keys), 500):
+        found.update(
+            conn.execute(
+                select(identities.c.external_id, identities.c.contact_id).where(
+                    identities.c.channel_id == channel_id, identities.c.external_id.in_(keys[start:start + 500])
+                )
+            ).all()
+        )
+    missing = [who for key, who in firsts.items() if key not in found]
+    if not missing:
+        return [found[who.external_id[:400]] for who in people]
+    by_email: dict[str, int] = {}
+    by_phone: dict[str, int] = {}
+    emails = list({who.email.lower() for who in missing if who.email})
+    phones = list({who.phone for who in missing if who.phone})
+    if emails or phones:
+        for row in conn.execute(
+            select(contacts.c.id, func.lower(contacts.c.email).label("email"), contacts.c.phone)
+            .where(or_(func.lower(contacts.c.email).in_(emails), contacts.c.phone.in_(phones)))
+            .order_by(contacts.c.id.desc())  # the oldest contact wins, as in contact_for
+        ):
+            if row.email:
+                by_email[row.email] = row.id
+            if row.phone:
+                by_phone[row.phone] = row.id
+    # People without a contact yet; two identities with one email or phone share a new contact.
+    linked: dict[str, int | str] = {}  # identity -> contact id, or the identity whose new contact it shares
+    new: dict[str, Identity] = {}
+    for who in missing:
+        key = who.external_id[:400]
+        contact = (by_email.get(who.email.lower()) if who.email else None) or (
+            by_phone.get(who.phone) if who.phone else None
+        )
+        if contact is None:
+            twin = next((k for k, w in new.items() if (who.email and w.email and w.email.lower() == who.email.lower())
+                         or (who.phone and w.phone == who.phone)), None)
+            if twin is None:
+                new[key] = who
+                twin = key
+            linked[key] = twin
+        else:
+            linked[key] = contact
+    created: dict[str, int] = {}
+    if new:
+        ids = conn.execute(
+            contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "name": clean(who.name)[:300] if who.name else None,  # type: ignore[index]
+                    "email": who.email[:320] if who.email else None,
+                    "phone": who.phone[:40] if who.phone else None,
+                    "created_at": now,
+                }
+                for who in new.values()
+            ],
+        ).scalars().all()
+        created = dict(zip(new, ids, strict=True))
+    chosen = {key: created[to] if isinstance(to, str) else to for key, to in linked.items()}
+    won = dict(
+        conn.execute(
+            insert_ignore(conn, identities, ["channel_id", "external_id"]).returning(
+                identities.c.external_id, identities.c.contact_id
+            ),
+            [{"contact_id": cid, "channel_id": channel_id, "external_id": key, "created_at": now}
+             for key, cid in chosen.items()],
+        ).all()
+    )
+    lost = [key for key in chosen if key not in won]
+    if lost:  # a concurrent first message from the same person won: theirs is the contact
+        won.update(
+            conn.execute(
+                select(identities.c.external_id, identities.c.contact_id).where(
+                    identities.c.channel_id == channel_id, identities.c.external_id.in_(lost)
+                )
+            ).all()
+        )
+        unused = set(created.values()) - set(won.values())
+        if unused:
+            conn.execute(contacts.delete().where(contacts.c.id.in_(unused)))
+    found.update(won)
+    return [found[who.external_id[:400]] for who in people]
+
+
+def _conversations_for_many(
+    conn: Connection, channel_id: int, batch: Sequence[InboundMessage], contact_ids: Sequence[int], now: Any
+) -> list[tuple[int, bool]]:
+    """:func:`_conversation_for` for a batch, in order. The common case - a message whose thread
+    key names the conversation (a chat, a phone number, a shop's thread), without references or
+    ticket number - costs one look for the whole batch and one multi-row insert of the new
+    conversations; a message that joins an open conversation of its own sender costs one update.
+    Everything else (references, ticket numbers, reopening, a second person on a thread) takes
+    the one-message path, which sees what this batch wrote before it."""
+    c = conversations.c
+    simple = [not m.thread_refs and not m.ticket_number and bool(m.thread_key) for m in batch]
+    keys = list({m.thread_key[:400] for m, s in zip(batch, simple, strict=True) if s})  # type: ignore[index]
+    open_rows: dict[str, Any] = {}  # thread key -> its open conversation, None: only resolved ones
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        for row in conn.execute(
+            _columns()
+            .add_columns(c.open_key)
+            .where(c.channel_id == channel_id,
+                   or_(c.open_key.in_(chunk), c.thread_key.in_(chunk) & (c.status == "resolved")))
+        ):
+            if row.open_key is not None:
+                open_rows[row.open_key] = row
+            else:  # resolved: the one-message way applies the reopen rule, unless an open one exists
+                open_rows.setdefault(row.thread_key, None)
+    results: list[tuple[int, bool] | None] = [None] * len(batch)
+    pending: dict[str, list[int]] = {}  # thread key -> positions of the messages of a new conversation
+    alone: set[str] = set()  # thread keys this batch touched the one-message way
+    for n, msg in enumerate(batch):
+        key = msg.thread_key[:400] if msg.thread_key else ""
+        if simple[n] and key in pending:
+            pending[key].append(n)
+        elif simple[n] and key not in alone and key not in open_rows:
+            pending[key] = [n]
+        elif simple[n] and key not in alone and open_rows[key] is not None \
+                and open_rows[key].contact_id == contact_ids[n]:
+            results[n] = (open_rows[key].id, _touch(conn, open_rows[key], msg, now))
+            alone.add(key)  # touched: the row read above is stale now
+        else:
+            results[n] = _conversation_for(conn, channel_id, contact_ids[n], msg, now)
+            if key:
+                alone.add(key)
+    if pending:
+        created = dict(
+            conn.execute(
+                insert_ignore(conn, conversations, ["channel_id", "open_key"]).returning(c.open_key, c.id),
+                [
+                    {
+                        "channel_id": channel_id,
+                        "contact_id": contact_ids[first],
+                        "status": "open",
+                        "priority": 0,
+                        "language": batch[first].language,
+                        "subject": clean(batch[first].subject),
+                        "thread_key": key,
+                        "open_key": key,
+                        "waiting_since": now,
+                        "needs_routing": True,
+                        "route_attempts": 0,
+                        "last_message_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for key, (first, *_) in pending.items()
+                ],
+            ).all()
+        )
+        for key, positions in pending.items():
+            if key in created:
+                for n in positions:
+                    results[n] = (created[key], n == positions[0])
+            else:  # a concurrent first message of this thread won, or this batch opened it meanwhile
+                for n in positions:
+                    results[n] = _conversation_for(conn, channel_id, contact_ids[n], batch[n], now)
+    return results  # type: ignore[return-value]
 
 
 def _record_message(conn: Connection, channel_id: int, msg: InboundMessage, *, checked: bool = False) -> Recorded:
@@ -208,7 +449,7 @@ def contact_for(conn: Connection, channel_id: int, who: Identity) -> int:
     ).scalar()
     if found is not None:
         return found
-    contact_id = None
+    contact_id = created = None
     if who.email or who.phone:
         contact_id = conn.execute(
             select(contacts.c.id)
@@ -222,7 +463,7 @@ def contact_for(conn: Connection, channel_id: int, who: Identity) -> int:
             .limit(1)
         ).scalar()
     if contact_id is None:
-        contact_id = conn.execute(
+        contact_id = created = conn.execute(
             contacts.insert()
             .values(
                 name=clean(who.name)[:300] if who.name else None,  # type: ignore[index]
@@ -237,12 +478,14 @@ def contact_for(conn: Connection, channel_id: int, who: Identity) -> int:
         .values(contact_id=contact_id, channel_id=channel_id, external_id=external_id, created_at=utcnow())
         .returning(identities.c.contact_id)
     ).scalar()
-    if linked is None:  # a concurrent first message from the same person won
+    if linked is None:  # a concurrent first message from the same person won: theirs is the contact
         linked = conn.execute(
             select(identities.c.contact_id).where(
                 identities.c.channel_id == channel_id, identities.c.external_id == external_id
             )
         ).scalar_one()
+        if created is not None:
+            conn.execute(contacts.delete().where(contacts.c.id == created))
     return linked
 
 

@@ -109,3 +109,59 @@ def test_thread_key_keeps_one_conversation_and_replies_thread(omnidesk: Running,
     assert len(items) == 2
     by_count = sorted(len(omnidesk.ok("GET", f"/conversations/{i['id']}")["messages"]) for i in items)
     assert by_count == [1, 3]
+
+
+def test_concurrent_posts_are_stored_together_and_answered_each(omnidesk: Running, callback: CallbackServer) -> None:
+    """Requests arriving at once are stored in shared transactions (web.intake): each still gets
+    its own answer - stored, duplicate, refused - and nothing is lost or doubled."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    omnidesk.agent("Quim Serra", capacity=100)
+    channel_id, secret = omnidesk.api_channel(callback.url)
+    other_id, other_secret = omnidesk.api_channel(callback.url)
+    posts = []
+    for n in range(60):
+        posts.append((channel_id, secret, {"message_id": f"m{n}", "from": {"id": f"c{n % 20}"}, "text": f"hi {n}"}))
+    posts += [(channel_id, secret, {"message_id": f"m{n}", "from": {"id": f"c{n % 20}"}, "text": f"hi {n}"})
+              for n in range(0, 60, 6)]  # redelivered while the first copies are in flight
+    posts += [(other_id, other_secret, {"message_id": f"o{n}", "from": {"id": "same"}, "text": "x"}) for n in range(5)]
+    forged = [(channel_id, "not-the-secret-at-all", {"message_id": "forged", "from": {"id": "c1"}, "text": "x"})]
+    broken = [(channel_id, secret, {"message_id": "broken", "text": "no sender"})]
+    everything = posts + forged + broken
+
+    def post(item: tuple[int, str, dict]) -> httpx.Response:
+        with httpx.Client(base_url=omnidesk.url, timeout=30) as client:
+            from connectors.api import sign
+
+            body = json.dumps(item[2]).encode()
+            signed = {"X-Omnidesk-Signature": sign(item[1], body)}
+            return client.post(f"/webhooks/{item[0]}", content=body, headers=signed)
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(post, everything))
+    assert [a.status_code for a in answers[:len(posts)]] == [202] * len(posts)
+    assert answers[-2].status_code == 401 and answers[-1].status_code == 400
+    assert "from" in answers[-1].json()["detail"]
+    m_answers = [a.json() for a in answers[:70]]
+    stored = {}
+    for item, answer in zip(everything[:70], m_answers, strict=True):
+        assert answer["stored"] + answer["duplicates"] == 1
+        stored[item[2]["message_id"]] = stored.get(item[2]["message_id"], 0) + answer["stored"]
+    assert set(stored.values()) == {1}  # each message stored by exactly one of its deliveries
+    with omnidesk.engine.connect() as conn:
+        rows = conn.execute(select(messages.c.channel_id, messages.c.external_id, messages.c.text)).all()
+        convs = conn.execute(select(conversations.c.channel_id, conversations.c.thread_key)).all()
+    assert sorted(r.external_id for r in rows if r.channel_id == channel_id) == sorted(f"m{n}" for n in range(60))
+    assert {r.text for r in rows if r.external_id == "m7"} == {"hi 7"}
+    assert sum(1 for r in rows if r.channel_id == other_id) == 5
+    assert sorted(c.thread_key for c in convs if c.channel_id == channel_id) == sorted(f"from:c{n}" for n in range(20))
+    assert [c.thread_key for c in convs if c.channel_id == other_id] == ["from:same"]
+    wait_for(lambda: _count_assigned(omnidesk) == 21, what="all 21 conversations assigned")
+
+
+def _count_assigned(running: Running) -> int:
+    with running.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(conversations)
+                            .where(conversations.c.assignee_id.is_not(None))).scalar_one()

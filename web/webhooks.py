@@ -13,8 +13,8 @@ from connectors.base import Connector, WebhookRequest
 from connectors.errors import AuthError, PayloadError
 from store.channels import connector_for, load_channel
 from store.db import get_engine
-from store.inbound import record_inbound
 from store.settings import get_settings
+from web.intake import intake
 
 router = APIRouter(tags=["webhooks"])
 
@@ -46,16 +46,6 @@ def forget(channel_id: int) -> None:
     _connectors.pop(channel_id, None)
 
 
-def _handle(channel_id: int, request: WebhookRequest) -> dict[str, Any]:
-    from workers import after_inbound
-
-    events = _connector(channel_id).parse(request)
-    results = record_inbound(get_engine(), channel_id, events)
-    after_inbound(results)
-    return {"stored": sum(1 for r in results if r.message_id and not r.duplicate),
-            "duplicates": sum(1 for r in results if r.duplicate)}
-
-
 @router.post("/webhooks/{channel_id}", status_code=202)
 async def webhook(channel_id: int, request: Request) -> Any:
     body = await request.body()
@@ -71,13 +61,23 @@ async def webhook(channel_id: int, request: Request) -> Any:
         query=dict(request.query_params),
         body=body,
     )
+    cached = _connectors.get(channel_id)
+    if cached and time.monotonic() - cached[0] < _CACHE_SECONDS:
+        connector = cached[2]
+    else:  # loading it reads the database: not on the event loop
+        connector = await run_in_threadpool(_connector, channel_id)
     try:
-        answer = await run_in_threadpool(_handle, channel_id, hook)
+        events = connector.parse(hook)  # signature and payload checks: pure and quick
     except AuthError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=401)
     except PayloadError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=400)
-    return JSONResponse(answer, status_code=202)
+    results = await intake.store(channel_id, events) if events else []
+    return JSONResponse(
+        {"stored": sum(1 for r in results if r.message_id and not r.duplicate),
+         "duplicates": sum(1 for r in results if r.duplicate)},
+        status_code=202,
+    )
 
 
 @router.post("/demo/callback", status_code=204, include_in_schema=False)
