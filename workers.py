@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +19,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from connectors.errors import ConfigError, PermanentError, TransientError
-from router.route import fill_agent, route_conversation
+from router.route import fill_agent, route_conversations
 from store import channels as channel_store
 from store import jobs, outbound
 from store.assignment import wake_snoozed
@@ -58,22 +58,60 @@ def enqueue(actor: dramatiq.Actor, *args: Any, delay_ms: int | None = None) -> N
         log.warning("could not enqueue %s%s: %s (the sweep will)", actor.actor_name, args, exc)
 
 
+# Conversation ids per route_batch job: one transaction each, small enough to keep the agents'
+# row locks short and a retried batch cheap.
+ROUTE_BATCH = 200
+
+
 def after_inbound(results: list[Recorded]) -> None:
-    for result in results:
-        if result.needs_routing and result.conversation_id is not None:
-            enqueue(route, result.conversation_id)
+    """After a commit of inbound messages: one routing job per chunk of the conversations that
+    need it, not one per conversation."""
+    enqueue_routing(r.conversation_id for r in results if r.needs_routing and r.conversation_id is not None)
+
+
+def enqueue_routing(conversation_ids: Iterable[int]) -> None:
+    ids = list(dict.fromkeys(conversation_ids))
+    for start in range(0, len(ids), ROUTE_BATCH):
+        enqueue(route_batch, ids[start : start + ROUTE_BATCH])
+
+
+@dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
+def route_batch(conversation_ids: list[int]) -> None:
+    """Route conversations in one transaction (see ``router.route.route_conversations``)."""
+    _route(conversation_ids)
 
 
 @dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
 def route(conversation_id: int) -> None:
+    """Route one conversation (the API's reassignments, reopenings and jobs already queued)."""
+    _route([conversation_id])
+
+
+def _route(conversation_ids: list[int]) -> None:
+    """Count an attempt for each conversation, then route them together. When the batch fails,
+    each is tried alone, so one conversation that cannot be routed does not spend the attempts
+    of the others; the job then fails and its retry finds only those still needing routing."""
     engine = get_engine()
-    if not jobs.begin_route_attempt(engine, conversation_id, get_settings().max_attempts):
+    todo = jobs.begin_route_attempts(engine, conversation_ids, get_settings().max_attempts)
+    if not todo:
         return
     try:
-        route_conversation(engine, conversation_id)
+        route_conversations(engine, todo)
+        return
     except Exception as exc:
-        jobs.route_error(engine, conversation_id, f"{type(exc).__name__}: {exc}")
-        raise
+        if len(todo) == 1:
+            jobs.route_error(engine, todo, f"{type(exc).__name__}: {exc}")
+            raise
+        log.warning("routing a batch of %d failed (%s: %s); routing each alone", len(todo), type(exc).__name__, exc)
+    failed: Exception | None = None
+    for conversation_id in todo:
+        try:
+            route_conversations(engine, [conversation_id])
+        except Exception as exc:  # noqa: BLE001 - kept and raised once the others had their turn
+            jobs.route_error(engine, [conversation_id], f"{type(exc).__name__}: {exc}")
+            failed = exc
+    if failed is not None:
+        raise failed
 
 
 @dramatiq.actor(queue_name="route", max_retries=5, min_backoff=500)
@@ -172,11 +210,9 @@ def poll_channel(channel_id: int) -> None:
 def sweep() -> None:
     """Re-enqueue whatever the store says is still to do."""
     settings = get_settings()
-    for conversation_id in wake_snoozed(get_engine()):
-        enqueue(route, conversation_id)
+    enqueue_routing(wake_snoozed(get_engine()))
     due = jobs.due_work(get_engine(), grace=settings.sweep_grace)
-    for conversation_id in due.route:
-        enqueue(route, conversation_id)
+    enqueue_routing(due.route)
     for message_id in due.deliver:
         enqueue(deliver, message_id)
     for agent_id in due.pull:
@@ -188,7 +224,7 @@ def sweep() -> None:
                  len(due.pull), len(due.poll))
 
 
-ACTORS: list[dramatiq.Actor] = [route, pull_queue, deliver, poll_channel, sweep]
+ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, poll_channel, sweep]
 
 
 def start_worker(broker: dramatiq.Broker, threads: int | None = None) -> dramatiq.Worker:

@@ -1,13 +1,14 @@
-"""Routing one conversation: automations first, then assignment (or the queue)."""
+"""Routing conversations: assignment to the best eligible agent, or the queue."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from router.policies import POLICIES
-from store.assignment import Outcome, assign_next_agent, pull_for_agent
+from router.policies import POLICIES, SORT_KEYS
+from store.assignment import Outcome, assign_batch, assign_next_agent, pull_for_agent
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,19 @@ def route_conversation(engine: Engine, conversation_id: int, policy: str = "leas
     outcome = assign_next_agent(engine, conversation_id, POLICIES[policy])
     log.debug("conversation %s -> agent %s (%s)", conversation_id, outcome.agent_id, outcome.skipped or "routed")
     return outcome
+
+
+def route_conversations(engine: Engine, conversation_ids: Sequence[int], policy: str = "least_loaded") -> list[Outcome]:
+    """Route many conversations in one transaction, as ``route_conversation`` would one after the
+    other in queue order (priority, then waiting time). Conversations another router holds right
+    now are skipped and keep needing routing (see ``assign_batch``)."""
+    outcomes = assign_batch(engine, conversation_ids, SORT_KEYS[policy])
+    if log.isEnabledFor(logging.DEBUG):
+        assigned = sum(o.agent_id is not None and o.skipped is None for o in outcomes)
+        log.debug("batch of %d: %d assigned, %d waiting, %d skipped", len(outcomes), assigned,
+                  sum(o.agent_id is None and o.skipped is None for o in outcomes),
+                  sum(o.skipped is not None for o in outcomes))
+    return outcomes
 
 
 def fill_agent(engine: Engine, agent_id: int) -> list[int]:

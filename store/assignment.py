@@ -2,16 +2,19 @@
 
 Every function here moves ``agents.active_count`` together with the assignment it counts, with
 conditional updates (``... WHERE active_count < capacity``), so concurrent workers can never push an
-agent over capacity, on PostgreSQL (row locks) as on SQLite (one writer at a time).
+agent over capacity, on PostgreSQL (row locks) as on SQLite (one writer at a time). Batch routing
+(``assign_batch``) instead locks the eligible agents' rows up front, in id order, and picks in
+memory; the conditional updates of the other paths wait for those locks and then re-check.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, or_, select, update
+from sqlalchemy import Connection, Engine, case, exists, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from store.models import utcnow
@@ -69,6 +72,160 @@ def assign_next_agent(engine: Engine, conversation_id: int, policy: Policy) -> O
                 return Outcome(conversation_id, agent_id)
         _routed(conn, conversation_id)
         return Outcome(conversation_id, None)
+
+
+@dataclasses.dataclass(slots=True)
+class AgentState:
+    """An eligible agent as batch routing sees it, under its row lock; changed in memory after
+    each pick so the next pick in the same batch sees the load it just got."""
+
+    id: int
+    capacity: int
+    active_count: int
+    last_assigned_at: datetime | None
+    teams: set[int] = dataclasses.field(default_factory=set)
+    languages: set[str] = dataclasses.field(default_factory=set)
+    taken: int = 0  # conversations given to this agent in this batch
+
+
+# A policy as a Python sort key over AgentState, best first (see router.policies.SORT_KEYS).
+SortKey = Callable[[AgentState], Any]
+
+
+def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey) -> list[Outcome]:
+    """Route many waiting conversations in one transaction; one Outcome per distinct id, in order.
+
+    The conversations still open, unassigned and needing routing are locked with SKIP LOCKED: a
+    conversation another router (or writer) holds is left as it is, still needing routing, for
+    that router, a retry or the sweep, so two workers with overlapping batches never wait on or
+    double-assign one. The eligible agents are locked in id order (no deadlock between batches,
+    and the conditional updates of the one-conversation paths wait for us and then re-check the
+    capacity). Picks are made in memory in queue order, each agent's load and last assignment
+    updated after every pick. Conversations nobody can take wait in the queue, pulled when
+    capacity frees (``pull_for_agent``).
+
+    Statements: one select of the conversations, one of the agents, one each for their teams and
+    languages when the batch has team or language constraints, then one update of the assigned
+    conversations, one multi-row insert of assignments, one update per agent who got any, and one
+    update of the conversations that wait or no longer need routing.
+    """
+    wanted = list(dict.fromkeys(conversation_ids))
+    if not wanted:
+        return []
+    postgres = engine.dialect.name == "postgresql"
+    now = utcnow()
+    outcomes: dict[int, Outcome] = {}
+    with engine.begin() as conn:
+        look = select(c.id, c.status, c.assignee_id, c.team_id, c.language, c.priority, c.waiting_since).where(
+            c.id.in_(wanted), c.needs_routing.is_(True)
+        )
+        if postgres:  # NO KEY UPDATE: not in the way of messages being added to the conversation
+            look = look.with_for_update(of=conversations, key_share=True, skip_locked=True)
+        rows = conn.execute(look).all()
+        done: list[int] = []  # no longer needs routing: taken already, resolved, or waits
+        queue = []
+        for row in rows:
+            if row.status != "open" or row.assignee_id is not None:
+                outcomes[row.id] = Outcome(row.id, row.assignee_id, skipped=f"{row.status}, assigned {row.assignee_id}")
+                done.append(row.id)
+            else:
+                queue.append(row)
+        queue.sort(key=_queue_order)
+        picks: list[tuple[int, AgentState, datetime]] = []
+        if queue:
+            pool = _lock_agents(conn, postgres, teams=any(r.team_id is not None for r in queue),
+                                languages=any(r.language for r in queue))
+            room = sum(ag.capacity - ag.active_count for ag in pool)
+            for row in queue:
+                fits = [] if room <= 0 else [
+                    ag for ag in pool
+                    if ag.active_count < ag.capacity
+                    and (row.team_id is None or row.team_id in ag.teams)
+                    and (not row.language or row.language in ag.languages)
+                ]
+                if not fits:
+                    outcomes[row.id] = Outcome(row.id, None)
+                    done.append(row.id)
+                    continue
+                best = min(fits, key=key)
+                # One microsecond apart: agents picked earlier in the batch count as idle longer,
+                # as they would have one conversation at a time.
+                stamp = now + timedelta(microseconds=len(picks))
+                best.active_count += 1
+                best.taken += 1
+                best.last_assigned_at = stamp
+                room -= 1
+                picks.append((row.id, best, stamp))
+                outcomes[row.id] = Outcome(row.id, best.id)
+            if picks:
+                _write_picks(conn, picks, pool, now)
+        if done:
+            conn.execute(
+                update(conversations)
+                .where(c.id.in_(done))
+                .values(needs_routing=False, route_attempts=0, route_error=None)
+            )
+    missing = "not waiting for routing, or another router has it"
+    return [outcomes.get(cid) or Outcome(cid, None, skipped=missing) for cid in wanted]
+
+
+def _queue_order(row: Any) -> tuple[int, bool, datetime, int]:
+    """Highest priority first, then longest waiting (no waiting time last), then oldest id."""
+    return (-(row.priority or 0), row.waiting_since is None, row.waiting_since or datetime.min, row.id)
+
+
+def _lock_agents(conn: Connection, postgres: bool, *, teams: bool, languages: bool) -> list[AgentState]:
+    look = (
+        select(a.id, a.capacity, a.active_count, a.last_assigned_at)
+        .where(a.active.is_(True), a.presence == "online", a.active_count < a.capacity)
+        .order_by(a.id)
+    )
+    if postgres:
+        look = look.with_for_update(of=agents, key_share=True)
+    pool = [AgentState(r.id, r.capacity, r.active_count, r.last_assigned_at) for r in conn.execute(look)]
+    by_id = {ag.id: ag for ag in pool}
+    if by_id and teams:
+        query = select(agent_teams.c.agent_id, agent_teams.c.team_id).where(agent_teams.c.agent_id.in_(by_id))
+        for agent_id, team_id in conn.execute(query):
+            by_id[agent_id].teams.add(team_id)
+    if by_id and languages:
+        query = select(agent_languages.c.agent_id, agent_languages.c.language).where(
+            agent_languages.c.agent_id.in_(by_id)
+        )
+        for agent_id, language in conn.execute(query):
+            by_id[agent_id].languages.add(language)
+    return pool
+
+
+def _write_picks(
+    conn: Connection, picks: list[tuple[int, AgentState, datetime]], pool: list[AgentState], now: datetime
+) -> None:
+    """Write a batch's picks; every guard below holds under our locks, and a miss rolls all back."""
+    for ag in pool:
+        if ag.taken:
+            got = conn.execute(
+                update(agents)
+                .where(a.id == ag.id, a.active_count + ag.taken <= a.capacity)
+                .values(active_count=a.active_count + ag.taken, last_assigned_at=ag.last_assigned_at)
+            ).rowcount
+            if got != 1:
+                raise ConcurrentChange(f"agent {ag.id} changed under its lock")
+    assignee = case({conv_id: ag.id for conv_id, ag, _ in picks}, value=c.id)
+    moved = conn.execute(
+        update(conversations)
+        .where(c.id.in_([conv_id for conv_id, _, _ in picks]), c.status == "open", c.assignee_id.is_(None))
+        .values(assignee_id=assignee, last_assignee_id=assignee, needs_routing=False, route_error=None,
+                route_attempts=0, updated_at=now)
+    ).rowcount
+    if moved != len(picks):
+        raise ConcurrentChange("a conversation changed under its lock")
+    conn.execute(
+        assignments.insert().values([
+            {"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None, "reason": "routed",
+             "created_at": stamp}
+            for conv_id, ag, stamp in picks
+        ])
+    )
 
 
 def pull_for_agent(engine: Engine, agent_id: int, limit: int = 50) -> list[int]:
@@ -172,12 +329,22 @@ def assign_manually(engine: Engine, conversation_id: int, agent_id: int | None, 
     """An agent or admin (``by``) assigns the conversation to ``agent_id`` (None: unassigns it,
     back to the queue). A manual assignment may exceed capacity: it is a person's decision.
     Returns the agent who lost the conversation, if any, whose capacity freed."""
+    postgres = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
-        status = conn.execute(select(c.status).where(c.id == conversation_id)).scalar()
-        if status is None:
+        look = select(c.status, c.assignee_id).where(c.id == conversation_id)
+        row = conn.execute(look.with_for_update(of=conversations, key_share=True) if postgres else look).first()
+        if row is None:
             raise LookupError(f"conversation {conversation_id} does not exist")
-        if status == "resolved":
+        if row.status == "resolved":
             raise ValueError("a resolved conversation cannot be assigned; reopen it first")
+        if postgres:
+            # Both agents' rows (the one losing, the one taking) in id order, as batch routing
+            # locks them: taking them one after the other could deadlock with a batch.
+            both = sorted({x for x in (row.assignee_id, agent_id) if x is not None})
+            if both:
+                conn.execute(
+                    select(a.id).where(a.id.in_(both)).order_by(a.id).with_for_update(of=agents, key_share=True)
+                ).all()
         freed = _release(conn, conversation_id)
         if agent_id is None:  # back to the queue: the router looks for someone
             conn.execute(

@@ -8,9 +8,10 @@ counted too, and stops after ``max_attempts`` with its error kept for an admin.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, Text, func, literal, or_, select, update
 
 from store.models import utcnow
 from store.sql import agents, channels, clean, conversations, messages
@@ -19,32 +20,54 @@ c = conversations.c
 m = messages.c
 
 
-def begin_route_attempt(engine: Engine, conversation_id: int, max_attempts: int) -> bool:
-    """Count one more routing attempt; False when the conversation needs none or has used them
-    all (it is then marked with its last error and left in the queue for a person)."""
+def begin_route_attempts(engine: Engine, conversation_ids: Sequence[int], max_attempts: int) -> list[int]:
+    """Count one more routing attempt for each conversation that still needs routing, in one
+    statement, and return those to route now. A conversation past ``max_attempts`` is not
+    returned: it is marked with its last error and left in the queue for a person."""
+    wanted = sorted(set(conversation_ids))
+    if not wanted:
+        return []
     with engine.begin() as conn:
-        row = conn.execute(
+        target = c.id.in_(wanted)
+        if conn.dialect.name == "postgresql":
+            # Lock the rows in id order: two overlapping batches updating them in whatever order
+            # their plans visit the rows could deadlock.
+            target = c.id.in_(
+                select(c.id)
+                .where(c.id.in_(wanted), c.needs_routing.is_(True))
+                .order_by(c.id)
+                .with_for_update(key_share=True)
+            )
+        rows = conn.execute(
             update(conversations)
-            .where(c.id == conversation_id, c.needs_routing.is_(True))
+            .where(target, c.needs_routing.is_(True))
             .values(route_attempts=c.route_attempts + 1, updated_at=utcnow())
-            .returning(c.route_attempts, c.route_error)
-        ).first()
-        if row is None:
-            return False
-        if row.route_attempts > max_attempts:
+            .returning(c.id, c.route_attempts)
+        ).all()
+        spent = [r.id for r in rows if r.route_attempts > max_attempts]
+        if spent:
+            last = func.coalesce(c.route_error, "worker died")
             conn.execute(
                 update(conversations)
-                .where(c.id == conversation_id)
+                .where(c.id.in_(spent))
                 .values(needs_routing=False,
-                        route_error=f"gave up after {max_attempts} attempts: {row.route_error or 'worker died'}")
+                        route_error=literal(f"gave up after {max_attempts} attempts: ", Text) + last)
             )
-            return False
-        return True
+    return sorted(r.id for r in rows if r.route_attempts <= max_attempts)
 
 
-def route_error(engine: Engine, conversation_id: int, error: str) -> None:
+def route_error(engine: Engine, conversation_ids: int | Iterable[int], error: str) -> None:
+    """Keep why routing failed on the conversations that still need it (an admin reads it once
+    they have used all their attempts)."""
+    ids = [conversation_ids] if isinstance(conversation_ids, int) else list(conversation_ids)
+    if not ids:
+        return
     with engine.begin() as conn:
-        conn.execute(update(conversations).where(c.id == conversation_id).values(route_error=clean(error)[:2000]))
+        conn.execute(
+            update(conversations)
+            .where(c.id.in_(ids), c.needs_routing.is_(True))
+            .values(route_error=clean(error)[:2000])
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
