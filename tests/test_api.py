@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from store.sql import channels
+from store.sql import channels, conversations
 from tests.support import CallbackServer, Running, wait_for
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])  # behaviour above the database
@@ -20,6 +20,12 @@ def _inbound(running: Running, channel_id: int, secret: str, n: str, **extra) ->
     payload = {"message_id": f"m-{n}", "from": {"id": f"cust-{n}", "name": f"Customer {n}"}, "text": f"hello {n}",
                **extra}
     assert running.post_inbound(channel_id, secret, payload).status_code == 202
+
+
+def _routed(running: Running) -> bool:
+    """No conversation is waiting for the router (those left unassigned wait in the queue)."""
+    with running.engine.connect() as conn:
+        return conn.execute(select(conversations.c.id).where(conversations.c.needs_routing.is_(True))).first() is None
 
 
 def _conversation(running: Running, n: str) -> dict:  # type: ignore[type-arg]
@@ -168,6 +174,7 @@ def test_presence_capacity_and_resolving_pull_the_queue(omnidesk: Running, callb
     for n in "123":
         _inbound(omnidesk, channel_id, secret, n)
     first, second, third = (_conversation(omnidesk, n) for n in "123")
+    wait_for(lambda: _routed(omnidesk), what="the router to find nobody online")  # they wait in the queue
     assert all(c["assignee_id"] is None for c in (first, second, third))
     # The third is urgent: it jumps the queue.
     omnidesk.ok("PATCH", f"/conversations/{third['id']}", json={"priority": 5})

@@ -176,13 +176,14 @@ def assign(conversation_id: int, body: AssignIn, agent: CurrentAgent) -> dict[st
         raise HTTPException(409, str(exc)) from None
     except assignment.ConcurrentChange as exc:
         raise HTTPException(409, str(exc)) from None
+    changed = get_conversation(conversation_id, agent)  # as assigned: before the router moves it on
     if body.agent_id is None:
         from workers import enqueue, route
 
         enqueue(route, conversation_id)
     else:
         _pull(freed)
-    return get_conversation(conversation_id, agent)
+    return changed
 
 
 @router.post("/conversations/{conversation_id}/resolve")
