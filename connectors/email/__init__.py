@@ -4,6 +4,8 @@
 - :mod:`.imap`: polling with a per-folder (UIDVALIDITY, last UID) cursor, after-import actions, IDLE;
 - :mod:`.parse`: raw mail -> :class:`~connectors.base.InboundMessage` (or a bounce's
   :class:`~connectors.base.StatusUpdate`), never raising;
+- :mod:`.parallel`: a backlog's next batch parsed in a process pool while the caller stores the
+  current one;
 - :mod:`.compose` and :mod:`.smtp`: replies, threaded, and their delivery;
 - :mod:`.ids`: omnidesk's own Message-IDs.
 

@@ -13,7 +13,6 @@ UIDPLUS; without it a plain EXPUNGE, which also removes what others marked \\Del
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import imaplib
 import logging
 import socket
@@ -27,9 +26,9 @@ from typing import Any
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from connectors.base import Event, Identity, InboundMessage, PollBatch
+from connectors.base import PollBatch
+from connectors.email import parallel
 from connectors.email.config import EmailConfig
-from connectors.email.parse import parse_email, synthetic_id
 from connectors.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
@@ -130,14 +129,44 @@ def _poll_folder(
             folders[folder] = {"uidvalidity": uidvalidity, "last_uid": floor}
             yield PollBatch((), {"folders": dict(folders)})
             return
-    for chunk in _batches(client, config, uids):
-        fetched = client.fetch(chunk, ["BODY.PEEK[]", "INTERNALDATE"])  # PEEK: \Seen stays as it was
-        events = [_event(config, uid, fetched[uid]) for uid in chunk if fetched.get(uid, {}).get(b"BODY[]") is not None]
-        # (a UID without a body was expunged meanwhile: nothing to import)
-        last_uid = max(chunk[-1], floor) if chunk[-1] == uids[-1] else chunk[-1]
-        folders[folder] = {"uidvalidity": uidvalidity, "last_uid": last_uid}
-        yield PollBatch(tuple(events), {"folders": dict(folders)})
-        _after_import(client, config, chunk)  # the caller resumed: the batch is stored
+    # Pipelined: batch N+1 is fetched and its parsing started (in a process pool, see .parallel)
+    # before batch N is handed over, so that it is parsed while the caller stores N.
+    options = _parse_options(config)
+    pending: tuple[list[int], parallel.Parsing, dict[str, Any]] | None = None
+    try:
+        for chunk in _batches(client, config, uids):
+            fetched = client.fetch(chunk, ["BODY.PEEK[]", "INTERNALDATE"])  # PEEK: \Seen stays as it was
+            items = [parallel.Fetched(uid, bytes(fetched[uid][b"BODY[]"]), _utc(fetched[uid].get(b"INTERNALDATE")))
+                     for uid in chunk if fetched.get(uid, {}).get(b"BODY[]") is not None]
+            # (a UID without a body was expunged meanwhile: nothing to import)
+            last_uid = max(chunk[-1], floor) if chunk[-1] == uids[-1] else chunk[-1]
+            folders[folder] = {"uidvalidity": uidvalidity, "last_uid": last_uid}
+            previous, pending = pending, (chunk, parallel.submit(items, options), {"folders": dict(folders)})
+            if previous is not None:
+                yield from _hand_over(client, config, *previous)
+        if pending is not None:
+            done, pending = pending, None
+            yield from _hand_over(client, config, *done)
+    finally:
+        if pending is not None:  # the caller stopped early: the parse still running is not wanted
+            pending[1].cancel()
+
+
+def _hand_over(client: IMAPClient, config: EmailConfig, chunk: list[int], parsing: parallel.Parsing,
+               cursor: dict[str, Any]) -> Iterator[PollBatch]:
+    yield PollBatch(tuple(parsing.result()), cursor)
+    _after_import(client, config, chunk)  # the caller resumed: the batch is stored
+
+
+def _utc(when: Any) -> datetime | None:
+    if not isinstance(when, datetime):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _parse_options(config: EmailConfig) -> parallel.Options:
+    return parallel.Options(own_addresses=(config.address,), allow_remote_images=config.allow_remote_images,
+                            max_attachment_bytes=int(config.max_attachment_mb * 1024 * 1024))
 
 
 def _batches(client: IMAPClient, config: EmailConfig, uids: list[int]) -> Iterator[list[int]]:
@@ -156,23 +185,6 @@ def _batches(client: IMAPClient, config: EmailConfig, uids: list[int]) -> Iterat
             total += size
         if batch:
             yield batch
-
-
-def _event(config: EmailConfig, uid: int, data: dict[bytes, Any]) -> Event:
-    raw = bytes(data[b"BODY[]"])
-    try:
-        event = parse_email(raw, own_addresses={config.address}, allow_remote_images=config.allow_remote_images,
-                            max_attachment_bytes=int(config.max_attachment_mb * 1024 * 1024))
-    except Exception as exc:  # parse_email should never raise; if it does, the mail is kept anyway
-        log.exception("%s: UID %s could not be parsed", config.address, uid)
-        return InboundMessage(external_id=synthetic_id(raw), sender=Identity(external_id="unknown"),
-                              parse_error=f"{type(exc).__name__}: {exc}"[:500], raw=raw)
-    received = data.get(b"INTERNALDATE")
-    if isinstance(event, InboundMessage) and event.sent_at is None and isinstance(received, datetime):
-        # no (readable) Date header: when the server received it is the next best thing
-        when = received if received.tzinfo else received.replace(tzinfo=UTC)
-        event = dataclasses.replace(event, sent_at=when.astimezone(UTC))
-    return event
 
 
 def _move_target(config: EmailConfig) -> str | None:

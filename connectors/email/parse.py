@@ -2,15 +2,16 @@
 
 :func:`parse_email` never raises: whatever the bytes, it returns an event with ``raw`` kept and a
 deterministic ``external_id``, with ``parse_error`` set when the message could not be read (when
-``policy.default`` raises but ``compat32`` reads the whole message, nothing was lost: no error).
+one ``email`` policy raises but another reads the whole message, nothing was lost: no error).
 
 Decisions a reader should know:
 
 - Headers are decoded here from their raw values, not by the ``email`` header classes (which can
   raise, and turn undeclared 8-bit into U+FFFD): 8-bit bytes are read as UTF-8, else windows-1252;
   RFC 2047 words are decoded leniently (words split inside a character, bad padding, unknown
-  charsets). The ``email`` package still reads the MIME structure (``policy.default``, then
-  ``policy.compat32`` if that raises, then a last plain reading of the bytes with ``parse_error``).
+  charsets). The ``email`` package still reads the MIME structure, with :class:`_RawValues`
+  (``compat32`` without its header objects: fast), then ``policy.default``, then ``compat32``
+  itself if that raises, then a last plain reading of the bytes with ``parse_error``.
 - Bodies: the declared charset is tried first, but bytes that are valid UTF-8 are read as UTF-8
   whatever the label says (mislabelled mail is common, mojibake is worse), and ISO-8859-1/2 bodies
   holding C1 bytes are read as windows-1252/1250, as browsers do. No text or name holds NUL or
@@ -52,6 +53,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.policy import Policy
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
 
 from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR, MAIL_LANGUAGES
 
@@ -66,6 +68,7 @@ log = logging.getLogger(__name__)
 _NOT_CHARSETS = {"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined", "mbcs", "oem"}
 _WINDOWS_OF = {"iso8859-1": "cp1252", "ascii": "cp1252", "iso8859-2": "cp1250"}
 _C1 = re.compile(r"[\x80-\x9f]")
+_SURROGATE = re.compile("[\udc80-\udcff]")  # an 8-bit byte in a header value as read by ``email``
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")  # C0, C1, BOM: never text
 
 
@@ -74,7 +77,7 @@ def _codec(charset: str | None) -> str | None:
     if not charset:
         return None
     try:
-        info = codecs.lookup(charset.strip().strip("\"'").lower())
+        info = codecs.lookup(_SURROGATE.sub("\ufffd", charset).strip().strip("\"'").lower())
     except (LookupError, ValueError, TypeError):
         return None
     if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
@@ -108,7 +111,7 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
 
 def _unescape(value: str) -> str:
     """A header value as read by ``email`` (8-bit bytes as surrogates) made real text."""
-    if not re.search("[\udc80-\udcff]", value):
+    if not _SURROGATE.search(value):
         return value
     return decode_bytes(value.encode("utf-8", "surrogateescape"))
 
@@ -323,9 +326,18 @@ def _unflow(text: str, delsp: bool) -> str:
 
 def _param(part: Message, name: str, header: str = "content-type") -> str | None:
     value = part.get_param(name, header=header)
-    if isinstance(value, tuple):
-        value = email.utils.collapse_rfc2231_value(value)
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, text %-decoded as latin-1)
+        try:
+            return decode_bytes(value[2].encode("latin-1", "surrogateescape"), value[0])
+        except UnicodeEncodeError:
+            value = email.utils.collapse_rfc2231_value(value)
     return None if value is None else str(value)
+
+
+def _declared_name(part: Message) -> str | None:
+    """The file name the part declares (as ``get_filename``, but 8-bit and RFC 2231 bytes read as
+    :func:`decode_bytes` does, not made U+FFFD)."""
+    return (_param(part, "filename", "content-disposition") or "").strip() or (_param(part, "name") or "") or None
 
 
 def _payload(part: Message) -> bytes:
@@ -351,7 +363,7 @@ def _message_bytes(part: Message) -> bytes:
 
 def _filename(part: Message, ctype: str, subject: str | None = None) -> str:
     try:
-        name = part.get_filename() or _param(part, "name")
+        name = _declared_name(part)
     except Exception:  # noqa: BLE001 - broken parameters: the name is made up below
         name = None
     name = decode_header_value(name or "")
@@ -399,7 +411,7 @@ def _leaf(part: Message, ctype: str, body: _Body, limit: int) -> None:
     headers = _Headers(part)
     disposition = (headers.first("content-disposition") or "").split(";")[0].strip().lower()
     try:
-        named = bool(part.get_filename() or _param(part, "name"))
+        named = bool(_declared_name(part))
     except Exception:  # noqa: BLE001 - unreadable parameters: a file, named below
         named = True
     if ctype.startswith("multipart/"):  # a multipart whose boundary never appears: read it as text
@@ -711,6 +723,44 @@ def _last_resort(raw: bytes, error: Exception) -> InboundMessage:
     )
 
 
+_TOKEN = r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+"
+_PLAIN_MIME = re.compile(  # a Content-Type/-Disposition that compat32's parameter reading gets right
+    rf"[ \t]*{_TOKEN}(?:/{_TOKEN})?[ \t]*"
+    rf"""(?:;[ \t]*(?:{_TOKEN}[ \t]*=[ \t]*(?:"[^"\\\r\n]*"|[^\x00-\x20\x7f()<>@,;:\\"/\[\]?=]+)[ \t]*)?)*"""
+)
+_LINESEP = re.compile(r"\n|\r")
+
+
+class _RawValues(type(email.policy.compat32)):  # type: ignore[misc]
+    """``compat32`` handing back header values as written, unfolded, 8-bit bytes as surrogates.
+
+    ``policy.default`` builds a header object (a full RFC 5322 parse) on every header access,
+    including each ``get_content_type``/``get_param`` the MIME reading makes: over half the time of a
+    parse. We decode the headers we need ourselves, so the raw value is all we want (``compat32``'s
+    own ``Header`` objects for 8-bit values would hide the bytes from us). A Content-Type or
+    Content-Disposition in an unusual syntax (comments, stray characters) still goes through
+    ``policy.default``'s parser, which reads more of them right."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = "".join(_LINESEP.split(value))
+        if name.lower() in ("content-type", "content-disposition") and not _PLAIN_MIME.fullmatch(value):
+            try:
+                return email.policy.default.header_fetch_parse(name, value)
+            except Exception:  # noqa: BLE001 - that parser has crashed on broken parameters: read it raw
+                return _SURROGATE.sub("\ufffd", value)
+        return value
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        # Re-serialising a returned or forwarded message (its .eml attachment), which is rare: as
+        # policy.default writes it (compat32 would re-split every header).
+        return email.policy.default.fold_binary(name, value)
+
+
+_POLICY = _RawValues()
+
+
 def parse_email(
     raw: bytes,
     *,
@@ -726,19 +776,20 @@ def parse_email(
     HTML are dropped unless ``allow_remote_images``."""
     raw = bytes(raw)
     own = {address.strip().lower() for address in own_addresses}
-    try:
-        return _parse(raw, email.policy.default, own, max_attachment_bytes, allow_remote_images)
-    except Exception as error:  # noqa: BLE001 - one bad message must never stop a mailbox
-        log.warning("email parse with policy.default failed (%s); retrying with compat32", error)
+    error: Exception | None = None
+    for policy in (_POLICY, email.policy.default, email.policy.compat32):
         try:
-            return _parse(raw, email.policy.compat32, own, max_attachment_bytes, allow_remote_images)
-        except Exception:  # noqa: BLE001 - then read what we can of the bytes
-            try:
-                return _last_resort(raw, error)
-            except Exception:  # noqa: BLE001
-                return InboundMessage(
-                    external_id=synthetic_id(raw),
-                    sender=Identity(external_id="unknown"),
-                    parse_error=f"{type(error).__name__}: {error}"[:500],
-                    raw=raw,
-                )
+            return _parse(raw, policy, own, max_attachment_bytes, allow_remote_images)
+        except Exception as exc:  # noqa: BLE001 - one bad message must never stop a mailbox
+            log.warning("email parse failed (%s); retrying with another policy", exc)
+            error = error or exc
+    assert error is not None
+    try:  # then read what we can of the bytes
+        return _last_resort(raw, error)
+    except Exception:  # noqa: BLE001
+        return InboundMessage(
+            external_id=synthetic_id(raw),
+            sender=Identity(external_id="unknown"),
+            parse_error=f"{type(error).__name__}: {error}"[:500],
+            raw=raw,
+        )
