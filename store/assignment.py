@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, exists, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from store.models import utcnow
@@ -200,31 +200,31 @@ def _lock_agents(conn: Connection, postgres: bool, *, teams: bool, languages: bo
 def _write_picks(
     conn: Connection, picks: list[tuple[int, AgentState, datetime]], pool: list[AgentState], now: datetime
 ) -> None:
-    """Write a batch's picks; every guard below holds under our locks, and a miss rolls all back."""
-    for ag in pool:
-        if ag.taken:
-            got = conn.execute(
-                update(agents)
-                .where(a.id == ag.id, a.active_count + ag.taken <= a.capacity)
-                .values(active_count=a.active_count + ag.taken, last_assigned_at=ag.last_assigned_at)
-            ).rowcount
-            if got != 1:
-                raise ConcurrentChange(f"agent {ag.id} changed under its lock")
-    assignee = case({conv_id: ag.id for conv_id, ag, _ in picks}, value=c.id)
+    """Write a batch's picks; every guard below holds under our locks, and a miss rolls all back.
+    The updates are one prepared statement each, executed for many rows (psycopg pipelines them:
+    one round trip, not one per row)."""
+    taken = [ag for ag in pool if ag.taken]
+    got = conn.execute(
+        update(agents)
+        .where(a.id == bindparam("agent"), a.active_count + bindparam("taken") <= a.capacity)
+        .values(active_count=a.active_count + bindparam("taken"), last_assigned_at=bindparam("at")),
+        [{"agent": ag.id, "taken": ag.taken, "at": ag.last_assigned_at} for ag in taken],
+    ).rowcount
+    if got != len(taken):
+        raise ConcurrentChange("an agent changed under its lock")
     moved = conn.execute(
         update(conversations)
-        .where(c.id.in_([conv_id for conv_id, _, _ in picks]), c.status == "open", c.assignee_id.is_(None))
-        .values(assignee_id=assignee, last_assignee_id=assignee, needs_routing=False, route_error=None,
-                route_attempts=0, updated_at=now)
+        .where(c.id == bindparam("conversation"), c.status == "open", c.assignee_id.is_(None))
+        .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
+                route_error=None, route_attempts=0, updated_at=now),
+        [{"conversation": conv_id, "agent": ag.id} for conv_id, ag, _ in picks],
     ).rowcount
     if moved != len(picks):
         raise ConcurrentChange("a conversation changed under its lock")
     conn.execute(
-        assignments.insert().values([
-            {"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None, "reason": "routed",
-             "created_at": stamp}
-            for conv_id, ag, stamp in picks
-        ])
+        assignments.insert(),
+        [{"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None, "reason": "routed",
+          "created_at": stamp} for conv_id, ag, stamp in picks],
     )
 
 

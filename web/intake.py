@@ -28,7 +28,7 @@ from store.inbound import Recorded, record_inbound
 log = logging.getLogger("omnidesk.web.intake")
 
 MAX_BATCH = 500  # messages a transaction; more waits for the next one
-WRITERS = 2  # transactions in flight at once: one commits while the next one's statements run
+WRITERS = 1  # one transaction in flight: while it runs, the next batch gathers
 
 _Request = tuple[int, Sequence[Event], "asyncio.Future[list[Recorded]]"]
 
