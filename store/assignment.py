@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, updat
 from sqlalchemy.sql.elements import ColumnElement
 
 from store.models import utcnow
-from store.sql import agent_languages, agent_teams, agents, assignments, conversations
+from store.sql import agent_languages, agent_teams, agents, assignments, conversations, insert_many
 
 a = agents.c
 c = conversations.c
@@ -221,11 +221,8 @@ def _write_picks(
     ).rowcount
     if moved != len(picks):
         raise ConcurrentChange("a conversation changed under its lock")
-    conn.execute(
-        assignments.insert(),
-        [{"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None, "reason": "routed",
-          "created_at": stamp} for conv_id, ag, stamp in picks],
-    )
+    insert_many(conn, assignments, [{"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None,
+                                     "reason": "routed", "created_at": stamp} for conv_id, ag, stamp in picks])
 
 
 def pull_for_agent(engine: Engine, agent_id: int, limit: int = 50) -> list[int]:

@@ -26,6 +26,7 @@ from store.sql import (
     conversations,
     identities,
     insert_ignore,
+    insert_many,
     messages,
     participants,
 )
@@ -165,14 +166,8 @@ def _store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessag
         }
         for msg, contact_id, (conversation_id, _) in zip(batch, contact_ids, threads, strict=True)
     ]
-    stored = dict(
-        conn.execute(
-            insert_ignore(conn, messages, ["channel_id", "external_id"]).returning(
-                messages.c.external_id, messages.c.id
-            ),
-            rows,
-        ).all()
-    )
+    stored = dict(insert_many(conn, messages, rows, conflict=["channel_id", "external_id"],
+                              returning=("external_id", "id")))
     if len(stored) < len(rows):  # a concurrent delivery stored one of them first
         winner = next(r for r in rows if r["external_id"] not in stored)
         row = conn.execute(
@@ -194,8 +189,7 @@ def _store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessag
         for msg in batch
         for a in msg.attachments
     ]
-    if files:
-        conn.execute(attachments.insert(), files)
+    insert_many(conn, attachments, files)
     for msg, (conversation_id, _) in zip(batch, threads, strict=True):
         if msg.participants:
             _add_participants(conn, channel_id, conversation_id, msg.participants)
@@ -256,8 +250,9 @@ def _contacts_for_many(conn: Connection, channel_id: int, people: Sequence[Ident
             linked[key] = contact
     created: dict[str, int] = {}
     if new:
-        ids = conn.execute(
-            contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
+        ids = insert_many(
+            conn,
+            contacts,
             [
                 {
                     "name": clean(who.name)[:300] if who.name else None,  # type: ignore[index]
@@ -267,17 +262,20 @@ def _contacts_for_many(conn: Connection, channel_id: int, people: Sequence[Ident
                 }
                 for who in new.values()
             ],
-        ).scalars().all()
-        created = dict(zip(new, ids, strict=True))
+            returning=("id",),
+            in_order=True,
+        )
+        created = {key: row.id for key, row in zip(new, ids, strict=True)}
     chosen = {key: created[to] if isinstance(to, str) else to for key, to in linked.items()}
     won = dict(
-        conn.execute(
-            insert_ignore(conn, identities, ["channel_id", "external_id"]).returning(
-                identities.c.external_id, identities.c.contact_id
-            ),
+        insert_many(
+            conn,
+            identities,
             [{"contact_id": cid, "channel_id": channel_id, "external_id": key, "created_at": now}
              for key, cid in chosen.items()],
-        ).all()
+            conflict=["channel_id", "external_id"],
+            returning=("external_id", "contact_id"),
+        )
     )
     lost = [key for key in chosen if key not in won]
     if lost:  # a concurrent first message from the same person won: theirs is the contact
@@ -339,8 +337,9 @@ def _conversations_for_many(
                 alone.add(key)
     if pending:
         created = dict(
-            conn.execute(
-                insert_ignore(conn, conversations, ["channel_id", "open_key"]).returning(c.open_key, c.id),
+            insert_many(
+                conn,
+                conversations,
                 [
                     {
                         "channel_id": channel_id,
@@ -360,7 +359,9 @@ def _conversations_for_many(
                     }
                     for key, (first, *_) in pending.items()
                 ],
-            ).all()
+                conflict=["channel_id", "open_key"],
+                returning=("open_key", "id"),
+            )
         )
         for key, positions in pending.items():
             if key in created:

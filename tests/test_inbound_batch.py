@@ -33,6 +33,7 @@ def test_a_batch_of_new_customers_takes_a_handful_of_statements(store_engine: En
     batch = [_msg(f"m{n}", who=f"cust{n}", thread_key=f"from:cust{n}") for n in range(60)]
     seen = _count_statements(store_engine)
     results = record_inbound(store_engine, channel_id, batch, cursor={"n": 1})
+    assert seen["INSERT INTO MESSAGES"] == 1  # not the one-by-one fallback
     # messages, identities, conversations looked up; contacts, identities, conversations and
     # messages inserted; the cursor saved: a fixed number, not one per message. (SQLite cannot
     # return new ids in the order of a multi-row insert: there, a contact is one insert each.)
@@ -57,7 +58,7 @@ def test_a_batch_of_new_customers_takes_a_handful_of_statements(store_engine: En
         assert row.sender_contact_id == row.contact_id
 
 
-def test_a_batch_ends_as_one_by_one_would(store_engine: Engine) -> None:
+def test_a_batch_ends_as_one_by_one_would(store_engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     channel_id = _channel(store_engine)
     [old] = record_inbound(store_engine, channel_id, [_msg("old", who="ann", thread_key="t-ann")])
     [gone] = record_inbound(store_engine, channel_id, [_msg("gone", who="bob", thread_key="t-bob")])
@@ -79,6 +80,7 @@ def test_a_batch_ends_as_one_by_one_would(store_engine: Engine) -> None:
              attachments=(Attachment(filename="a.txt", content_type="text/plain", data=b"hi"),)),
     ]
     results = record_inbound(store_engine, channel_id, batch)
+    assert "one by one" not in caplog.text  # stored as a batch, not by the fallback
     by_id = dict(zip([m.external_id for m in batch], results, strict=False))
     assert results[0].duplicate and results[0].message_id == old.message_id
     assert results[5].duplicate and results[5].message_id == results[3].message_id
