@@ -321,21 +321,12 @@ def _conversations_for_many(
     results: list[tuple[int, bool] | None] = [None] * len(batch)
     pending: dict[str, list[int]] = {}  # thread key -> positions of the messages of a new conversation
     alone: set[str] = set()  # thread keys this batch touched the one-message way
-    for n, msg in enumerate(batch):
-        key = msg.thread_key[:400] if msg.thread_key else ""
-        if simple[n] and key in pending:
-            pending[key].append(n)
-        elif simple[n] and key not in alone and key not in open_rows:
-            pending[key] = [n]
-        elif simple[n] and key not in alone and open_rows[key] is not None \
-                and open_rows[key].contact_id == contact_ids[n]:
-            results[n] = (open_rows[key].id, _touch(conn, open_rows[key], msg, now))
-            alone.add(key)  # touched: the row read above is stale now
-        else:
-            results[n] = _conversation_for(conn, channel_id, contact_ids[n], msg, now)
-            if key:
-                alone.add(key)
-    if pending:
+    earlier: dict[str, int] = {}  # external id -> position, of this batch's messages so far
+
+    def create_pending() -> None:
+        """Insert the new conversations gathered so far, in one statement."""
+        if not pending:
+            return
         created = dict(
             insert_many(
                 conn,
@@ -364,12 +355,41 @@ def _conversations_for_many(
             )
         )
         for key, positions in pending.items():
+            alone.add(key)  # created: later messages of the thread find it the one-message way
             if key in created:
                 for n in positions:
                     results[n] = (created[key], n == positions[0])
             else:  # a concurrent first message of this thread won, or this batch opened it meanwhile
                 for n in positions:
                     results[n] = _conversation_for(conn, channel_id, contact_ids[n], batch[n], now)
+        pending.clear()
+
+    for n, msg in enumerate(batch):
+        key = msg.thread_key[:400] if msg.thread_key else ""
+        # A reply to a message of this same batch (a backlog holds both): not stored yet, so
+        # the look up of its references would miss it. Its conversation is known here.
+        parent = max((earlier[ref] for ref in msg.thread_refs[:50] if ref in earlier), default=None)
+        if parent is not None:
+            if results[parent] is None:  # the parent's conversation is still to be created
+                create_pending()
+            results[n] = _conversation_for(conn, channel_id, contact_ids[n], msg, now,
+                                           found=results[parent][0])  # type: ignore[index]
+            if key:
+                alone.add(key)
+        elif simple[n] and key in pending:
+            pending[key].append(n)
+        elif simple[n] and key not in alone and key not in open_rows:
+            pending[key] = [n]
+        elif simple[n] and key not in alone and open_rows[key] is not None \
+                and open_rows[key].contact_id == contact_ids[n]:
+            results[n] = (open_rows[key].id, _touch(conn, open_rows[key], msg, now))
+            alone.add(key)  # touched: the row read above is stale now
+        else:
+            results[n] = _conversation_for(conn, channel_id, contact_ids[n], msg, now)
+            if key:
+                alone.add(key)
+        earlier[msg.external_id[:400]] = n
+    create_pending()
     return results  # type: ignore[return-value]
 
 
@@ -491,13 +511,16 @@ def contact_for(conn: Connection, channel_id: int, who: Identity) -> int:
 
 
 def _conversation_for(
-    conn: Connection, channel_id: int, contact_id: int, msg: InboundMessage, now: Any
+    conn: Connection, channel_id: int, contact_id: int, msg: InboundMessage, now: Any, *, found: int | None = None
 ) -> tuple[int, bool]:
     """Find the conversation the message belongs to (reopening it when recently resolved) or
-    start one. Returns (conversation id, whether it needs routing)."""
+    start one. Returns (conversation id, whether it needs routing). ``found``: the conversation
+    of the message it replies to, when the caller knows it already."""
     c = conversations.c
     row = None
-    if msg.thread_refs:
+    if found is not None:
+        row = _load(conn, c.id == found)
+    elif msg.thread_refs:
         conv_id = conn.execute(
             select(messages.c.conversation_id)
             .where(messages.c.channel_id == channel_id, messages.c.external_id.in_(msg.thread_refs[:50]))

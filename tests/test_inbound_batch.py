@@ -154,3 +154,28 @@ def test_identity_in_a_batch_keeps_its_details(store_engine: Engine) -> None:
     with store_engine.connect() as conn:
         rows = {r.name: r for r in conn.execute(select(contacts)).all()}
     assert rows["Zoë Ñúñez"].email == "z@example.com" and rows["Ola"].phone == "+48111222333"
+
+
+def test_a_reply_joins_its_parent_stored_in_the_same_batch(store_engine: Engine,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A mailbox backlog holds a mail and the answers to it: one batch, parents not yet stored
+    when the replies look for them."""
+    channel_id = _channel(store_engine)
+    batch = [
+        _msg("<p1@mail>", who="ann@example.com"),  # a new mail: no thread key, a conversation of its own
+        _msg("<p2@shop>", who="bob", thread_key="form:77"),  # a new thread, created with the batch
+        _msg("<r1@mail>", who="ann@example.com", thread_refs=("<p1@mail>",)),
+        _msg("<r2@mail>", who="cc@example.com", thread_refs=("<x@old>", "<p1@mail>", "<r1@mail>")),  # Cc'd
+        _msg("<r3@shop>", who="bob", thread_refs=("<p2@shop>",)),
+        _msg("<p3@mail>", who="dan@example.com"),  # unrelated
+    ]
+    results = record_inbound(store_engine, channel_id, batch)
+    assert "one by one" not in caplog.text
+    conv = [r.conversation_id for r in results]
+    assert conv[0] == conv[2] == conv[3]
+    assert conv[1] == conv[4]
+    assert len({conv[0], conv[1], conv[5]}) == 3
+    with store_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(conversations)).scalar() == 3
+        people = conn.execute(select(participants.c.conversation_id)).scalars().all()
+    assert people == [conv[0]]  # the Cc'd colleague joined ann's conversation
