@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, update
+from sqlalchemy import Connection, DateTime, Engine, Integer, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from store.models import utcnow
@@ -201,28 +202,66 @@ def _write_picks(
     conn: Connection, picks: list[tuple[int, AgentState, datetime]], pool: list[AgentState], now: datetime
 ) -> None:
     """Write a batch's picks; every guard below holds under our locks, and a miss rolls all back.
-    The updates are one prepared statement each, executed for many rows (psycopg pipelines them:
-    one round trip, not one per row)."""
+    One statement a table whatever the batch's size: on PostgreSQL an ``UPDATE ... FROM unnest``
+    of the picks, elsewhere one prepared statement executed for each row."""
     taken = [ag for ag in pool if ag.taken]
-    got = conn.execute(
-        update(agents)
-        .where(a.id == bindparam("agent"), a.active_count + bindparam("taken") <= a.capacity)
-        .values(active_count=a.active_count + bindparam("taken"), last_assigned_at=bindparam("at")),
-        [{"agent": ag.id, "taken": ag.taken, "at": ag.last_assigned_at} for ag in taken],
-    ).rowcount
+    agent_rows = {"agent": [ag.id for ag in taken], "taken": [ag.taken for ag in taken],
+                  "at": [ag.last_assigned_at for ag in taken]}
+    conversation_rows = {"conversation": [conv_id for conv_id, _, _ in picks], "agent": [ag.id for _, ag, _ in picks],
+                         "now": now}
+    if conn.dialect.name == "postgresql":
+        got = conn.execute(_AGENTS_FROM_ARRAYS, agent_rows).rowcount
+        moved = conn.execute(_CONVERSATIONS_FROM_ARRAYS, conversation_rows).rowcount
+    else:
+        got = conn.execute(_AGENTS_BY_ROW, [dict(zip(agent_rows, row, strict=True))
+                                            for row in zip(*agent_rows.values(), strict=True)]).rowcount
+        moved = conn.execute(_CONVERSATIONS_BY_ROW, [{"conversation": cid, "agent": aid, "now": now} for cid, aid
+                                                     in zip(conversation_rows["conversation"],
+                                                            conversation_rows["agent"], strict=True)]).rowcount
     if got != len(taken):
         raise ConcurrentChange("an agent changed under its lock")
-    moved = conn.execute(
-        update(conversations)
-        .where(c.id == bindparam("conversation"), c.status == "open", c.assignee_id.is_(None))
-        .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
-                route_error=None, route_attempts=0, updated_at=now),
-        [{"conversation": conv_id, "agent": ag.id} for conv_id, ag, _ in picks],
-    ).rowcount
     if moved != len(picks):
         raise ConcurrentChange("a conversation changed under its lock")
     insert_many(conn, assignments, [{"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None,
                                      "reason": "routed", "created_at": stamp} for conv_id, ag, stamp in picks])
+
+
+def _picks_statements() -> tuple[Any, Any, Any, Any]:
+    """The updates of _write_picks, built once."""
+    agent_took = func.unnest(
+        bindparam("agent", type_=postgresql.ARRAY(Integer)), bindparam("taken", type_=postgresql.ARRAY(Integer)),
+        bindparam("at", type_=postgresql.ARRAY(DateTime)),
+    ).table_valued("agent", "taken", "at").render_derived("took")
+    conversation_to = func.unnest(
+        bindparam("conversation", type_=postgresql.ARRAY(Integer)), bindparam("agent", type_=postgresql.ARRAY(Integer)),
+    ).table_valued("conversation", "agent").render_derived("picked")
+    open_unassigned = [c.status == "open", c.assignee_id.is_(None)]
+    agents_from_arrays = (
+        update(agents)
+        .where(a.id == agent_took.c.agent, a.active_count + agent_took.c.taken <= a.capacity)
+        .values(active_count=a.active_count + agent_took.c.taken, last_assigned_at=agent_took.c.at)
+    )
+    conversations_from_arrays = (
+        update(conversations)
+        .where(c.id == conversation_to.c.conversation, *open_unassigned)
+        .values(assignee_id=conversation_to.c.agent, last_assignee_id=conversation_to.c.agent, needs_routing=False,
+                route_error=None, route_attempts=0, updated_at=bindparam("now"))
+    )
+    agents_by_row = (
+        update(agents)
+        .where(a.id == bindparam("agent"), a.active_count + bindparam("taken") <= a.capacity)
+        .values(active_count=a.active_count + bindparam("taken"), last_assigned_at=bindparam("at"))
+    )
+    conversations_by_row = (
+        update(conversations)
+        .where(c.id == bindparam("conversation"), *open_unassigned)
+        .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
+                route_error=None, route_attempts=0, updated_at=bindparam("now"))
+    )
+    return agents_from_arrays, conversations_from_arrays, agents_by_row, conversations_by_row
+
+
+_AGENTS_FROM_ARRAYS, _CONVERSATIONS_FROM_ARRAYS, _AGENTS_BY_ROW, _CONVERSATIONS_BY_ROW = _picks_statements()
 
 
 def pull_for_agent(engine: Engine, agent_id: int, limit: int = 50) -> list[int]:
