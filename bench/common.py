@@ -293,7 +293,7 @@ async def _send_all(ports: Sequence[int], requests: list[bytes], concurrency: in
     await asyncio.gather(*(client(ports[n % len(ports)], *stream) for n, stream in enumerate(streams)))
     seconds = time.perf_counter() - began
     return {"rate": len(requests) / seconds, "seconds": seconds, "began": wall, "p50": percentile(latencies, 50),
-            "p99": percentile(latencies, 99), "statuses": dict(statuses)}
+            "p99": percentile(latencies, 99), "statuses": dict(statuses), "latencies": latencies}
 
 
 def http_load(ports: Sequence[int], requests: list[bytes], concurrency: int, *, ok: int = 202) -> dict[str, Any]:
@@ -304,7 +304,7 @@ def http_load(ports: Sequence[int], requests: list[bytes], concurrency: int, *, 
     than ``ok``)."""
     if not requests:
         return {"rate": 0.0, "seconds": 0.0, "began": time.time(), "p50": 0.0, "p99": 0.0, "statuses": {},
-                "errors": 0}
+                "errors": 0, "latencies": []}
     try:
         import uvloop
 

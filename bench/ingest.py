@@ -14,10 +14,13 @@ would) runs in this process, on the same two cores. Each web process listens on 
 with ``uvicorn --workers 2`` on one shared socket, Linux gave one worker most of the keep-alive
 connections (32:0, 22:10, 17:15 in three runs), and runs differed by 1.5x.
 
-Baseline, first: the same requests against the least a webhook endpoint can do on the same stack
-(:func:`baseline_app`): as many uvicorn processes, a FastAPI route, the same HMAC check, one INSERT
-transaction through omnidesk's own engine (same pool, same psycopg), into a table of the same
-database. Then omnidesk. Each starts with ``--warmup`` posts that are not measured.
+Baseline, in the same run: the same requests against the least a webhook endpoint can do on the
+same stack (:func:`baseline_app`): as many uvicorn processes, a FastAPI route, the same HMAC check,
+one INSERT transaction through omnidesk's own engine (same pool, same psycopg), into a table of
+the same database. Both run side by side and take turns, ``--rounds`` rounds each, alternating
+which goes first: the ratio of the two holds even when the machine's speed drifts during the run
+(on the shared 2-core VM, the baseline alone varied from 1,030 to 1,420 msgs/s between runs).
+``--warmup`` posts to each first are not measured.
 
 Measured: the webhook's answer time (p50/p99); messages stored per second (first post to last
 202); messages stored *and assigned* per second (first post to the last assignment); inbound-to-
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omnidesk bench ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=5000, help="measured posts (default 5000)")
     parser.add_argument("--warmup", type=int, default=500, help="unmeasured posts first (default 500)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating baseline/omnidesk rounds (default 4)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     parser.add_argument("--web-workers", type=int, default=2, help="web server processes (default 2)")
     parser.add_argument("--workers", type=int, default=1, help="omnidesk worker processes (default 1)")
@@ -79,14 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help=f"Redis (default {DEFAULT_REDIS})")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.concurrency < 1 or args.warmup < 0 or args.web_workers < 1 or args.workers < 1:
-        parser.error("--messages, --concurrency, --web-workers and --workers must be positive")
+    if args.messages < 1 or args.concurrency < 1 or args.warmup < 0 or args.web_workers < 1 or args.workers < 1 \
+            or not 1 <= args.rounds <= args.messages:
+        parser.error("--messages, --concurrency, --web-workers, --workers and --rounds must be positive "
+                     "(and at most one round a message)")
 
     began = time.monotonic()
     secret = secrets.token_urlsafe(24)
-    measured, warmup = _bodies("bench", args.messages, secret), _bodies("warmup", args.warmup, secret)
-    print(f"ingest: {args.messages:,} posts (after {args.warmup:,} to warm up), {args.concurrency} in flight; "
-          f"{args.web_workers} web processes, {args.workers} worker process(es) x {args.threads} threads")
+    sizes = [args.messages // args.rounds + (k < args.messages % args.rounds) for k in range(args.rounds)]
+    rounds = [_bodies(f"bench-r{k}", size, secret) for k, size in enumerate(sizes)]
+    warmup = _bodies("warmup", args.warmup, secret)
+    print(f"ingest: {args.messages:,} posts to each (after {args.warmup:,} to warm up) in {args.rounds} alternating "
+          f"rounds, {args.concurrency} in flight; {args.web_workers} web processes, {args.workers} worker "
+          f"process(es) x {args.threads} threads")
     namespace = f"omnidesk-bench-{secrets.token_hex(4)}"
     try:
         _check_redis(args.redis_url)
@@ -94,10 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             env = use_database(url, OMNIDESK_REDIS_URL=args.redis_url, OMNIDESK_REDIS_NAMESPACE=namespace,
                                OMNIDESK_LOG_LEVEL="WARNING", OMNIDESK_WORKER_THREADS=str(args.threads),
                                OMNIDESK_BENCH_SECRET=secret)
-            base = _baseline(args, env, url, warmup, measured)
-            print(f"baseline: {base['rate']:,.0f} msgs/s stored, answer p50 {base['p50']:.1f} ms, "
-                  f"p99 {base['p99']:.1f} ms")
-            run = _omnidesk(args, env, url, warmup, measured, secret)
+            base, run = _measure(args, env, url, warmup, rounds, secret)
     except KeyboardInterrupt:
         print("interrupted (processes stopped, scratch database dropped unless --keep)", file=sys.stderr)
         return 130
@@ -189,48 +195,22 @@ def baseline_app() -> Any:
     return app
 
 
-def _baseline(args: argparse.Namespace, env: dict[str, str], url: str, warmup: list[Any],
-              measured: list[Any]) -> dict[str, Any]:
-    from store.db import get_engine
+# -- the measurement -----------------------------------------------------------------------------
 
-    _baseline_table().create(get_engine())
-    get_engine().dispose()
-    ports = free_ports(args.web_workers)
-    procs = Processes(env)
-    try:
-        servers = {procs.start(f"baseline-{n}", "-m", "uvicorn", f"{__spec__.name}:baseline_app", "--factory",
-                               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning").pid
-                   for n, port in enumerate(ports)}
-        for port in ports:
-            wait_http(f"http://127.0.0.1:{port}/healthz", 60, procs)
-        http_load(ports, http_requests("/webhooks/1", warmup), args.concurrency)
-        meter = CpuMeter({"web": servers}, {"PostgreSQL": "postgres"})
-        with _pg(url) as conn:
-            before, sessions = meter.read(), _sessions(conn)
-            run = http_load(ports, http_requests("/webhooks/1", measured), args.concurrency)
-            run["cpu"] = meter.spent(before, meter.read())
-            run["sessions"] = _sessions(conn, settle=True) - sessions
-            run["stored"] = conn.execute("SELECT count(*) FROM bench_baseline WHERE external_id LIKE 'bench-%'"
-                                         ).fetchone()[0]
-        return run
-    except Exception:
-        procs.show_logs()
-        raise
-    finally:
-        procs.stop()
-
-
-# -- omnidesk ------------------------------------------------------------------------------------
-
-def _omnidesk(args: argparse.Namespace, env: dict[str, str], url: str, warmup: list[Any], measured: list[Any],
-              secret: str) -> dict[str, Any]:
+def _measure(args: argparse.Namespace, env: dict[str, str], url: str, warmup: list[Any],
+             rounds: list[list[Any]], secret: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both servers run side by side; the rounds alternate between them (baseline first in even
+    rounds, omnidesk first in odd ones), so a machine that speeds up or slows down during the run
+    weighs on both alike. Idle meanwhile, omnidesk's worker still polls Redis: that lands in the
+    baseline's "other" CPU."""
     from store.agents import create_agent
     from store.channels import create_channel
     from store.db import get_engine, upgrade
 
     upgrade()
     engine = get_engine()
-    total = len(warmup) + len(measured)
+    _baseline_table().create(engine)
+    total = len(warmup) + sum(map(len, rounds))
     capacity = max(1000, -(-2 * total // AGENTS))  # room for everyone: the queue is not measured here
     for n in range(AGENTS):
         create_agent(engine, name=f"Agent {n}", email=f"agent{n}@bench.example", capacity=capacity,
@@ -238,29 +218,55 @@ def _omnidesk(args: argparse.Namespace, env: dict[str, str], url: str, warmup: l
     channel_id = create_channel(engine, "api", "Bench shop",
                                 {"secret": secret, "callback_url": "http://127.0.0.1:9/unused"})
     engine.dispose()
-    ports, path = free_ports(args.web_workers), f"/webhooks/{channel_id}"
-    procs = Processes({**env, "OMNIDESK_PUBLIC_URL": f"http://127.0.0.1:{ports[0]}"})
+    ports = free_ports(2 * args.web_workers)
+    base_ports, web_ports, path = ports[:args.web_workers], ports[args.web_workers:], f"/webhooks/{channel_id}"
+    procs = Processes({**env, "OMNIDESK_PUBLIC_URL": f"http://127.0.0.1:{web_ports[0]}"})
     try:
+        baseline = {procs.start(f"baseline-{n}", "-m", "uvicorn", f"{__spec__.name}:baseline_app", "--factory",
+                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning").pid
+                    for n, port in enumerate(base_ports)}
         web = {procs.omnidesk(f"web-{n}", "web", "--host", "127.0.0.1", "--port", str(port)).pid
-               for n, port in enumerate(ports)}
+               for n, port in enumerate(web_ports)}
         workers = {procs.omnidesk("scheduler", "scheduler").pid}
         workers |= {procs.omnidesk(f"worker-{n}", "worker", "--threads", str(args.threads)).pid
                     for n in range(args.workers)}
         for port in ports:
             wait_http(f"http://127.0.0.1:{port}/healthz", 60, procs)
         with _pg(url) as conn:
-            warm = http_load(ports, http_requests(path, warmup), args.concurrency)
+            http_load(base_ports, http_requests("/webhooks/1", warmup), args.concurrency)
+            warm = http_load(web_ports, http_requests(path, warmup), args.concurrency)
             _wait_assigned(conn, len(warmup), 60, procs)
-            meter = CpuMeter({"web": web, "workers": workers}, {"PostgreSQL": "postgres"})
-            before, sessions = meter.read(), _sessions(conn)
-            run = http_load(ports, http_requests(path, measured), args.concurrency)
-            _wait_assigned(conn, total, max(30.0, len(measured) / 100), procs)
-            run["cpu"] = meter.spent(before, meter.read())
-            run["sessions"] = _sessions(conn, settle=True) - sessions
-            run["errors"] += warm["errors"]
-            run["statuses"] = dict(collections.Counter(run["statuses"]) + collections.Counter(warm["statuses"]))
-            run.update(_figures(conn, run["began"]))
-        return run
+            base, run = _tally(), _tally()
+            run["errors"], run["statuses"] = warm["errors"], collections.Counter(warm["statuses"])
+            done = len(warmup)
+            for k, bodies in enumerate(rounds):
+                for who in (("baseline", "omnidesk") if k % 2 == 0 else ("omnidesk", "baseline")):
+                    if who == "baseline":
+                        meter = CpuMeter({"web": baseline}, {"PostgreSQL": "postgres"})
+                        before, sessions = meter.read(), _sessions(conn)
+                        load = http_load(base_ports, http_requests("/webhooks/1", bodies), args.concurrency)
+                        _add(base, load, meter.spent(before, meter.read()), _sessions(conn, settle=True) - sessions)
+                        continue
+                    meter = CpuMeter({"web": web, "workers": workers}, {"PostgreSQL": "postgres"})
+                    before, sessions = meter.read(), _sessions(conn)
+                    load = http_load(web_ports, http_requests(path, bodies), args.concurrency)
+                    done += len(bodies)
+                    _wait_assigned(conn, done, max(30.0, len(bodies) / 100), procs)
+                    spent = meter.spent(before, meter.read())
+                    figures = _figures(conn, load["began"], f"bench-r{k}-")
+                    _add(run, load, spent, _sessions(conn, settle=True) - sessions)
+                    run["assign_seconds"] += figures["assign_seconds"]
+                    run["assigned"] += figures["assigned"]
+                    run["waits"] += figures["waits"]
+            base["stored"] = conn.execute("SELECT count(*) FROM bench_baseline WHERE external_id LIKE 'bench-%'"
+                                          ).fetchone()[0]
+            run.update(_checks(conn))
+        for tally in (base, run):
+            count = len(tally["latencies"])
+            tally.update(rate=count / tally["seconds"], p50=percentile(tally["latencies"], 50),
+                         p99=percentile(tally["latencies"], 99))
+        run.update(assign_p50=percentile(run["waits"], 50), assign_p99=percentile(run["waits"], 99))
+        return base, run
     except Exception:
         procs.show_logs()
         raise
@@ -268,6 +274,21 @@ def _omnidesk(args: argparse.Namespace, env: dict[str, str], url: str, warmup: l
         procs.stop()
         with contextlib.suppress(Exception):
             flush_redis(args.redis_url, env["OMNIDESK_REDIS_NAMESPACE"])
+
+
+def _tally() -> dict[str, Any]:
+    return {"seconds": 0.0, "latencies": [], "errors": 0, "statuses": collections.Counter(), "sessions": 0,
+            "cpu": collections.Counter(), "assign_seconds": 0.0, "assigned": 0, "waits": []}
+
+
+def _add(tally: dict[str, Any], load: dict[str, Any], cpu: dict[str, float], sessions: int) -> None:
+    """One round's figures into the run's."""
+    tally["seconds"] += load["seconds"]
+    tally["latencies"] += load["latencies"]
+    tally["errors"] += load["errors"]
+    tally["statuses"].update(load["statuses"])
+    tally["cpu"].update(cpu)
+    tally["sessions"] += sessions
 
 
 def _wait_assigned(conn: Any, count: int, timeout: float, procs: Processes) -> None:
@@ -292,21 +313,26 @@ _CHECKS = """SELECT
   (SELECT count(*) FROM messages WHERE external_id LIKE 'bench-%')"""
 
 
-def _figures(conn: Any, started: float) -> dict[str, Any]:
-    """The measured conversations' timings, and the checks over everything stored."""
+def _figures(conn: Any, started: float, prefix: str) -> dict[str, Any]:
+    """One round's conversations: inbound-to-assigned times, and the time from its first post to
+    its last assignment."""
     pairs = conn.execute(
         "SELECT m.created_at, min(a.created_at) FROM messages m"
         " JOIN assignments a ON a.conversation_id = m.conversation_id AND a.reason = 'routed'"
-        " WHERE m.external_id LIKE 'bench-%' GROUP BY m.id"
+        " WHERE m.external_id LIKE %s GROUP BY m.id", (prefix + "%",)
     ).fetchall()
-    row = conn.execute(_CHECKS).fetchone()
     waits = [(at - created).total_seconds() * 1000 for created, at in pairs]
     last = max((at for _, at in pairs), default=None)
-    return {"total_stored": row[0], "duplicates": row[0] - row[1], "conversations": row[2], "total_assigned": row[3],
-            "assigned_twice": row[4], "over_capacity": row[5], "count_mismatch": row[6], "stored": row[7],
-            "assigned": len(pairs), "assign_p50": percentile(waits, 50), "assign_p99": percentile(waits, 99),
-            # the last assignment, stamped by a worker, on the clock the first post was read from
+    # the last assignment, stamped by a worker, on the clock the first post was read from
+    return {"waits": waits, "assigned": len(pairs),
             "assign_seconds": last.replace(tzinfo=UTC).timestamp() - started if last else float("inf")}
+
+
+def _checks(conn: Any) -> dict[str, Any]:
+    """The checks over everything stored."""
+    row = conn.execute(_CHECKS).fetchone()
+    return {"total_stored": row[0], "duplicates": row[0] - row[1], "conversations": row[2], "total_assigned": row[3],
+            "assigned_twice": row[4], "over_capacity": row[5], "count_mismatch": row[6], "stored": row[7]}
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -346,7 +372,8 @@ def _report(args: argparse.Namespace, base: dict[str, Any], run: dict[str, Any],
     print(f"{rate:,.0f} msgs/s end to end, {ratio:.2f} of the baseline; target (>= {TARGET_MSGS_PER_S:,.0f} msgs/s "
           f"and >= {TARGET_RATIO} of the baseline) {'met' if met else 'NOT met'}; the run took {seconds:.0f} s")
     result = {
-        "bench": "ingest", "messages": n, "concurrency": args.concurrency, "web_workers": args.web_workers,
+        "bench": "ingest", "messages": n, "rounds": args.rounds, "concurrency": args.concurrency,
+        "web_workers": args.web_workers,
         "workers": args.workers, "threads": args.threads,
         "msgs_per_s": round(rate, 1), "stored_msgs_per_s": round(run["rate"], 1),
         "baseline_msgs_per_s": round(base["rate"], 1), "ratio_to_baseline": round(ratio, 3),
