@@ -234,17 +234,21 @@ def _contacts_for_many(conn: Connection, channel_id: int, people: Sequence[Ident
     # People without a contact yet; two identities with one email or phone share a new contact.
     linked: dict[str, int | str] = {}  # identity -> contact id, or the identity whose new contact it shares
     new: dict[str, Identity] = {}
+    new_by_email: dict[str, str] = {}
+    new_by_phone: dict[str, str] = {}
     for who in missing:
         key = who.external_id[:400]
-        contact = (by_email.get(who.email.lower()) if who.email else None) or (
-            by_phone.get(who.phone) if who.phone else None
-        )
+        email = who.email.lower() if who.email else None
+        contact = (by_email.get(email) if email else None) or (by_phone.get(who.phone) if who.phone else None)
         if contact is None:
-            twin = next((k for k, w in new.items() if (who.email and w.email and w.email.lower() == who.email.lower())
-                         or (who.phone and w.phone == who.phone)), None)
+            twin = (new_by_email.get(email) if email else None) or (new_by_phone.get(who.phone) if who.phone else None)
             if twin is None:
                 new[key] = who
                 twin = key
+                if email:
+                    new_by_email[email] = key
+                if who.phone:
+                    new_by_phone[who.phone] = key
             linked[key] = twin
         else:
             linked[key] = contact
@@ -318,13 +322,35 @@ def _conversations_for_many(
                 open_rows[row.open_key] = row
             else:  # resolved: the one-message way applies the reopen rule, unless an open one exists
                 open_rows.setdefault(row.thread_key, None)
+    # The stored messages the batch's replies name: one look for all of them.
+    refs = list({ref for m in batch for ref in m.thread_refs[:50]})
+    replied: dict[str, tuple[int, int]] = {}  # external id -> (message id, conversation id)
+    for start in range(0, len(refs), 500):
+        for row in conn.execute(
+            select(messages.c.external_id, messages.c.id, messages.c.conversation_id).where(
+                messages.c.channel_id == channel_id, messages.c.external_id.in_(refs[start:start + 500])
+            )
+        ):
+            replied[row.external_id] = (row.id, row.conversation_id)
     results: list[tuple[int, bool] | None] = [None] * len(batch)
     pending: dict[str, list[int]] = {}  # thread key -> positions of the messages of a new conversation
     alone: set[str] = set()  # thread keys this batch touched the one-message way
     earlier: dict[str, int] = {}  # external id -> position, of this batch's messages so far
+    fresh: list[int] = []  # positions of messages that start a conversation with no thread key (a new mail)
 
     def create_pending() -> None:
-        """Insert the new conversations gathered so far, in one statement."""
+        """Insert the new conversations gathered so far, a statement for each kind."""
+        if fresh:
+            ids = insert_many(conn, conversations, [
+                {"channel_id": channel_id, "contact_id": contact_ids[n], "status": "open", "priority": 0,
+                 "language": batch[n].language, "subject": clean(batch[n].subject), "thread_key": None,
+                 "open_key": None, "waiting_since": now, "needs_routing": True, "route_attempts": 0,
+                 "last_message_at": now, "created_at": now, "updated_at": now}
+                for n in fresh
+            ], returning=("id",), in_order=True)
+            for n, row in zip(fresh, ids, strict=True):
+                results[n] = (row.id, True)
+            fresh.clear()
         if not pending:
             return
         created = dict(
@@ -369,6 +395,7 @@ def _conversations_for_many(
         # A reply to a message of this same batch (a backlog holds both): not stored yet, so
         # the look up of its references would miss it. Its conversation is known here.
         parent = max((earlier[ref] for ref in msg.thread_refs[:50] if ref in earlier), default=None)
+        stored = max((replied[ref] for ref in msg.thread_refs[:50] if ref in replied), default=None)
         if parent is not None:
             if results[parent] is None:  # the parent's conversation is still to be created
                 create_pending()
@@ -376,6 +403,12 @@ def _conversations_for_many(
                                            found=results[parent][0])  # type: ignore[index]
             if key:
                 alone.add(key)
+        elif stored is not None:  # a reply to a stored message: its conversation (or the reopen rule)
+            results[n] = _conversation_for(conn, channel_id, contact_ids[n], msg, now, found=stored[1])
+            if key:
+                alone.add(key)
+        elif not key and not msg.ticket_number:  # no thread to look for: a new conversation
+            fresh.append(n)
         elif simple[n] and key in pending:
             pending[key].append(n)
         elif simple[n] and key not in alone and key not in open_rows:
@@ -384,8 +417,8 @@ def _conversations_for_many(
                 and open_rows[key].contact_id == contact_ids[n]:
             results[n] = (open_rows[key].id, _touch(conn, open_rows[key], msg, now))
             alone.add(key)  # touched: the row read above is stale now
-        else:
-            results[n] = _conversation_for(conn, channel_id, contact_ids[n], msg, now)
+        else:  # the references named nothing stored: the ticket number, the thread key
+            results[n] = _conversation_for(conn, channel_id, contact_ids[n], msg, now, refs_checked=True)
             if key:
                 alone.add(key)
         earlier[msg.external_id[:400]] = n
@@ -511,16 +544,18 @@ def contact_for(conn: Connection, channel_id: int, who: Identity) -> int:
 
 
 def _conversation_for(
-    conn: Connection, channel_id: int, contact_id: int, msg: InboundMessage, now: Any, *, found: int | None = None
+    conn: Connection, channel_id: int, contact_id: int, msg: InboundMessage, now: Any, *, found: int | None = None,
+    refs_checked: bool = False,
 ) -> tuple[int, bool]:
     """Find the conversation the message belongs to (reopening it when recently resolved) or
     start one. Returns (conversation id, whether it needs routing). ``found``: the conversation
-    of the message it replies to, when the caller knows it already."""
+    of the message it replies to, when the caller knows it already; ``refs_checked``: the caller
+    found none of its references stored."""
     c = conversations.c
     row = None
     if found is not None:
         row = _load(conn, c.id == found)
-    elif msg.thread_refs:
+    elif msg.thread_refs and not refs_checked:
         conv_id = conn.execute(
             select(messages.c.conversation_id)
             .where(messages.c.channel_id == channel_id, messages.c.external_id.in_(msg.thread_refs[:50]))

@@ -179,3 +179,27 @@ def test_a_reply_joins_its_parent_stored_in_the_same_batch(store_engine: Engine,
         assert conn.execute(select(func.count()).select_from(conversations)).scalar() == 3
         people = conn.execute(select(participants.c.conversation_id)).scalars().all()
     assert people == [conv[0]]  # the Cc'd colleague joined ann's conversation
+
+
+def test_a_backlog_of_new_mails_takes_a_handful_of_statements(store_engine: Engine) -> None:
+    """Mail has no thread key: each new mail opens a conversation of its own, all of them
+    created with one statement; a reply to a stored mail joins its conversation."""
+    channel_id = _channel(store_engine, "email")
+    [first] = record_inbound(store_engine, channel_id, [_msg("<old@x>", who="ann@example.com")])
+    batch = [_msg(f"<m{n}@x>", who=f"c{n}@example.com", ident={"email": f"c{n}@example.com"}, subject=f"Order {n}")
+             for n in range(60)]
+    batch.append(_msg("<re-old@x>", who="ann@example.com", thread_refs=("<gone@x>", "<old@x>")))
+    seen = _count_statements(store_engine)
+    results = record_inbound(store_engine, channel_id, batch, cursor={"uid": 61})
+    if store_engine.dialect.name == "sqlite":  # one insert a row where ids must come back in order
+        assert seen.pop("INSERT INTO CONTACTS") == 60 and seen.pop("INSERT INTO CONVERSATIONS") == 60
+    assert sum(seen.values()) <= 15, seen
+    assert results[-1].conversation_id == first.conversation_id
+    assert len({r.conversation_id for r in results[:60]}) == 60
+    with store_engine.connect() as conn:
+        rows = conn.execute(select(messages.c.external_id, conversations.c.subject, conversations.c.contact_id,
+                                   messages.c.sender_contact_id)
+                            .join(conversations, conversations.c.id == messages.c.conversation_id)).all()
+    for row in rows:
+        if row.external_id.startswith("<m"):
+            assert row.subject == f"Order {row.external_id[2:-3]}" and row.contact_id == row.sender_contact_id
