@@ -176,20 +176,8 @@ def _store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessag
             )
         ).one()
         raise _Duplicate(row.id, row.conversation_id)
-    files = [
-        {
-            "message_id": stored[msg.external_id[:400]],
-            "filename": clean(a.filename)[:500] or "attachment",  # type: ignore[index]
-            "content_type": a.content_type[:200],
-            "size": a.size,
-            "content_id": a.content_id,
-            "inline": a.inline,
-            "data": a.data,
-        }
-        for msg in batch
-        for a in msg.attachments
-    ]
-    insert_many(conn, attachments, files)
+    insert_many(conn, attachments, [row for msg in batch
+                                    for row in _attachment_rows(stored[msg.external_id[:400]], msg)])
     for msg, (conversation_id, _) in zip(batch, threads, strict=True):
         if msg.participants:
             _add_participants(conn, channel_id, conversation_id, msg.participants)
@@ -471,25 +459,25 @@ def _record_message(conn: Connection, channel_id: int, msg: InboundMessage, *, c
             )
         ).one()
         raise _Duplicate(winner.id, winner.conversation_id)
-    if msg.attachments:
-        conn.execute(
-            attachments.insert(),
-            [
-                {
-                    "message_id": message_id,
-                    "filename": clean(a.filename)[:500] or "attachment",  # type: ignore[index]
-                    "content_type": a.content_type[:200],
-                    "size": a.size,
-                    "content_id": a.content_id,
-                    "inline": a.inline,
-                    "data": a.data,
-                }
-                for a in msg.attachments
-            ],
-        )
+    insert_many(conn, attachments, _attachment_rows(message_id, msg))
     if msg.participants:
         _add_participants(conn, channel_id, conversation_id, msg.participants)
     return Recorded(message_id, conversation_id, needs_routing=needs_routing)
+
+
+def _attachment_rows(message_id: int, msg: InboundMessage) -> list[dict[str, Any]]:
+    return [
+        {
+            "message_id": message_id,
+            "filename": clean(a.filename)[:500] or "attachment",  # type: ignore[index]
+            "content_type": a.content_type[:200],
+            "size": a.size,
+            "content_id": a.content_id,
+            "inline": a.inline,
+            "data": a.data,
+        }
+        for a in msg.attachments
+    ]
 
 
 def contact_for(conn: Connection, channel_id: int, who: Identity) -> int:

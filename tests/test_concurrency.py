@@ -3,9 +3,10 @@ time or in batches, never over-assign."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select, update
@@ -26,21 +27,15 @@ def _channel(engine) -> int:  # type: ignore[no-untyped-def]
                             .returning(channels.c.id)).scalar_one()
 
 
-def test_300_conversations_3_agents_capacity_5(pg_engine) -> None:  # type: ignore[no-untyped-def]
-    engine = pg_engine
-    channel_id = _channel(engine)
-    agent_ids = [agent_store.create_agent(engine, name=f"A{i}", email=f"a{i}@shop.test", capacity=5,
-                                          presence="online")[0] for i in range(3)]
-    conv_ids = []
-    for n in range(300):
-        [rec] = record_inbound(engine, channel_id, [InboundMessage(
-            external_id=f"m{n}", sender=Identity(external_id=f"c{n}"), text="hi", thread_key=f"c{n}")])
-        conv_ids.append(rec.conversation_id)
-
+@contextlib.contextmanager
+def _peaks(engine) -> Iterator[dict[int, int]]:  # type: ignore[no-untyped-def]
+    """Watch, while the block runs, the most conversations each agent was seen holding (by its
+    open assigned conversations, key agent id, and by its counter, key minus agent id): what any
+    observer could see at any moment."""
     peak: dict[int, int] = {}
     done = threading.Event()
 
-    def watch() -> None:  # what any observer could see at any moment
+    def watch() -> None:
         while not done.is_set():
             with engine.connect() as conn:
                 for agent_id, n in conn.execute(
@@ -53,10 +48,26 @@ def test_300_conversations_3_agents_capacity_5(pg_engine) -> None:  # type: igno
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    with ThreadPoolExecutor(max_workers=24) as pool:
+    try:
+        yield peak
+    finally:
+        done.set()
+        watcher.join()
+
+
+def test_300_conversations_3_agents_capacity_5(pg_engine) -> None:  # type: ignore[no-untyped-def]
+    engine = pg_engine
+    channel_id = _channel(engine)
+    agent_ids = [agent_store.create_agent(engine, name=f"A{i}", email=f"a{i}@shop.test", capacity=5,
+                                          presence="online")[0] for i in range(3)]
+    conv_ids = []
+    for n in range(300):
+        [rec] = record_inbound(engine, channel_id, [InboundMessage(
+            external_id=f"m{n}", sender=Identity(external_id=f"c{n}"), text="hi", thread_key=f"c{n}")])
+        conv_ids.append(rec.conversation_id)
+
+    with _peaks(engine) as peak, ThreadPoolExecutor(max_workers=24) as pool:
         outcomes = list(pool.map(lambda cid: route_conversation(engine, cid), conv_ids))
-    done.set()
-    watcher.join()
 
     assigned = [o for o in outcomes if o.agent_id is not None]
     assert len(assigned) == 15
@@ -123,20 +134,6 @@ def test_overlapping_batches_and_single_routes_never_over_assign(pg_engine) -> N
         external_id=f"b{n}", sender=Identity(external_id=f"b{n}"), text="hi", thread_key=f"b{n}")
         for n in range(300)])]
     rng = random.Random(7)
-    peak: dict[int, int] = {}
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            with engine.connect() as conn:
-                for agent_id, n in conn.execute(
-                    select(conversations.c.assignee_id, func.count()).where(
-                        conversations.c.status == "open", conversations.c.assignee_id.is_not(None))
-                    .group_by(conversations.c.assignee_id)):
-                    peak[agent_id] = max(peak.get(agent_id, 0), n)
-                for agent_id, n in conn.execute(select(agents.c.id, agents.c.active_count)):
-                    peak[-agent_id] = max(peak.get(-agent_id, 0), n)
-
     def consistent() -> dict[int, int]:
         with engine.connect() as conn:
             held = dict(conn.execute(select(conversations.c.assignee_id, func.count()).where(
@@ -176,9 +173,7 @@ def test_overlapping_batches_and_single_routes_never_over_assign(pg_engine) -> N
             left = conn.execute(select(conversations.c.id).where(conversations.c.needs_routing.is_(True))).scalars()
             route_conversations(engine, list(left))
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with _peaks(engine) as peak:
         tasks: list[Callable[[], object]] = [
             functools.partial(workers.route_batch, b) if i % 2 else functools.partial(route_conversations, engine, b)
             for i, b in enumerate(batches(conv_ids))]
@@ -209,9 +204,6 @@ def test_overlapping_batches_and_single_routes_never_over_assign(pg_engine) -> N
             fill_agent(engine, a)
         settle()
         assert consistent() == {a: 5 for a in agent_ids}
-    finally:
-        done.set()
-        watcher.join()
     assert peak and all(v <= 5 for v in peak.values()), peak
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(conversations).where(
