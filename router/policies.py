@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.sql.elements import ColumnElement
 
-from store.assignment import AgentState
+from store.assignment_batch import AgentState
 from store.sql import agents
 
 a = agents.c

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from sqlalchemy import Engine
 
 from router.policies import POLICIES, SORT_KEYS
-from store.assignment import Outcome, assign_batch, assign_next_agent, pull_for_agent
+from store.assignment import Outcome, assign_next_agent, pull_for_agent
+from store.assignment_batch import assign_batch
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,6 @@ Decisions a reader should know:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import codecs
 import email
 import email.policy
 import hashlib
@@ -55,123 +52,21 @@ from email.policy import Policy
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR, MAIL_LANGUAGES
-
 from connectors.base import Attachment, Identity, InboundMessage, StatusUpdate
+from connectors.email.decode import (
+    _SURROGATE,
+    _clean_text,
+    _codec,
+    _one_line,
+    _unescape,
+    decode_bytes,
+    decode_header_value,
+)
 from connectors.email.ids import is_own_message_id
+from connectors.email.quotes import split_reply
 from connectors.html import html_to_text, sanitize_html
 
 log = logging.getLogger(__name__)
-
-# -- text decoding -------------------------------------------------------------------------------
-
-_NOT_CHARSETS = {"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined", "mbcs", "oem"}
-_WINDOWS_OF = {"iso8859-1": "cp1252", "ascii": "cp1252", "iso8859-2": "cp1250"}
-_C1 = re.compile(r"[\x80-\x9f]")
-_SURROGATE = re.compile("[\udc80-\udcff]")  # an 8-bit byte in a header value as read by ``email``
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")  # C0, C1, BOM: never text
-
-
-def _codec(charset: str | None) -> str | None:
-    """Python's name for a declared charset, or None when unknown or not a text encoding."""
-    if not charset:
-        return None
-    try:
-        info = codecs.lookup(_SURROGATE.sub("\ufffd", charset).strip().strip("\"'").lower())
-    except (LookupError, ValueError, TypeError):
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        return None
-    return info.name
-
-
-def decode_bytes(data: bytes, charset: str | None = None) -> str:
-    """Text from bytes in a declared, wrong, unknown or missing charset. Never raises."""
-    codec = _codec(charset)
-    if codec != "utf-8" and not data.isascii():
-        try:
-            return data.decode("utf-8")  # valid UTF-8 is UTF-8, whatever the label says
-        except UnicodeDecodeError:
-            pass
-    for name in (codec, "utf-8"):
-        if not name:
-            continue
-        try:
-            text = data.decode(name)
-        except (UnicodeDecodeError, LookupError):
-            continue
-        if name in _WINDOWS_OF and _C1.search(text):
-            try:
-                return data.decode(_WINDOWS_OF[name])
-            except UnicodeDecodeError:
-                pass
-        return text
-    return data.decode("cp1252", errors="replace")
-
-
-def _unescape(value: str) -> str:
-    """A header value as read by ``email`` (8-bit bytes as surrogates) made real text."""
-    if not _SURROGATE.search(value):
-        return value
-    return decode_bytes(value.encode("utf-8", "surrogateescape"))
-
-
-_WORD = re.compile(r"=\?([^?\s]+?)(?:\*[^?\s]*)?\?([QqBb])\?([^?]*)\?=")
-
-
-def _word_bytes(encoding: str, text: str) -> bytes | None:
-    if encoding in "Bb":
-        text = re.sub(r"[^A-Za-z0-9+/]", "", text)
-        try:
-            return base64.b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            return None
-    text = text.replace("_", " ")
-    return re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8", "replace"))
-
-
-def decode_header_value(value: str) -> str:
-    """A header value with its RFC 2047 words decoded, leniently; one line, no control characters.
-
-    Adjacent words are joined (the whitespace between them dropped, RFC 2047 6.2) and their bytes
-    decoded together when they share a charset, so a character split over two words survives."""
-    value = _unescape(value)
-    out: list[str] = []
-    pending: list[tuple[str, bytes]] = []  # adjacent decoded words not yet turned into text
-    pos = 0
-
-    def flush() -> None:
-        while pending:
-            charset, data = pending.pop(0)
-            while pending and pending[0][0] == charset:
-                data += pending.pop(0)[1]
-            out.append(decode_bytes(data, charset))
-
-    for match in _WORD.finditer(value):
-        between = value[pos : match.start()]
-        data = _word_bytes(match.group(2), match.group(3))
-        if data is None:  # broken beyond repair: keep it as written
-            flush()
-            out.append(value[pos : match.end()])
-        else:
-            if between.strip() or not pending:
-                flush()
-                out.append(between)
-            pending.append((match.group(1).lower(), data))
-        pos = match.end()
-    flush()
-    out.append(value[pos:])
-    return _one_line("".join(out))
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", _CONTROL.sub("", text.replace("\x00", ""))).strip()
-
-
-def _clean_text(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", text)
-
 
 # -- headers, ids and addresses -----------------------------------------------------------------
 
@@ -526,132 +421,6 @@ def _bounce(headers: _Headers, root_type: str, body: _Body, sender: Identity, te
         line = _one_line(response.group(1))
         return own, line if not code or code.group(0) in line else f"{code.group(0)} {line}"
     return own, _one_line(_FAILURE.search(text).group(0))  # type: ignore[union-attr]
-
-
-# -- quote splitting -----------------------------------------------------------------------------
-
-_LIBRARY_PATTERNS = [
-    re.compile(pattern.replace("){1,}", "){2,}"), re.MULTILINE | re.IGNORECASE)  # pl: one "Od:" is not enough
-    for language, entries in MAIL_LANGUAGES.items()
-    if language != "david"
-    for key in ("wrote_header", "from_header")
-    if (pattern := entries.get(key))
-] + [re.compile(GENERIC_MAIL_SEPARATOR, re.MULTILINE | re.IGNORECASE)]
-_OWN_PATTERNS = [
-    # "-----Original Message-----", "---------- Forwarded message ---------" and their translations
-    re.compile(
-        r"^(?:> ?)*-{2,} ?(?:original message|mensaje original|missatge original|mensagem original"
-        r"|message d'origine|urspr[üu]ngliche nachricht|messaggio originale|oorspronkelijk bericht"
-        r"|wiadomo[śs][ćc] oryginalna|oryginalna wiadomo[śs][ćc]|forwarded message|mensaje reenviado"
-        r"|missatge reenviat|mensagem encaminhada|message transf[ée]r[ée]|weitergeleitete nachricht) ?-{2,}$"
-        r"|^(?:begin forwarded message|inicio del mensaje reenviado|inici del missatge reenviat):$",
-        re.MULTILINE | re.IGNORECASE,
-    ),
-    # Outlook's header block in the languages of our customers: "From:" then "Sent:" (or translations)
-    re.compile(
-        r"^(?:> ?)*[* ]*(?:from|de|von|od|da|van|fr[åa]n|fra|exp[ée]diteur|remitente)[* ]*:.*\n"
-        r"(?:> ?)*[* ]*(?:sent|date|enviado|enviada|enviat|fecha|data|gesendet|datum|envoy[ée]|wys[łl]ano"
-        r"|wys[łl]ane|inviato|verzonden|skickat|sendt)(?: el| em| le| at| on)?[* ]*:",
-        re.MULTILINE | re.IGNORECASE,
-    ),
-]
-_WROTE = re.compile(
-    r"(?:wrote|escribi[óo]|escreveu|va escriure|a [ée]crit|napisa[łl]\(a\)|napisa[łl]a?|ha scritto|schreef"
-    r"|skrev|napsal\(a\)|написал\(а\)|написала?)\s*:$",
-    re.IGNORECASE,
-)
-_WHEN = re.compile(r"\d{1,2}:\d{2}|\b(?:19|20)\d\d\b|\d{1,2}[./]\d{1,2}[./]\d{2,4}")
-_SENT_FROM = re.compile(
-    r"^(?:sent from my|sent from outlook|get outlook for|enviado desde mi|enviado do meu|enviat des del meu"
-    r"|envoy[ée] de mon|von meinem .* gesendet|wys[łl]ane z|inviato da|verzonden met|skickat fr[åa]n min)\b.{0,60}$",
-    re.IGNORECASE,
-)
-_SEPARATOR_LINE = re.compile(r"^[_\-=*]{10,}$")
-_HEADER_START = re.compile(r"[>* ]*[^\W\d_][\w .-]{0,25}:")
-_PATTERNS = _LIBRARY_PATTERNS + _OWN_PATTERNS
-
-
-def _could_be_header(line: str, after: str) -> bool:
-    """The cheap test run on every line before the library's patterns, which backtrack on long lines."""
-    return bool(
-        line.endswith((":", "："))
-        or after.endswith((":", "："))
-        or _HEADER_START.match(line)
-        or line.lstrip("> ").startswith(("--", "__"))
-    )
-
-
-def _header_at(stripped: list[str], i: int) -> bool:
-    """Does a quote header start at line ``i``: "On <date>, X wrote:" in any language we know (maybe
-    wrapped over two lines), an Outlook "From:/Sent:" block, an "-----Original Message-----" line?"""
-    line, after = stripped[i], stripped[i + 1] if i + 1 < len(stripped) else ""
-    if not _could_be_header(line, after):
-        return False
-    window = "\n".join(stripped[i : i + 8])
-    if any(rx.match(window) for rx in _PATTERNS):
-        return True
-    bare, after = line.lstrip("> "), after.lstrip("> ")
-    if _WROTE.search(bare) and (_WHEN.search(bare) or "@" in bare):
-        return True
-    return bool(_WROTE.search(after) and not _WHEN.search(after) and _WHEN.search(bare) and bare[-1:] not in ".!?")
-
-
-def _first_header(stripped: list[str], start: int = 0) -> int | None:
-    tried = 0
-    for i in range(start, len(stripped)):
-        if not _could_be_header(stripped[i], stripped[i + 1] if i + 1 < len(stripped) else ""):
-            continue
-        if _header_at(stripped, i):
-            return i
-        tried += 1
-        if tried > 1000:  # a bound for hostile input; real quote headers come far earlier
-            return None
-    return None
-
-
-def split_reply(text: str) -> tuple[str, str | None]:
-    """(new text, quoted history and signature or None). The new text is never empty unless the
-    text is: a message that is all quote keeps it all."""
-    lines = text.split("\n")
-    stripped = [line.strip()[:300] for line in lines]  # bounded: the library's patterns backtrack
-    quoted = [i for i, line in enumerate(stripped) if line.startswith(">")]
-    header, first = _first_header(stripped), quoted[0] if quoted else None
-    if first is None or (header is not None and header < first - 3):  # e.g. Outlook: headers, then text
-        cut = len(lines) if header is None else header
-    elif _interleaved(stripped, first):  # answers below the quotes: only a later header splits
-        later = _first_header(stripped, quoted[-1] + 1)
-        cut = len(lines) if later is None else later
-    else:  # a ">" quote, maybe under its "On ..., X wrote:" line
-        cut = first if header is None else min(header, first)
-    if cut < len(lines) and quoted and cut == quoted[0]:  # take the bare attribution line above along
-        above = next((i for i in range(cut - 1, max(cut - 3, -1), -1) if stripped[i]), None)
-        if above is not None and stripped[above].endswith(":"):
-            cut = above
-    while cut > 0 and (not stripped[cut - 1] or _SEPARATOR_LINE.match(stripped[cut - 1])):
-        cut -= 1
-    signature = next((i for i in range(cut) if lines[i].rstrip() == "--"), None)
-    last = next((i for i in range(cut - 1, -1, -1) if stripped[i]), None)
-    if signature is None and last is not None and _SENT_FROM.match(stripped[last]):
-        signature = last
-    if signature is not None and any(stripped[:signature]):
-        cut = signature
-        while cut > 0 and not stripped[cut - 1]:
-            cut -= 1
-    new = "\n".join(lines[:cut]).strip("\n").rstrip()
-    rest = "\n".join(lines[cut:]).strip("\n").rstrip()
-    if not new.strip() or not rest.strip():
-        return text.strip("\n").rstrip(), None
-    return new, rest
-
-
-def _interleaved(stripped: list[str], first: int) -> bool:
-    """True when the writer answered below or between ``>`` quotes instead of above them."""
-    end = first
-    while end < len(stripped) and (stripped[end].startswith(">") or not stripped[end]):
-        end += 1
-    if end >= len(stripped) or stripped[end] == "--" or _SENT_FROM.match(stripped[end]):
-        return False
-    return not _header_at(stripped, end)
 
 
 # -- the whole message ---------------------------------------------------------------------------

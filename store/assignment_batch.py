@@ -1,0 +1,211 @@
+"""Routing a batch of conversations in one transaction: the batch's conversations locked (those
+another router holds are skipped), the eligible agents locked once in id order, picks made in
+memory by the policy's sort key as one-at-a-time routing would make them, and written with one
+statement a table. The one-conversation paths of store.assignment wait for these row locks and
+then re-check the capacity, so the two never over-assign an agent together."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, Engine, Integer, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
+
+from store.assignment import ConcurrentChange, Outcome
+from store.models import utcnow
+from store.sql import agent_languages, agent_teams, agents, assignments, conversations, insert_many
+
+a = agents.c
+c = conversations.c
+
+
+@dataclasses.dataclass(slots=True)
+class AgentState:
+    """An eligible agent as batch routing sees it, under its row lock; changed in memory after
+    each pick so the next pick in the same batch sees the load it just got."""
+
+    id: int
+    capacity: int
+    active_count: int
+    last_assigned_at: datetime | None
+    teams: set[int] = dataclasses.field(default_factory=set)
+    languages: set[str] = dataclasses.field(default_factory=set)
+    taken: int = 0  # conversations given to this agent in this batch
+
+
+# A policy as a Python sort key over AgentState, best first (see router.policies.SORT_KEYS).
+SortKey = Callable[[AgentState], Any]
+
+
+def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey) -> list[Outcome]:
+    """Route many waiting conversations in one transaction; one Outcome per distinct id, in order.
+
+    The conversations still open, unassigned and needing routing are locked with SKIP LOCKED: a
+    conversation another router (or writer) holds is left as it is, still needing routing, for
+    that router, a retry or the sweep, so two workers with overlapping batches never wait on or
+    double-assign one. The eligible agents are locked in id order (no deadlock between batches,
+    and the conditional updates of the one-conversation paths wait for us and then re-check the
+    capacity). Picks are made in memory in queue order, each agent's load and last assignment
+    updated after every pick. Conversations nobody can take wait in the queue, pulled when
+    capacity frees (``pull_for_agent``).
+
+    Statements: one select of the conversations, one of the agents, one each for their teams and
+    languages when the batch has team or language constraints, then one update of the assigned
+    conversations, one multi-row insert of assignments, one update per agent who got any, and one
+    update of the conversations that wait or no longer need routing.
+    """
+    wanted = list(dict.fromkeys(conversation_ids))
+    if not wanted:
+        return []
+    postgres = engine.dialect.name == "postgresql"
+    now = utcnow()
+    outcomes: dict[int, Outcome] = {}
+    with engine.begin() as conn:
+        look = select(c.id, c.status, c.assignee_id, c.team_id, c.language, c.priority, c.waiting_since).where(
+            c.id.in_(wanted), c.needs_routing.is_(True)
+        )
+        if postgres:  # NO KEY UPDATE: not in the way of messages being added to the conversation
+            look = look.with_for_update(of=conversations, key_share=True, skip_locked=True)
+        rows = conn.execute(look).all()
+        done: list[int] = []  # no longer needs routing: taken already, resolved, or waits
+        queue = []
+        for row in rows:
+            if row.status != "open" or row.assignee_id is not None:
+                outcomes[row.id] = Outcome(row.id, row.assignee_id, skipped=f"{row.status}, assigned {row.assignee_id}")
+                done.append(row.id)
+            else:
+                queue.append(row)
+        queue.sort(key=_queue_order)
+        picks: list[tuple[int, AgentState, datetime]] = []
+        if queue:
+            pool = _lock_agents(conn, postgres, teams=any(r.team_id is not None for r in queue),
+                                languages=any(r.language for r in queue))
+            room = sum(ag.capacity - ag.active_count for ag in pool)
+            for row in queue:
+                fits = [] if room <= 0 else [
+                    ag for ag in pool
+                    if ag.active_count < ag.capacity
+                    and (row.team_id is None or row.team_id in ag.teams)
+                    and (not row.language or row.language in ag.languages)
+                ]
+                if not fits:
+                    outcomes[row.id] = Outcome(row.id, None)
+                    done.append(row.id)
+                    continue
+                best = min(fits, key=key)
+                # One microsecond apart: agents picked earlier in the batch count as idle longer,
+                # as they would have one conversation at a time.
+                stamp = now + timedelta(microseconds=len(picks))
+                best.active_count += 1
+                best.taken += 1
+                best.last_assigned_at = stamp
+                room -= 1
+                picks.append((row.id, best, stamp))
+                outcomes[row.id] = Outcome(row.id, best.id)
+            if picks:
+                _write_picks(conn, picks, pool, now)
+        if done:
+            conn.execute(
+                update(conversations)
+                .where(c.id.in_(done))
+                .values(needs_routing=False, route_attempts=0, route_error=None)
+            )
+    missing = "not waiting for routing, or another router has it"
+    return [outcomes.get(cid) or Outcome(cid, None, skipped=missing) for cid in wanted]
+
+
+def _queue_order(row: Any) -> tuple[int, bool, datetime, int]:
+    """Highest priority first, then longest waiting (no waiting time last), then oldest id."""
+    return (-(row.priority or 0), row.waiting_since is None, row.waiting_since or datetime.min, row.id)
+
+
+def _lock_agents(conn: Connection, postgres: bool, *, teams: bool, languages: bool) -> list[AgentState]:
+    look = (
+        select(a.id, a.capacity, a.active_count, a.last_assigned_at)
+        .where(a.active.is_(True), a.presence == "online", a.active_count < a.capacity)
+        .order_by(a.id)
+    )
+    if postgres:
+        look = look.with_for_update(of=agents, key_share=True)
+    pool = [AgentState(r.id, r.capacity, r.active_count, r.last_assigned_at) for r in conn.execute(look)]
+    by_id = {ag.id: ag for ag in pool}
+    if by_id and teams:
+        query = select(agent_teams.c.agent_id, agent_teams.c.team_id).where(agent_teams.c.agent_id.in_(by_id))
+        for agent_id, team_id in conn.execute(query):
+            by_id[agent_id].teams.add(team_id)
+    if by_id and languages:
+        query = select(agent_languages.c.agent_id, agent_languages.c.language).where(
+            agent_languages.c.agent_id.in_(by_id)
+        )
+        for agent_id, language in conn.execute(query):
+            by_id[agent_id].languages.add(language)
+    return pool
+
+
+def _write_picks(
+    conn: Connection, picks: list[tuple[int, AgentState, datetime]], pool: list[AgentState], now: datetime
+) -> None:
+    """Write a batch's picks; every guard below holds under our locks, and a miss rolls all back.
+    One statement a table whatever the batch's size: on PostgreSQL an ``UPDATE ... FROM unnest``
+    of the picks, elsewhere one prepared statement executed for each row."""
+    taken = [ag for ag in pool if ag.taken]
+    agent_rows = {"agent": [ag.id for ag in taken], "taken": [ag.taken for ag in taken],
+                  "at": [ag.last_assigned_at for ag in taken]}
+    conversation_rows = {"conversation": [conv_id for conv_id, _, _ in picks], "agent": [ag.id for _, ag, _ in picks],
+                         "now": now}
+    if conn.dialect.name == "postgresql":
+        got = conn.execute(_AGENTS_FROM_ARRAYS, agent_rows).rowcount
+        moved = conn.execute(_CONVERSATIONS_FROM_ARRAYS, conversation_rows).rowcount
+    else:
+        got = conn.execute(_AGENTS_BY_ROW, [dict(zip(agent_rows, row, strict=True))
+                                            for row in zip(*agent_rows.values(), strict=True)]).rowcount
+        moved = conn.execute(_CONVERSATIONS_BY_ROW, [{"conversation": cid, "agent": aid, "now": now} for cid, aid
+                                                     in zip(conversation_rows["conversation"],
+                                                            conversation_rows["agent"], strict=True)]).rowcount
+    if got != len(taken):
+        raise ConcurrentChange("an agent changed under its lock")
+    if moved != len(picks):
+        raise ConcurrentChange("a conversation changed under its lock")
+    insert_many(conn, assignments, [{"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None,
+                                     "reason": "routed", "created_at": stamp} for conv_id, ag, stamp in picks])
+
+
+def _picks_statements() -> tuple[Any, Any, Any, Any]:
+    """The updates of _write_picks, built once."""
+    agent_took = func.unnest(
+        bindparam("agent", type_=postgresql.ARRAY(Integer)), bindparam("taken", type_=postgresql.ARRAY(Integer)),
+        bindparam("at", type_=postgresql.ARRAY(DateTime)),
+    ).table_valued("agent", "taken", "at").render_derived("took")
+    conversation_to = func.unnest(
+        bindparam("conversation", type_=postgresql.ARRAY(Integer)), bindparam("agent", type_=postgresql.ARRAY(Integer)),
+    ).table_valued("conversation", "agent").render_derived("picked")
+    open_unassigned = [c.status == "open", c.assignee_id.is_(None)]
+    agents_from_arrays = (
+        update(agents)
+        .where(a.id == agent_took.c.agent, a.active_count + agent_took.c.taken <= a.capacity)
+        .values(active_count=a.active_count + agent_took.c.taken, last_assigned_at=agent_took.c.at)
+    )
+    conversations_from_arrays = (
+        update(conversations)
+        .where(c.id == conversation_to.c.conversation, *open_unassigned)
+        .values(assignee_id=conversation_to.c.agent, last_assignee_id=conversation_to.c.agent, needs_routing=False,
+                route_error=None, route_attempts=0, updated_at=bindparam("now"))
+    )
+    agents_by_row = (
+        update(agents)
+        .where(a.id == bindparam("agent"), a.active_count + bindparam("taken") <= a.capacity)
+        .values(active_count=a.active_count + bindparam("taken"), last_assigned_at=bindparam("at"))
+    )
+    conversations_by_row = (
+        update(conversations)
+        .where(c.id == bindparam("conversation"), *open_unassigned)
+        .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
+                route_error=None, route_attempts=0, updated_at=bindparam("now"))
+    )
+    return agents_from_arrays, conversations_from_arrays, agents_by_row, conversations_by_row
+
+
+_AGENTS_FROM_ARRAYS, _CONVERSATIONS_FROM_ARRAYS, _AGENTS_BY_ROW, _CONVERSATIONS_BY_ROW = _picks_statements()
