@@ -7,6 +7,7 @@ import base64
 import binascii
 import codecs
 import re
+from email.message import Message
 
 _NOT_CHARSETS = {"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined", "mbcs", "oem"}
 _WINDOWS_OF = {"iso8859-1": "cp1252", "ascii": "cp1252", "iso8859-2": "cp1250"}
@@ -114,3 +115,20 @@ def _one_line(text: str) -> str:
 def _clean_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", text)
+
+
+class _Headers:
+    """The raw header values of one message part, unfolded, 8-bit made text; names case-folded."""
+
+    def __init__(self, msg: Message) -> None:
+        self.values: dict[str, list[str]] = {}
+        for name, value in msg.raw_items():
+            unfolded = re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+            self.values.setdefault(str(name).strip().lower(), []).append(unfolded)
+
+    def first(self, name: str) -> str | None:
+        values = self.values.get(name)
+        return values[0] if values else None
+
+    def all(self, name: str) -> list[str]:
+        return self.values.get(name, [])
