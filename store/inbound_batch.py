@@ -19,9 +19,10 @@ from store.inbound_message import (
     _columns,
     _conversation_for,
     _Duplicate,
-    _naive,
     _touch,
     apply_status,
+    conversation_row,
+    message_row,
 )
 from store.models import utcnow
 from store.sql import (
@@ -75,28 +76,8 @@ def _store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessag
     now = utcnow()
     contact_ids = _contacts_for_many(conn, channel_id, [m.sender for m in batch], now)
     threads = _conversations_for_many(conn, channel_id, batch, contact_ids, now)
-    rows = [
-        {
-            "conversation_id": conversation_id,
-            "channel_id": channel_id,
-            "direction": "in",
-            "sender_contact_id": contact_id,
-            "text": clean(msg.text) or "",
-            "html": clean(msg.html),
-            "quoted": clean(msg.quoted),
-            "subject": clean(msg.subject),
-            "automatic": msg.automatic,
-            "external_id": msg.external_id[:400],
-            "status": "received",
-            "parse_error": clean(msg.parse_error),
-            "raw": msg.raw or None,
-            "sent_at": _naive(msg.sent_at),
-            "created_at": now,
-            "private": False,
-            "attempts": 0,
-        }
-        for msg, contact_id, (conversation_id, _) in zip(batch, contact_ids, threads, strict=True)
-    ]
+    rows = [message_row(channel_id, conversation_id, contact_id, msg, now)
+            for msg, contact_id, (conversation_id, _) in zip(batch, contact_ids, threads, strict=True)]
     stored = dict(insert_many(conn, messages, rows, conflict=["channel_id", "external_id"],
                               returning=("external_id", "id")))
     if len(stored) < len(rows):  # a concurrent delivery stored one of them first
@@ -260,45 +241,22 @@ def _conversations_for_many(
     def create_pending() -> None:
         """Insert the new conversations gathered so far, a statement for each kind."""
         if fresh:
-            ids = insert_many(conn, conversations, [
-                {"channel_id": channel_id, "contact_id": contact_ids[n], "status": "open", "priority": 0,
-                 "language": batch[n].language, "subject": clean(batch[n].subject), "thread_key": None,
-                 "open_key": None, "waiting_since": now, "needs_routing": True, "route_attempts": 0,
-                 "last_message_at": now, "created_at": now, "updated_at": now}
-                for n in fresh
-            ], returning=("id",), in_order=True)
+            ids = insert_many(conn, conversations,
+                              [conversation_row(channel_id, contact_ids[n], batch[n], None, now) for n in fresh],
+                              returning=("id",), in_order=True)
             for n, row in zip(fresh, ids, strict=True):
                 results[n] = (row.id, True)
             fresh.clear()
         if not pending:
             return
-        created = dict(
-            insert_many(
-                conn,
-                conversations,
-                [
-                    {
-                        "channel_id": channel_id,
-                        "contact_id": contact_ids[first],
-                        "status": "open",
-                        "priority": 0,
-                        "language": batch[first].language,
-                        "subject": clean(batch[first].subject),
-                        "thread_key": key,
-                        "open_key": key,
-                        "waiting_since": now,
-                        "needs_routing": True,
-                        "route_attempts": 0,
-                        "last_message_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for key, (first, *_) in pending.items()
-                ],
-                conflict=["channel_id", "open_key"],
-                returning=("open_key", "id"),
-            )
-        )
+        created = dict(insert_many(
+            conn,
+            conversations,
+            [conversation_row(channel_id, contact_ids[first], batch[first], key, now)
+             for key, (first, *_) in pending.items()],
+            conflict=["channel_id", "open_key"],
+            returning=("open_key", "id"),
+        ))
         for key, positions in pending.items():
             alone.add(key)  # created: later messages of the thread find it the one-message way
             if key in created:

@@ -60,25 +60,7 @@ def _record_message(conn: Connection, channel_id: int, msg: InboundMessage, *, c
     conversation_id, needs_routing = _conversation_for(conn, channel_id, contact_id, msg, now)
     message_id = conn.execute(
         insert_ignore(conn, messages, ["channel_id", "external_id"])
-        .values(
-            conversation_id=conversation_id,
-            channel_id=channel_id,
-            direction="in",
-            sender_contact_id=contact_id,
-            text=clean(msg.text) or "",
-            html=clean(msg.html),
-            quoted=clean(msg.quoted),
-            subject=clean(msg.subject),
-            automatic=msg.automatic,
-            external_id=external_id,
-            status="received",
-            parse_error=clean(msg.parse_error),
-            raw=msg.raw or None,
-            sent_at=_naive(msg.sent_at),
-            created_at=now,
-            private=False,
-            attempts=0,
-        )
+        .values(**message_row(channel_id, conversation_id, contact_id, msg, now))
         .returning(messages.c.id)
     ).scalar()
     if message_id is None:  # stored by a concurrent delivery of the same message
@@ -92,6 +74,51 @@ def _record_message(conn: Connection, channel_id: int, msg: InboundMessage, *, c
     if msg.participants:
         _add_participants(conn, channel_id, conversation_id, msg.participants)
     return Recorded(message_id, conversation_id, needs_routing=needs_routing)
+
+
+def message_row(channel_id: int, conversation_id: int, contact_id: int, msg: InboundMessage, now: Any
+                ) -> dict[str, Any]:
+    """The messages row of an inbound message."""
+    return {
+        "conversation_id": conversation_id,
+        "channel_id": channel_id,
+        "direction": "in",
+        "sender_contact_id": contact_id,
+        "text": clean(msg.text) or "",
+        "html": clean(msg.html),
+        "quoted": clean(msg.quoted),
+        "subject": clean(msg.subject),
+        "automatic": msg.automatic,
+        "external_id": msg.external_id[:400],
+        "status": "received",
+        "parse_error": clean(msg.parse_error),
+        "raw": msg.raw or None,
+        "sent_at": _naive(msg.sent_at),
+        "created_at": now,
+        "private": False,
+        "attempts": 0,
+    }
+
+
+def conversation_row(channel_id: int, contact_id: int, msg: InboundMessage, key: str | None, now: Any
+                     ) -> dict[str, Any]:
+    """The conversations row a first message opens; ``key``: its thread key (None: none)."""
+    return {
+        "channel_id": channel_id,
+        "contact_id": contact_id,
+        "status": "open",
+        "priority": 0,
+        "language": msg.language,
+        "subject": clean(msg.subject),
+        "thread_key": key,
+        "open_key": key,
+        "waiting_since": now,
+        "needs_routing": True,
+        "route_attempts": 0,
+        "last_message_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _attachment_rows(message_id: int, msg: InboundMessage) -> list[dict[str, Any]]:
@@ -255,22 +282,7 @@ def _create_conversation(
     key = msg.thread_key[:400] if msg.thread_key else None
     conv_id = conn.execute(
         insert_ignore(conn, conversations, ["channel_id", "open_key"])
-        .values(
-            channel_id=channel_id,
-            contact_id=contact_id,
-            status="open",
-            priority=0,
-            language=msg.language,
-            subject=clean(msg.subject),
-            thread_key=key,
-            open_key=key,
-            waiting_since=now,
-            needs_routing=True,
-            route_attempts=0,
-            last_message_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+        .values(**conversation_row(channel_id, contact_id, msg, key, now))
         .returning(c.id)
     ).scalar()
     if conv_id is not None:
