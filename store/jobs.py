@@ -27,7 +27,11 @@ def begin_route_attempts(engine: Engine, conversation_ids: Sequence[int], max_at
     wanted = sorted(set(conversation_ids))
     if not wanted:
         return []
-    with engine.begin() as conn:
+    # Committed before the routing starts, so that a routing that kills its worker is counted.
+    # On PostgreSQL one statement committed on its own: no BEGIN and COMMIT round trips.
+    postgres = engine.dialect.name == "postgresql"
+    context = engine.connect().execution_options(isolation_level="AUTOCOMMIT") if postgres else engine.begin()
+    with context as conn:
         target = c.id.in_(wanted)
         if conn.dialect.name == "postgresql":
             # Lock the rows in id order: two overlapping batches updating them in whatever order
@@ -41,7 +45,8 @@ def begin_route_attempts(engine: Engine, conversation_ids: Sequence[int], max_at
         rows = conn.execute(
             update(conversations)
             .where(target, c.needs_routing.is_(True))
-            .values(route_attempts=c.route_attempts + 1, updated_at=utcnow())
+            # Only the counter changes (no indexed column): PostgreSQL can update the row in place.
+            .values(route_attempts=c.route_attempts + 1)
             .returning(c.id, c.route_attempts)
         ).all()
         spent = [r.id for r in rows if r.route_attempts > max_attempts]
