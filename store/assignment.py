@@ -59,16 +59,20 @@ def assign_next_agent(engine: Engine, conversation_id: int, policy: Policy) -> O
         if conv.status != "open" or conv.assignee_id is not None:
             _routed(conn, conversation_id)
             return Outcome(conversation_id, conv.assignee_id, skipped=f"{conv.status}, assigned {conv.assignee_id}")
-        for _ in range(10):
-            # No lock on the look: the take below is a conditional update, which waits for a
-            # concurrent take of the same agent and then re-checks the capacity. A loser looks
-            # again with a fresh snapshot. Holding at most one agent row at a time, no deadlock.
-            query = select(a.id).where(*_eligible_agents(conv.team_id, conv.language)).order_by(*policy()).limit(1)
-            agent_id = conn.execute(query).scalar()
-            if agent_id is None:
-                break
-            if _take(conn, conversation_id, agent_id, by=None, reason="routed", check_capacity=True):
-                return Outcome(conversation_id, agent_id)
+        eligible = _eligible_agents(conv.team_id, conv.language)
+        if postgres:
+            # Lock the eligible agents in id order, as batch routing does, before choosing among
+            # them. (Trying one agent after another instead would hold each one tried: an UPDATE
+            # that waited for a row keeps its lock even when its condition then fails, and two
+            # routers holding agents in different orders deadlock.)
+            held = conn.execute(
+                select(a.id).where(*eligible).order_by(a.id).with_for_update(of=agents, key_share=True)
+            ).scalars().all()
+            eligible = [a.id.in_(held), *eligible]
+        agent_id = conn.execute(select(a.id).where(*eligible).order_by(*policy()).limit(1)).scalar()
+        if agent_id is not None and _take(conn, conversation_id, agent_id, by=None, reason="routed",
+                                          check_capacity=True):
+            return Outcome(conversation_id, agent_id)
         _routed(conn, conversation_id)
         return Outcome(conversation_id, None)
 
