@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from router.policies import POLICIES, SORT_KEYS
-from store.assignment import Outcome, assign_next_agent, pull_for_agent
+from router.policies import POLICIES
+from store.assignment import Outcome, pull_for_agent
 from store.assignment_batch import assign_batch
 
 log = logging.getLogger(__name__)
@@ -17,16 +17,14 @@ log = logging.getLogger(__name__)
 def route_conversation(engine: Engine, conversation_id: int, policy: str = "least_loaded") -> Outcome:
     """Assign a conversation that needs routing to the best eligible agent under ``policy``;
     with nobody eligible it waits in the queue (priority, then waiting time) until capacity frees."""
-    outcome = assign_next_agent(engine, conversation_id, POLICIES[policy])
-    log.debug("conversation %s -> agent %s (%s)", conversation_id, outcome.agent_id, outcome.skipped or "routed")
-    return outcome
+    return route_conversations(engine, [conversation_id], policy)[0]
 
 
 def route_conversations(engine: Engine, conversation_ids: Sequence[int], policy: str = "least_loaded") -> list[Outcome]:
-    """Route many conversations in one transaction, as ``route_conversation`` would one after the
-    other in queue order (priority, then waiting time). Conversations another router holds right
+    """Route many conversations in one transaction, as one after the other in queue order
+    (priority, then waiting time) would. Conversations another router holds right
     now are skipped and keep needing routing (see ``assign_batch``)."""
-    outcomes = assign_batch(engine, conversation_ids, SORT_KEYS[policy])
+    outcomes = assign_batch(engine, conversation_ids, POLICIES[policy])
     if log.isEnabledFor(logging.DEBUG):
         assigned = sum(o.agent_id is not None and o.skipped is None for o in outcomes)
         log.debug("batch of %d: %d assigned, %d waiting, %d skipped", len(outcomes), assigned,

@@ -2,15 +2,14 @@
 
 Every function here moves ``agents.active_count`` together with the assignment it counts, with
 conditional updates (``... WHERE active_count < capacity``), so concurrent workers can never push an
-agent over capacity, on PostgreSQL (row locks) as on SQLite (one writer at a time). Batch routing
-(``store.assignment_batch``) instead locks the eligible agents' rows up front, in id order, and picks in
-memory; the conditional updates of the other paths wait for those locks and then re-check.
+agent over capacity, on PostgreSQL (row locks) as on SQLite (one writer at a time). Routing
+(``store.assignment_batch``) locks the eligible agents' rows up front, in id order, and picks in
+memory; the conditional updates here wait for those locks and then re-check.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, exists, or_, select, update
@@ -26,55 +25,11 @@ class ConcurrentChange(Exception):
     """Another writer changed the row between our look and our write."""
 
 
-# A policy orders the eligible agents, best first (see router.policies).
-Policy = Callable[[], Sequence[ColumnElement[Any]]]
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     conversation_id: int
     agent_id: int | None  # None: nobody eligible, the conversation waits in the queue
     skipped: str | None = None  # why nothing was done (already assigned, resolved, missing)
-
-
-def _eligible_agents(team_id: int | None, language: str | None) -> list[ColumnElement[bool]]:
-    where = [a.active.is_(True), a.presence == "online", a.active_count < a.capacity]
-    if team_id is not None:
-        where.append(exists().where(agent_teams.c.agent_id == a.id, agent_teams.c.team_id == team_id))
-    if language:
-        where.append(
-            exists().where(agent_languages.c.agent_id == a.id, agent_languages.c.language == language)
-        )
-    return where
-
-
-def assign_next_agent(engine: Engine, conversation_id: int, policy: Policy) -> Outcome:
-    """Give a waiting conversation to the best eligible agent, or leave it queued."""
-    postgres = engine.dialect.name == "postgresql"
-    with engine.begin() as conn:
-        look = select(c.id, c.status, c.assignee_id, c.team_id, c.language).where(c.id == conversation_id)
-        conv = conn.execute(look.with_for_update(of=conversations) if postgres else look).first()
-        if conv is None:
-            return Outcome(conversation_id, None, skipped="missing")
-        if conv.status != "open" or conv.assignee_id is not None:
-            _routed(conn, conversation_id)
-            return Outcome(conversation_id, conv.assignee_id, skipped=f"{conv.status}, assigned {conv.assignee_id}")
-        eligible = _eligible_agents(conv.team_id, conv.language)
-        if postgres:
-            # Lock the eligible agents in id order, as batch routing does, before choosing among
-            # them. (Trying one agent after another instead would hold each one tried: an UPDATE
-            # that waited for a row keeps its lock even when its condition then fails, and two
-            # routers holding agents in different orders deadlock.)
-            held = conn.execute(
-                select(a.id).where(*eligible).order_by(a.id).with_for_update(of=agents, key_share=True)
-            ).scalars().all()
-            eligible = [a.id.in_(held), *eligible]
-        agent_id = conn.execute(select(a.id).where(*eligible).order_by(*policy()).limit(1)).scalar()
-        if agent_id is not None and _take(conn, conversation_id, agent_id, by=None, reason="routed",
-                                          check_capacity=True):
-            return Outcome(conversation_id, agent_id)
-        _routed(conn, conversation_id)
-        return Outcome(conversation_id, None)
 
 
 def pull_for_agent(engine: Engine, agent_id: int, limit: int = 50) -> list[int]:

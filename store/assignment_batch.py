@@ -36,7 +36,7 @@ class AgentState:
     taken: int = 0  # conversations given to this agent in this batch
 
 
-# A policy as a Python sort key over AgentState, best first (see router.policies.SORT_KEYS).
+# A policy: a sort key over AgentState, best first (see router.policies).
 SortKey = Callable[[AgentState], Any]
 
 
@@ -53,8 +53,8 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey) 
     capacity frees (``pull_for_agent``).
 
     Statements: one select of the conversations, one of the agents, one each for their teams and
-    languages when the batch has team or language constraints, then one update of the assigned
-    conversations, one multi-row insert of assignments, one update per agent who got any, and one
+    languages when the batch has team or language constraints, then one update of the agents who
+    got any, one of the assigned conversations, one multi-row insert of assignments, and one
     update of the conversations that wait or no longer need routing.
     """
     wanted = list(dict.fromkeys(conversation_ids))

@@ -21,13 +21,14 @@ from store.inbound_message import (
     _Duplicate,
     _touch,
     apply_status,
+    contact_row,
     conversation_row,
     message_row,
+    stored_messages,
 )
 from store.models import utcnow
 from store.sql import (
     attachments,
-    clean,
     contacts,
     conversations,
     identities,
@@ -42,15 +43,7 @@ def _record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) ->
     written with multi-row statements (see :func:`_store_many`). A message a concurrent writer
     stores meanwhile raises _Duplicate, which undoes the whole batch: the caller then stores it
     one by one."""
-    ids = list({e.external_id[:400] for e in events if isinstance(e, InboundMessage)})
-    known: dict[str, tuple[int, int]] = {}
-    for start in range(0, len(ids), 500):
-        for row in conn.execute(
-            select(messages.c.external_id, messages.c.id, messages.c.conversation_id).where(
-                messages.c.channel_id == channel_id, messages.c.external_id.in_(ids[start:start + 500])
-            )
-        ):
-            known[row.external_id] = (row.id, row.conversation_id)
+    known = stored_messages(conn, channel_id, {e.external_id[:400] for e in events if isinstance(e, InboundMessage)})
     results: list[Recorded | None] = [None] * len(events)
     fresh: dict[str, int] = {}  # external id -> position of its first copy in this batch
     for n, event in enumerate(events):
@@ -157,15 +150,7 @@ def _contacts_for_many(conn: Connection, channel_id: int, people: Sequence[Ident
         ids = insert_many(
             conn,
             contacts,
-            [
-                {
-                    "name": clean(who.name)[:300] if who.name else None,  # type: ignore[index]
-                    "email": who.email[:320] if who.email else None,
-                    "phone": who.phone[:40] if who.phone else None,
-                    "created_at": now,
-                }
-                for who in new.values()
-            ],
+            [contact_row(who, now) for who in new.values()],
             returning=("id",),
             in_order=True,
         )
@@ -223,15 +208,7 @@ def _conversations_for_many(
             else:  # resolved: the one-message way applies the reopen rule, unless an open one exists
                 open_rows.setdefault(row.thread_key, None)
     # The stored messages the batch's replies name: one look for all of them.
-    refs = list({ref for m in batch for ref in m.thread_refs[:50]})
-    replied: dict[str, tuple[int, int]] = {}  # external id -> (message id, conversation id)
-    for start in range(0, len(refs), 500):
-        for row in conn.execute(
-            select(messages.c.external_id, messages.c.id, messages.c.conversation_id).where(
-                messages.c.channel_id == channel_id, messages.c.external_id.in_(refs[start:start + 500])
-            )
-        ):
-            replied[row.external_id] = (row.id, row.conversation_id)
+    replied = stored_messages(conn, channel_id, {ref for m in batch for ref in m.thread_refs[:50]})
     results: list[tuple[int, bool] | None] = [None] * len(batch)
     pending: dict[str, list[int]] = {}  # thread key -> positions of the messages of a new conversation
     alone: set[str] = set()  # thread keys this batch touched the one-message way

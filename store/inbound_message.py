@@ -5,7 +5,7 @@ receipts for outbound messages. The batch path (store.inbound_batch) uses the sa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -74,6 +74,31 @@ def _record_message(conn: Connection, channel_id: int, msg: InboundMessage, *, c
     if msg.participants:
         _add_participants(conn, channel_id, conversation_id, msg.participants)
     return Recorded(message_id, conversation_id, needs_routing=needs_routing)
+
+
+def contact_row(who: Identity, now: Any) -> dict[str, Any]:
+    """The contacts row of a person first seen."""
+    return {
+        "name": clean(who.name)[:300] if who.name else None,  # type: ignore[index]
+        "email": who.email[:320] if who.email else None,
+        "phone": who.phone[:40] if who.phone else None,
+        "created_at": now,
+    }
+
+
+def stored_messages(conn: Connection, channel_id: int, external_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+    """The channel's stored messages among ``external_ids``: external id -> (message id,
+    conversation id), in chunks of 500 ids a look."""
+    ids = list(external_ids)
+    found: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(ids), 500):
+        for row in conn.execute(
+            select(messages.c.external_id, messages.c.id, messages.c.conversation_id).where(
+                messages.c.channel_id == channel_id, messages.c.external_id.in_(ids[start:start + 500])
+            )
+        ):
+            found[row.external_id] = (row.id, row.conversation_id)
+    return found
 
 
 def message_row(channel_id: int, conversation_id: int, contact_id: int, msg: InboundMessage, now: Any
@@ -162,14 +187,7 @@ def contact_for(conn: Connection, channel_id: int, who: Identity) -> int:
         ).scalar()
     if contact_id is None:
         contact_id = created = conn.execute(
-            contacts.insert()
-            .values(
-                name=clean(who.name)[:300] if who.name else None,  # type: ignore[index]
-                email=who.email[:320] if who.email else None,
-                phone=who.phone[:40] if who.phone else None,
-                created_at=utcnow(),
-            )
-            .returning(contacts.c.id)
+            contacts.insert().values(**contact_row(who, utcnow())).returning(contacts.c.id)
         ).scalar_one()
     linked = conn.execute(
         insert_ignore(conn, identities, ["channel_id", "external_id"])

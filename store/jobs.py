@@ -33,7 +33,7 @@ def begin_route_attempts(engine: Engine, conversation_ids: Sequence[int], max_at
     context = engine.connect().execution_options(isolation_level="AUTOCOMMIT") if postgres else engine.begin()
     with context as conn:
         target = c.id.in_(wanted)
-        if conn.dialect.name == "postgresql":
+        if postgres:
             # Lock the rows in id order: two overlapping batches updating them in whatever order
             # their plans visit the rows could deadlock.
             target = c.id.in_(

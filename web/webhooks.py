@@ -26,10 +26,10 @@ _connectors: dict[int, tuple[float, Any, Connector]] = {}
 def _connector(channel_id: int) -> Connector:
     """Channel settings change rarely: keep the built connector a few seconds (decrypting and
     validating the settings on every webhook would cost more than storing the message)."""
+    cached = _cached(channel_id)
+    if cached is not None:
+        return cached
     now = time.monotonic()
-    cached = _connectors.get(channel_id)
-    if cached and now - cached[0] < _CACHE_SECONDS:
-        return cached[2]
     channel = load_channel(get_engine(), channel_id)
     if channel is None:
         raise HTTPException(404, f"no channel {channel_id}")
@@ -40,6 +40,11 @@ def _connector(channel_id: int) -> Connector:
         raise HTTPException(404, f"channel {channel_id} ({channel.kind}) takes no webhooks")
     _connectors[channel_id] = (now, channel.updated_at, connector)
     return connector
+
+
+def _cached(channel_id: int) -> Connector | None:
+    cached = _connectors.get(channel_id)
+    return cached[2] if cached and time.monotonic() - cached[0] < _CACHE_SECONDS else None
 
 
 def forget(channel_id: int) -> None:
@@ -61,11 +66,8 @@ async def webhook(channel_id: int, request: Request) -> Any:
         query=dict(request.query_params),
         body=body,
     )
-    cached = _connectors.get(channel_id)
-    if cached and time.monotonic() - cached[0] < _CACHE_SECONDS:
-        connector = cached[2]
-    else:  # loading it reads the database: not on the event loop
-        connector = await run_in_threadpool(_connector, channel_id)
+    # Loading a connector reads the database: not on the event loop.
+    connector = _cached(channel_id) or await run_in_threadpool(_connector, channel_id)
     try:
         events = connector.parse(hook)  # signature and payload checks: pure and quick
     except AuthError as exc:
