@@ -11,12 +11,14 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage
 
 from connectors.errors import ConfigError, PermanentError, TransientError
 from router.route import fill_agent, route_conversations
@@ -30,6 +32,8 @@ from store.settings import get_settings
 
 log = logging.getLogger("omnidesk.workers")
 
+HEARTBEAT_TIMEOUT_MS = 60_000  # dramatiq's default, fixed here: COUNTED_FRESH_MS depends on it
+
 dramatiq.set_broker(StubBroker())  # replaced by setup_broker(); actors are re-declared on it
 
 
@@ -39,10 +43,12 @@ def setup_broker(redis_url: str | None = None, *, namespace: str | None = None) 
     if redis_url:
         from dramatiq.brokers.redis import RedisBroker
 
-        broker: dramatiq.Broker = RedisBroker(url=redis_url, namespace=namespace or settings.redis_namespace)
+        broker: dramatiq.Broker = RedisBroker(url=redis_url, namespace=namespace or settings.redis_namespace,
+                                              heartbeat_timeout=HEARTBEAT_TIMEOUT_MS)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
+    broker.add_middleware(CurrentMessage())
     dramatiq.set_broker(broker)
     for actor in ACTORS:
         actor.broker = broker
@@ -65,20 +71,25 @@ ROUTE_BATCH = 200
 
 def after_inbound(results: list[Recorded]) -> None:
     """After a commit of inbound messages: one routing job per chunk of the conversations that
-    need it, not one per conversation."""
-    enqueue_routing(r.conversation_id for r in results if r.needs_routing and r.conversation_id is not None)
+    need it, not one per conversation. The store counted these jobs' first attempts."""
+    enqueue_routing((r.conversation_id for r in results if r.needs_routing and r.conversation_id is not None),
+                    counted=True)
 
 
-def enqueue_routing(conversation_ids: Iterable[int]) -> None:
+def enqueue_routing(conversation_ids: Iterable[int], *, counted: bool = False) -> None:
     ids = list(dict.fromkeys(conversation_ids))
     for start in range(0, len(ids), ROUTE_BATCH):
-        enqueue(route_batch, ids[start : start + ROUTE_BATCH])
+        if counted:
+            enqueue(route_batch, ids[start : start + ROUTE_BATCH], True)
+        else:
+            enqueue(route_batch, ids[start : start + ROUTE_BATCH])
 
 
 @dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
-def route_batch(conversation_ids: list[int]) -> None:
-    """Route conversations in one transaction (see ``router.route.route_conversations``)."""
-    _route(conversation_ids)
+def route_batch(conversation_ids: list[int], counted: bool = False) -> None:
+    """Route conversations in one transaction (see ``router.route.route_conversations``).
+    ``counted``: the store counted this job's attempt when it stored the messages."""
+    _route(conversation_ids, counted=counted)
 
 
 @dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
@@ -87,16 +98,31 @@ def route(conversation_id: int) -> None:
     _route([conversation_id])
 
 
-def _route(conversation_ids: list[int]) -> None:
+# A job whose attempt the store counted in advance uses that count only on its first delivery,
+# and only while younger than COUNTED_FRESH_MS. A job comes back after its worker died only once
+# the Redis broker has missed that worker's heartbeat for HEARTBEAT_TIMEOUT_MS: older by then.
+COUNTED_FRESH_MS = HEARTBEAT_TIMEOUT_MS // 3
+
+
+def _route(conversation_ids: list[int], *, counted: bool = False) -> None:
     """Count an attempt for each conversation, then route them together. When the batch fails,
     each is tried alone, so one conversation that cannot be routed does not spend the attempts
-    of the others; the job then fails and its retry finds only those still needing routing."""
+    of the others; the job then fails and its retry finds only those still needing routing.
+
+    A job rung by the inbound store comes with its attempt counted already, in the transaction
+    that stored the messages: on its first delivery it routes at once, saving a write per
+    conversation on the busiest path. A retry, or the same job back after a worker died, counts
+    its attempt like any other: a conversation that kills its worker stops after max_attempts.
+    """
     engine = get_engine()
-    todo = jobs.begin_route_attempts(engine, conversation_ids, get_settings().max_attempts)
-    if not todo:
-        return
+    max_attempts = get_settings().max_attempts
+    todo = conversation_ids
+    if not (counted and _first_delivery()):
+        todo = jobs.begin_route_attempts(engine, conversation_ids)
+        if not todo:
+            return
     try:
-        route_conversations(engine, todo)
+        route_conversations(engine, todo, max_attempts=max_attempts)
         return
     except Exception as exc:
         if len(todo) == 1:
@@ -106,12 +132,21 @@ def _route(conversation_ids: list[int]) -> None:
     failed: Exception | None = None
     for conversation_id in todo:
         try:
-            route_conversations(engine, [conversation_id])
+            route_conversations(engine, [conversation_id], max_attempts=max_attempts)
         except Exception as exc:  # noqa: BLE001 - kept and raised once the others had their turn
             jobs.route_error(engine, [conversation_id], f"{type(exc).__name__}: {exc}")
             failed = exc
     if failed is not None:
         raise failed
+
+
+def _first_delivery() -> bool:
+    """Whether the job running now is on its first delivery: not a retry, not back from a worker
+    that died with it (see COUNTED_FRESH_MS). Outside a worker (no current message): no."""
+    message = CurrentMessage.get_current_message()
+    if message is None or message.options.get("retries", 0):
+        return False
+    return time.time() * 1000 - message.message_timestamp < COUNTED_FRESH_MS
 
 
 @dramatiq.actor(queue_name="route", max_retries=5, min_backoff=500)

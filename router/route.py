@@ -20,11 +20,13 @@ def route_conversation(engine: Engine, conversation_id: int, policy: str = "leas
     return route_conversations(engine, [conversation_id], policy)[0]
 
 
-def route_conversations(engine: Engine, conversation_ids: Sequence[int], policy: str = "least_loaded") -> list[Outcome]:
+def route_conversations(engine: Engine, conversation_ids: Sequence[int], policy: str = "least_loaded", *,
+                        max_attempts: int | None = None) -> list[Outcome]:
     """Route many conversations in one transaction, as one after the other in queue order
     (priority, then waiting time) would. Conversations another router holds right
-    now are skipped and keep needing routing (see ``assign_batch``)."""
-    outcomes = assign_batch(engine, conversation_ids, POLICIES[policy])
+    now are skipped and keep needing routing; those tried more than ``max_attempts`` times are
+    given up (see ``assign_batch``)."""
+    outcomes = assign_batch(engine, conversation_ids, POLICIES[policy], max_attempts)
     if log.isEnabledFor(logging.DEBUG):
         assigned = sum(o.agent_id is not None and o.skipped is None for o in outcomes)
         log.debug("batch of %d: %d assigned, %d waiting, %d skipped", len(outcomes), assigned,

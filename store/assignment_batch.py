@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, Integer, bindparam, func, select, update
+from sqlalchemy import Connection, DateTime, Engine, Integer, Text, bindparam, func, literal, select, update
 from sqlalchemy.dialects import postgresql
 
 from store.assignment import ConcurrentChange, Outcome
@@ -40,8 +40,14 @@ class AgentState:
 SortKey = Callable[[AgentState], Any]
 
 
-def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey) -> list[Outcome]:
+def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey,
+                 max_attempts: int | None = None) -> list[Outcome]:
     """Route many waiting conversations in one transaction; one Outcome per distinct id, in order.
+
+    A conversation whose routing has been attempted more than ``max_attempts`` times (counted
+    before each attempt, see ``store.jobs``) is not routed again: it stops needing routing and
+    keeps its last error, prefixed with "gave up after N attempts", for an admin; it stays in the
+    queue, where a person can assign it.
 
     The conversations still open, unassigned and needing routing are locked with SKIP LOCKED: a
     conversation another router (or writer) holds is left as it is, still needing routing, for
@@ -55,7 +61,7 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey) 
     Statements: one select of the conversations, one of the agents, one each for their teams and
     languages when the batch has team or language constraints, then one update of the agents who
     got any, one of the assigned conversations, one multi-row insert of assignments, and one
-    update of the conversations that wait or no longer need routing.
+    update of the conversations that wait or no longer need routing (and one of those given up).
     """
     wanted = list(dict.fromkeys(conversation_ids))
     if not wanted:
@@ -64,16 +70,19 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey) 
     now = utcnow()
     outcomes: dict[int, Outcome] = {}
     with engine.begin() as conn:
-        look = select(c.id, c.status, c.assignee_id, c.team_id, c.language, c.priority, c.waiting_since).where(
-            c.id.in_(wanted), c.needs_routing.is_(True)
-        )
+        look = select(c.id, c.status, c.assignee_id, c.team_id, c.language, c.priority, c.waiting_since,
+                      c.route_attempts).where(c.id.in_(wanted), c.needs_routing.is_(True))
         if postgres:  # NO KEY UPDATE: not in the way of messages being added to the conversation
             look = look.with_for_update(of=conversations, key_share=True, skip_locked=True)
         rows = conn.execute(look).all()
         done: list[int] = []  # no longer needs routing: taken already, resolved, or waits
         queue = []
+        spent: list[int] = []
         for row in rows:
-            if row.status != "open" or row.assignee_id is not None:
+            if max_attempts is not None and row.route_attempts > max_attempts:
+                outcomes[row.id] = Outcome(row.id, None, skipped=f"gave up after {max_attempts} attempts")
+                spent.append(row.id)
+            elif row.status != "open" or row.assignee_id is not None:
                 outcomes[row.id] = Outcome(row.id, row.assignee_id, skipped=f"{row.status}, assigned {row.assignee_id}")
                 done.append(row.id)
             else:
@@ -112,6 +121,14 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey) 
                 update(conversations)
                 .where(c.id.in_(done))
                 .values(needs_routing=False, route_attempts=0, route_error=None)
+            )
+        if spent:
+            last = func.coalesce(c.route_error, "worker died")
+            conn.execute(
+                update(conversations)
+                .where(c.id.in_(spent))
+                .values(needs_routing=False,
+                        route_error=literal(f"gave up after {max_attempts} attempts: ", Text) + last)
             )
     missing = "not waiting for routing, or another router has it"
     return [outcomes.get(cid) or Outcome(cid, None, skipped=missing) for cid in wanted]

@@ -35,7 +35,9 @@ class Recorded:
     message_id: int | None
     conversation_id: int | None
     duplicate: bool = False
-    needs_routing: bool = False  # the caller enqueues route(conversation_id) after commit
+    # The caller rings the router after commit (workers.after_inbound). The store has already
+    # counted that routing attempt on the conversation, in the same transaction as the message.
+    needs_routing: bool = False
 
 
 class _Duplicate(Exception):
@@ -139,7 +141,7 @@ def conversation_row(channel_id: int, contact_id: int, msg: InboundMessage, key:
         "open_key": key,
         "waiting_since": now,
         "needs_routing": True,
-        "route_attempts": 0,
+        "route_attempts": 1,  # the routing job rung after commit: its attempt, counted here
         "last_message_at": now,
         "created_at": now,
         "updated_at": now,
@@ -277,7 +279,7 @@ def _touch(conn: Connection, row: Any, msg: InboundMessage, now: Any) -> bool:
         values["snoozed_until"] = None
     if row.status == "resolved":
         # Reopened by the customer: back through the router (the agent's capacity was released).
-        values.update(assignee_id=None, resolved_at=None, needs_routing=True, route_attempts=0)
+        values.update(assignee_id=None, resolved_at=None, needs_routing=True, route_attempts=1)
         if row.thread_key:
             taken = conn.execute(
                 select(c.id).where(c.channel_id == row.channel_id, c.open_key == row.thread_key, c.id != row.id)
@@ -288,7 +290,7 @@ def _touch(conn: Connection, row: Any, msg: InboundMessage, now: Any) -> bool:
         return True
     needs_routing = row.assignee_id is None
     if needs_routing:
-        values["needs_routing"] = True
+        values.update(needs_routing=True, route_attempts=c.route_attempts + 1)
     conn.execute(update(conversations).where(c.id == row.id).values(**values))
     return needs_routing
 

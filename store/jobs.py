@@ -2,7 +2,9 @@
 
 The broker is only a doorbell: a job it loses is found again here by the sweep. Each job counts
 its attempts in the row it works on *before* working, so a job that keeps killing its worker is
-counted too, and stops after ``max_attempts`` with its error kept for an admin.
+counted too, and stops after ``max_attempts`` with its error kept for an admin. (The routing job
+that the inbound store rings has its first attempt counted by the store, in the transaction that
+stored the message: see ``workers._route``.)
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import Engine, Text, func, literal, or_, select, update
+from sqlalchemy import Engine, or_, select, update
 
 from store.models import utcnow
 from store.sql import agents, channels, clean, conversations, messages
@@ -20,10 +22,10 @@ c = conversations.c
 m = messages.c
 
 
-def begin_route_attempts(engine: Engine, conversation_ids: Sequence[int], max_attempts: int) -> list[int]:
+def begin_route_attempts(engine: Engine, conversation_ids: Sequence[int]) -> list[int]:
     """Count one more routing attempt for each conversation that still needs routing, in one
-    statement, and return those to route now. A conversation past ``max_attempts`` is not
-    returned: it is marked with its last error and left in the queue for a person."""
+    statement committed on its own, and return those. The routing transaction gives up on those
+    past their attempts (``store.assignment_batch.assign_batch``)."""
     wanted = sorted(set(conversation_ids))
     if not wanted:
         return []
@@ -47,18 +49,9 @@ def begin_route_attempts(engine: Engine, conversation_ids: Sequence[int], max_at
             .where(target, c.needs_routing.is_(True))
             # Only the counter changes (no indexed column): PostgreSQL can update the row in place.
             .values(route_attempts=c.route_attempts + 1)
-            .returning(c.id, c.route_attempts)
-        ).all()
-        spent = [r.id for r in rows if r.route_attempts > max_attempts]
-        if spent:
-            last = func.coalesce(c.route_error, "worker died")
-            conn.execute(
-                update(conversations)
-                .where(c.id.in_(spent))
-                .values(needs_routing=False,
-                        route_error=literal(f"gave up after {max_attempts} attempts: ", Text) + last)
-            )
-    return sorted(r.id for r in rows if r.route_attempts <= max_attempts)
+            .returning(c.id)
+        ).scalars().all()
+    return sorted(rows)
 
 
 def route_error(engine: Engine, conversation_ids: int | Iterable[int], error: str) -> None:

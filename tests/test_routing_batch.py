@@ -3,19 +3,22 @@ them one at a time in queue order would, within the same team, language and capa
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from datetime import timedelta
 from typing import Any
 
 import dramatiq
+import pytest
 from sqlalchemy import Engine, delete, func, select, update
 
 import workers
+from connectors.base import Identity, InboundMessage
 from router.route import fill_agent, route_conversation, route_conversations
 from store import agents as agent_store
 from store import assignment, jobs
-from store.inbound import Recorded
+from store.inbound import Recorded, record_inbound
 from store.models import utcnow
 from store.sql import agents, assignments, channels, contacts, conversations, teams
 
@@ -197,22 +200,74 @@ def test_attempts_are_counted_and_the_spent_give_up(store_engine: Engine) -> Non
     [tired] = _waiting(engine, world, 1, route_attempts=3, route_error="OperationalError: server closed")
     [done] = _waiting(engine, world, 1, needs_routing=False)
 
-    todo = jobs.begin_route_attempts(engine, [*fresh, tired, done, fresh[0]], max_attempts=3)
-    assert todo == fresh  # counted once each; the spent one and the one not waiting are not routed
+    todo = jobs.begin_route_attempts(engine, [*fresh, tired, done, fresh[0]])
+    assert todo == [*fresh, tired]  # counted once each; the one not waiting is left alone
     state = _state(engine, [*fresh, tired, done])
-    assert [state[i].route_attempts for i in fresh] == [1, 1]
-    assert state[tired].needs_routing is False
-    assert state[tired].route_error == "gave up after 3 attempts: OperationalError: server closed"
+    assert [state[i].route_attempts for i in [*fresh, tired]] == [1, 1, 4]
     assert state[done].route_attempts == 0
 
     jobs.route_error(engine, fresh, "RuntimeError: boom")
     assert {r.route_error for r in _state(engine, fresh).values()} == {"RuntimeError: boom"}
-    route_conversations(engine, todo)
+    outcomes = route_conversations(engine, todo, max_attempts=3)
+    assert [o.skipped for o in outcomes] == [None, None, "gave up after 3 attempts"]
     state = _state(engine, [*fresh, tired])
     assert all(state[i].assignee_id is not None and state[i].route_attempts == 0 and state[i].route_error is None
                for i in fresh)
-    assert state[tired].assignee_id is None
+    # The spent one is not routed; it keeps its last error for an admin and leaves the router.
+    assert state[tired].assignee_id is None and state[tired].needs_routing is False
+    assert state[tired].route_error == "gave up after 3 attempts: OperationalError: server closed"
     _consistent(engine)
+
+
+def _deliver(broker: Any, message: dramatiq.Message) -> None:
+    """Deliver one message to a real dramatiq worker on the in-process broker and wait for it."""
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    try:
+        broker.enqueue(message)
+        broker.join(message.queue_name, timeout=20_000)
+        worker.join()
+    finally:
+        worker.stop()
+
+
+@pytest.mark.parametrize(("age_ms", "retries", "counts"), [(0, 0, False), (workers.COUNTED_FRESH_MS + 1000, 0, True),
+                                                           (0, 1, True)],
+                         ids=["first-delivery", "back-after-worker-died", "retry"])
+def test_a_job_whose_attempt_the_store_counted_counts_again_only_when_redelivered(
+        store_engine: Engine, age_ms: int, retries: int, counts: bool) -> None:
+    """The inbound store counts the first routing attempt with the message; the job it rings uses
+    that count on its first delivery only. Redelivered (its worker died: it comes back older than
+    COUNTED_FRESH_MS) or retried, it counts again, so a conversation that keeps killing its
+    worker still stops after max_attempts. Seen here on a conversation at its last attempt."""
+    engine = store_engine
+    world = _world(engine)
+    _agent(engine, "Anyone", capacity=10)
+    limit = workers.get_settings().max_attempts
+    [last] = _waiting(engine, world, 1, route_attempts=limit)
+    broker = workers.setup_broker(None)
+    message = workers.route_batch.message_with_options(args=([last], True))
+    message = message.copy(message_timestamp=message.message_timestamp - age_ms,
+                           options={**message.options, "retries": retries})
+    _deliver(broker, message)
+    state = _state(engine, [last])[last]
+    if counts:
+        assert state.assignee_id is None and state.needs_routing is False
+        assert state.route_error.startswith(f"gave up after {limit} attempts")
+    else:
+        assert state.assignee_id is not None and state.route_attempts == 0
+
+
+def test_the_inbound_store_counts_the_first_routing_attempt(store_engine: Engine) -> None:
+    engine = store_engine
+    channel_id, _ = _world(engine)
+    first = InboundMessage(external_id="m1", sender=Identity("c1", name="C"), text="hello", thread_key="t1")
+    again = dataclasses.replace(first, external_id="m2", text="still there?")
+    [one] = record_inbound(engine, channel_id, [first])
+    assert one.needs_routing and _state(engine, [one.conversation_id])[one.conversation_id].route_attempts == 1
+    [two] = record_inbound(engine, channel_id, [again])  # not routed yet: a second job, counted too
+    assert two.conversation_id == one.conversation_id and two.needs_routing
+    assert _state(engine, [one.conversation_id])[one.conversation_id].route_attempts == 2
 
 
 def test_the_route_batch_actor_counts_then_routes(store_engine: Engine) -> None:
