@@ -110,14 +110,14 @@ class Conversation(SQLModel, table=True):
     __tablename__ = "conversations"
     __table_args__ = (
         # One open conversation per thread key: concurrent first messages of a thread meet here.
-        UniqueConstraint("channel_id", "open_key"),
-        Index("ix_conversations_queue", "status", "assignee_id", "priority", "waiting_since"),
-        Index("ix_conversations_routing", "needs_routing", "updated_at"),
+        UniqueConstraint("channel_id", "open_key"),  # also serves lookups by channel
         Index("ix_conversations_thread", "channel_id", "thread_key"),
+        # Partial (see _partial_indexes): only the rows the queue and the sweep look for, so
+        # assigning a conversation takes it out of both instead of writing new entries.
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    channel_id: int = Field(foreign_key="channels.id", index=True)
+    channel_id: int = Field(foreign_key="channels.id")
     contact_id: int = Field(foreign_key="contacts.id", index=True)
     status: str = Field(default="open", max_length=10)  # open | pending | snoozed | resolved
     assignee_id: int | None = Field(default=None, foreign_key="agents.id", index=True)
@@ -159,7 +159,7 @@ class Message(SQLModel, table=True):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel_id", "external_id"),
-        Index("ix_messages_delivery", "direction", "status", "next_attempt_at"),
+        # Partial (see _partial_indexes): replies still to send; received messages stay out.
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -211,3 +211,22 @@ class Assignment(SQLModel, table=True):
     by_agent_id: int | None = Field(default=None, foreign_key="agents.id")  # None: the router
     reason: str = Field(max_length=40)  # routed | pulled | manual | unassigned | resolved
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+def _partial_indexes() -> None:
+    """Indexes over the few rows that work is still due on. Conversations: the queue (open,
+    unassigned) and those needing routing. Messages: replies pending or being sent. A row leaves
+    them when its work is done, so the busy writes (a new inbound message, an assignment) update
+    fewer index entries, and the sweep reads small indexes."""
+    conv, msg = Conversation.__table__.c, Message.__table__.c  # type: ignore[attr-defined]
+    for name, columns, where in (
+        ("ix_conversations_queue", (conv.priority, conv.waiting_since),
+         (conv.status == "open") & conv.assignee_id.is_(None)),
+        ("ix_conversations_routing", (conv.updated_at,), conv.needs_routing.is_(True)),
+        ("ix_messages_delivery", (msg.next_attempt_at,),
+         (msg.direction == "out") & msg.status.in_(("pending", "sending"))),
+    ):
+        Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
+
+_partial_indexes()
