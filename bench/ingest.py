@@ -22,7 +22,8 @@ with ``uvicorn --workers 2`` on one shared socket, Linux gave one worker most of
 connections (32:0, 22:10, 17:15 in three runs), and runs differed by 1.5x.
 
 Baseline, in the same run: the same requests against the least a webhook endpoint can do on the
-same stack (:func:`baseline_app`): as many uvicorn processes, a FastAPI route, the same HMAC check,
+same stack (:func:`baseline_app`): as many uvicorn processes, the same app class (webhook posts
+as plain ASGI, ``web.asgi``), the same HMAC check,
 one INSERT transaction through omnidesk's own engine (same pool, same psycopg), into a table of
 the same database. Both run side by side and take turns, ``--rounds`` rounds each, alternating
 which goes first: the ratio of the two holds even when the machine's speed drifts during the run
@@ -51,7 +52,6 @@ from datetime import UTC
 from typing import Any
 
 import psycopg
-from fastapi import Request  # FastAPI reads the baseline endpoint's annotation at run time
 
 from bench.common import (
     DEFAULT_PG,
@@ -165,21 +165,22 @@ def _baseline_table() -> Any:
 
 
 def baseline_app() -> Any:
-    """The bare endpoint, a uvicorn factory: check the signature, one INSERT transaction, 202."""
+    """The bare endpoint, a uvicorn factory, on omnidesk's own stack (``web.app.App``: webhook
+    posts as plain ASGI, past FastAPI's routing): check the signature, one INSERT transaction,
+    202."""
     import hmac
     import os
 
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
     from sqlalchemy.dialects.postgresql import insert
     from starlette.concurrency import run_in_threadpool
 
     from connectors.api import sign
     from store.db import get_engine
     from store.models import utcnow
+    from web import asgi
+    from web.app import App
 
     engine, table, secret = get_engine(), _baseline_table(), os.environ["OMNIDESK_BENCH_SECRET"]
-    app = FastAPI()
 
     def store(body: bytes) -> None:
         data = json.loads(body)
@@ -188,14 +189,16 @@ def baseline_app() -> Any:
                 external_id=data["message_id"], sender=data["from"]["id"], text=data["text"], raw=body,
                 created_at=utcnow()))
 
-    @app.post("/webhooks/{channel_id}", status_code=202)
-    async def webhook(channel_id: int, request: Request) -> JSONResponse:
-        body = await request.body()
-        given = request.headers.get("x-omnidesk-signature", "")
+    async def webhook(channel_id: int, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        body = await asgi.read_body(receive, 5 * 1024 * 1024)
+        given = asgi.headers(scope).get("x-omnidesk-signature", "")
         if not hmac.compare_digest(given.encode(), sign(secret, body).encode()):
-            return JSONResponse({"detail": "missing or invalid X-Omnidesk-Signature"}, status_code=401)
+            await asgi.send_json(send, 401, {"detail": "missing or invalid X-Omnidesk-Signature"})
+            return
         await run_in_threadpool(store, body)
-        return JSONResponse({"stored": 1, "duplicates": 0}, status_code=202)
+        await asgi.send_json(send, 202, {"stored": 1, "duplicates": 0})
+
+    app = App(webhook=webhook)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

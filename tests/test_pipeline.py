@@ -165,3 +165,29 @@ def _count_assigned(running: Running) -> int:
     with running.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(conversations)
                             .where(conversations.c.assignee_id.is_not(None))).scalar_one()
+
+
+def test_the_webhook_edges_on_the_plain_asgi_path(omnidesk: Running, callback: CallbackServer) -> None:
+    """Webhook posts skip the framework (web.asgi): its edges still answer as the API does."""
+    channel_id, secret = omnidesk.api_channel(callback.url)
+    from connectors.api import sign
+
+    big = b"x" * (5 * 1024 * 1024 + 1)
+    answer = omnidesk.http.post(f"/webhooks/{channel_id}", content=big, headers={"X-Omnidesk-Signature": "x"})
+    assert answer.status_code == 413 and answer.json() == {"detail": "body too large"}
+
+    # A body sent in chunks (no Content-Length) and a query string: read whole, verified, stored.
+    body = json.dumps({"message_id": "chunked-1", "from": {"id": "c9"}, "text": "in pieces"}).encode()
+    answer = omnidesk.http.post(f"/webhooks/{channel_id}?source=form&x=", content=iter([body[:10], body[10:]]),
+                                headers={"X-Omnidesk-Signature": sign(secret, body)})
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"stored": 1, "duplicates": 0}
+
+    # Anything but a POST to /webhooks/<number> is the framework's, as before.
+    assert omnidesk.http.get(f"/webhooks/{channel_id}").status_code == 405
+    assert omnidesk.http.post("/webhooks/not-a-number", content=b"{}").status_code == 422
+    assert omnidesk.http.post(f"/webhooks/{channel_id}/", content=b"{}").status_code in (307, 404)
+    schema = omnidesk.http.get("/openapi.json").json()
+    assert "/webhooks/{channel_id}" in schema["paths"]
+    assert _count(omnidesk, messages) == 1

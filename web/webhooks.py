@@ -1,11 +1,19 @@
-"""Webhook endpoints: authenticate, parse, store, answer. Nothing slower runs in the request."""
+"""Webhook endpoints: authenticate, parse, store, answer. Nothing slower runs in the request.
+
+``serve`` is the endpoint as plain ASGI, which ``web.app.App`` hands webhook posts to (see
+``web.asgi``); the FastAPI route below documents it in the OpenAPI schema and serves it under a
+root path. Both go through ``handle``.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -14,13 +22,21 @@ from connectors.errors import AuthError, PayloadError
 from store.channels import connector_for, load_channel
 from store.db import get_engine
 from store.settings import get_settings
+from web import asgi
 from web.intake import intake
 
+log = logging.getLogger("omnidesk.web.webhooks")
 router = APIRouter(tags=["webhooks"])
 
 MAX_BODY = 5 * 1024 * 1024
 _CACHE_SECONDS = 5.0
 _connectors: dict[int, tuple[float, Any, Connector]] = {}
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
 
 
 def _connector(channel_id: int) -> Connector:
@@ -32,12 +48,12 @@ def _connector(channel_id: int) -> Connector:
     now = time.monotonic()
     channel = load_channel(get_engine(), channel_id)
     if channel is None:
-        raise HTTPException(404, f"no channel {channel_id}")
+        raise _Refused(404, f"no channel {channel_id}")
     if not channel.enabled:
-        raise HTTPException(403, f"channel {channel_id} is disabled")
+        raise _Refused(403, f"channel {channel_id} is disabled")
     connector = connector_for(channel)
     if not connector.capabilities.push:
-        raise HTTPException(404, f"channel {channel_id} ({channel.kind}) takes no webhooks")
+        raise _Refused(404, f"channel {channel_id} ({channel.kind}) takes no webhooks")
     _connectors[channel_id] = (now, channel.updated_at, connector)
     return connector
 
@@ -51,35 +67,55 @@ def forget(channel_id: int) -> None:
     _connectors.pop(channel_id, None)
 
 
-@router.post("/webhooks/{channel_id}", status_code=202)
-async def webhook(channel_id: int, request: Request) -> Any:
-    body = await request.body()
+async def serve(channel_id: int, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+    """``POST /webhooks/{channel_id}`` as plain ASGI."""
+    try:
+        body = await asgi.read_body(receive, MAX_BODY)
+        status, content = await handle(channel_id, scope["path"], scope["query_string"].decode("latin-1"),
+                                       asgi.headers(scope), body)
+    except asgi.BodyTooLarge:
+        status, content = 413, {"detail": "body too large"}
+    except Exception:
+        log.exception("POST %s failed", scope["path"])
+        status, content = 500, {"detail": "internal error; it has been logged"}
+    await asgi.send_json(send, status, content)
+
+
+async def handle(channel_id: int, path: str, query: str, headers: Mapping[str, str], body: bytes
+                 ) -> tuple[int, dict[str, Any]]:
+    """One webhook: the answer's status and JSON. ``headers``: names lower-case."""
     if len(body) > MAX_BODY:
-        raise HTTPException(413, "body too large")
-    public = get_settings().public_url.rstrip("/") + request.url.path
-    if request.url.query:
-        public += "?" + request.url.query
-    hook = WebhookRequest(
-        method=request.method,
-        url=public,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        query=dict(request.query_params),
-        body=body,
-    )
-    # Loading a connector reads the database: not on the event loop.
-    connector = _cached(channel_id) or await run_in_threadpool(_connector, channel_id)
+        return 413, {"detail": "body too large"}
+    public = get_settings().public_url.rstrip("/") + path
+    if query:
+        public += "?" + query
+    hook = WebhookRequest(method="POST", url=public, headers=headers,
+                          query=dict(parse_qsl(query, keep_blank_values=True)), body=body)
+    try:
+        # Loading a connector reads the database: not on the event loop.
+        connector = _cached(channel_id) or await run_in_threadpool(_connector, channel_id)
+    except _Refused as exc:
+        return exc.status, {"detail": exc.detail}
     try:
         events = connector.parse(hook)  # signature and payload checks: pure and quick
     except AuthError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=401)
+        return 401, {"detail": str(exc)}
     except PayloadError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return 400, {"detail": str(exc)}
     results = await intake.store(channel_id, events) if events else []
-    return JSONResponse(
-        {"stored": sum(1 for r in results if r.message_id and not r.duplicate),
-         "duplicates": sum(1 for r in results if r.duplicate)},
-        status_code=202,
-    )
+    return 202, {"stored": sum(1 for r in results if r.message_id and not r.duplicate),
+                 "duplicates": sum(1 for r in results if r.duplicate)}
+
+
+@router.post("/webhooks/{channel_id}", status_code=202)
+async def webhook(channel_id: int, request: Request) -> JSONResponse:
+    """A channel's webhook: the provider's request, verified by the channel's connector (for the
+    API channel: HMAC-SHA256 of the body in ``X-Omnidesk-Signature``), its messages stored once.
+    202 once stored; 401 bad signature; 400 malformed payload; 403 channel disabled; 404 no such
+    channel; 413 body over 5 MiB."""
+    status, content = await handle(channel_id, request.url.path, request.url.query,
+                                   {k.lower(): v for k, v in request.headers.items()}, await request.body())
+    return JSONResponse(content, status_code=status)
 
 
 @router.post("/demo/callback", status_code=204, include_in_schema=False)
