@@ -1,7 +1,7 @@
 """Routing a batch of conversations in one transaction: the batch's conversations locked (those
 another router holds are skipped), the eligible agents locked once in id order, picks made in
 memory by the policy's sort key as one-at-a-time routing would make them, and written with one
-statement a table. The one-conversation paths of store.assignment wait for these row locks and
+statement (on PostgreSQL; elsewhere one a table). The one-conversation paths of store.assignment wait for these row locks and
 then re-check the capacity, so the two never over-assign an agent together."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, Integer, Text, bindparam, func, literal, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Connection, Engine, Text, bindparam, func, literal, select, text, update
 
 from store.assignment import ConcurrentChange, Outcome
 from store.models import utcnow
@@ -59,8 +58,8 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey,
     capacity frees (``pull_for_agent``).
 
     Statements: one select of the conversations, one of the agents, one each for their teams and
-    languages when the batch has team or language constraints, then one update of the agents who
-    got any, one of the assigned conversations, one multi-row insert of assignments, and one
+    languages when the batch has team or language constraints, then one writing the picks (the
+    agents' loads, the conversations' assignees, the assignment history), and one
     update of the conversations that wait or no longer need routing (and one of those given up).
     """
     wanted = list(dict.fromkeys(conversation_ids))
@@ -165,64 +164,63 @@ def _lock_agents(conn: Connection, postgres: bool, *, teams: bool, languages: bo
 def _write_picks(
     conn: Connection, picks: list[tuple[int, AgentState, datetime]], pool: list[AgentState], now: datetime
 ) -> None:
-    """Write a batch's picks; every guard below holds under our locks, and a miss rolls all back.
-    One statement a table whatever the batch's size: on PostgreSQL an ``UPDATE ... FROM unnest``
-    of the picks, elsewhere one prepared statement executed for each row."""
+    """Write a batch's picks: the agents' loads, the conversations' assignees and the assignment
+    history. Every guard below holds under our locks, and a miss rolls all back. On PostgreSQL
+    one statement whatever the batch's size (the three writes as CTEs over arrays of the picks);
+    elsewhere one prepared statement a table, executed for each row."""
     taken = [ag for ag in pool if ag.taken]
-    agent_rows = {"agent": [ag.id for ag in taken], "taken": [ag.taken for ag in taken],
-                  "at": [ag.last_assigned_at for ag in taken]}
-    conversation_rows = {"conversation": [conv_id for conv_id, _, _ in picks], "agent": [ag.id for _, ag, _ in picks],
-                         "now": now}
     if conn.dialect.name == "postgresql":
-        got = conn.execute(_AGENTS_FROM_ARRAYS, agent_rows).rowcount
-        moved = conn.execute(_CONVERSATIONS_FROM_ARRAYS, conversation_rows).rowcount
+        got, moved, logged = conn.execute(_PICKS, {
+            "agent": [ag.id for ag in taken], "taken": [ag.taken for ag in taken],
+            "at": [ag.last_assigned_at for ag in taken], "conversation": [conv_id for conv_id, _, _ in picks],
+            "assignee": [ag.id for _, ag, _ in picks], "stamp": [stamp for _, _, stamp in picks], "now": now,
+        }).one()
     else:
-        got = conn.execute(_AGENTS_BY_ROW, [dict(zip(agent_rows, row, strict=True))
-                                            for row in zip(*agent_rows.values(), strict=True)]).rowcount
-        moved = conn.execute(_CONVERSATIONS_BY_ROW, [{"conversation": cid, "agent": aid, "now": now} for cid, aid
-                                                     in zip(conversation_rows["conversation"],
-                                                            conversation_rows["agent"], strict=True)]).rowcount
+        got = conn.execute(_AGENTS_BY_ROW, [{"agent": ag.id, "taken": ag.taken, "at": ag.last_assigned_at}
+                                            for ag in taken]).rowcount
+        moved = conn.execute(_CONVERSATIONS_BY_ROW, [{"conversation": conv_id, "agent": ag.id, "now": now}
+                                                     for conv_id, ag, _ in picks]).rowcount
+        logged = len(insert_many(conn, assignments, [
+            {"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None, "reason": "routed",
+             "created_at": stamp} for conv_id, ag, stamp in picks], returning=("id",)))
     if got != len(taken):
         raise ConcurrentChange("an agent changed under its lock")
-    if moved != len(picks):
+    if moved != len(picks) or logged != len(picks):
         raise ConcurrentChange("a conversation changed under its lock")
-    insert_many(conn, assignments, [{"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None,
-                                     "reason": "routed", "created_at": stamp} for conv_id, ag, stamp in picks])
 
 
-def _picks_statements() -> tuple[Any, Any, Any, Any]:
-    """The updates of _write_picks, built once."""
-    agent_took = func.unnest(
-        bindparam("agent", type_=postgresql.ARRAY(Integer)), bindparam("taken", type_=postgresql.ARRAY(Integer)),
-        bindparam("at", type_=postgresql.ARRAY(DateTime)),
-    ).table_valued("agent", "taken", "at").render_derived("took")
-    conversation_to = func.unnest(
-        bindparam("conversation", type_=postgresql.ARRAY(Integer)), bindparam("agent", type_=postgresql.ARRAY(Integer)),
-    ).table_valued("conversation", "agent").render_derived("picked")
-    open_unassigned = [c.status == "open", c.assignee_id.is_(None)]
-    agents_from_arrays = (
-        update(agents)
-        .where(a.id == agent_took.c.agent, a.active_count + agent_took.c.taken <= a.capacity)
-        .values(active_count=a.active_count + agent_took.c.taken, last_assigned_at=agent_took.c.at)
-    )
-    conversations_from_arrays = (
-        update(conversations)
-        .where(c.id == conversation_to.c.conversation, *open_unassigned)
-        .values(assignee_id=conversation_to.c.agent, last_assignee_id=conversation_to.c.agent, needs_routing=False,
-                route_error=None, route_attempts=0, updated_at=bindparam("now"))
-    )
-    agents_by_row = (
-        update(agents)
-        .where(a.id == bindparam("agent"), a.active_count + bindparam("taken") <= a.capacity)
-        .values(active_count=a.active_count + bindparam("taken"), last_assigned_at=bindparam("at"))
-    )
-    conversations_by_row = (
-        update(conversations)
-        .where(c.id == bindparam("conversation"), *open_unassigned)
-        .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
-                route_error=None, route_attempts=0, updated_at=bindparam("now"))
-    )
-    return agents_from_arrays, conversations_from_arrays, agents_by_row, conversations_by_row
+# The three writes of a batch's picks in one statement (PostgreSQL). The CTEs see one snapshot
+# and touch different tables; the assignments are logged for the conversations actually moved.
+_PICKS = text("""
+WITH took AS (
+  UPDATE agents SET active_count = agents.active_count + t.taken, last_assigned_at = t.at
+  FROM unnest(CAST(:agent AS integer[]), CAST(:taken AS integer[]), CAST(:at AS timestamp[])) AS t(agent, taken, at)
+  WHERE agents.id = t.agent AND agents.active_count + t.taken <= agents.capacity
+  RETURNING agents.id
+), moved AS (
+  UPDATE conversations SET assignee_id = p.agent, last_assignee_id = p.agent, needs_routing = false,
+                           route_error = NULL, route_attempts = 0, updated_at = CAST(:now AS timestamp)
+  FROM unnest(CAST(:conversation AS integer[]), CAST(:assignee AS integer[]), CAST(:stamp AS timestamp[]))
+       AS p(conversation, agent, stamp)
+  WHERE conversations.id = p.conversation AND conversations.status = 'open' AND conversations.assignee_id IS NULL
+  RETURNING conversations.id, p.agent, p.stamp
+), logged AS (
+  INSERT INTO assignments (conversation_id, agent_id, reason, created_at)
+  SELECT id, agent, 'routed', stamp FROM moved
+  RETURNING id
+)
+SELECT (SELECT count(*) FROM took), (SELECT count(*) FROM moved), (SELECT count(*) FROM logged)
+""")
 
-
-_AGENTS_FROM_ARRAYS, _CONVERSATIONS_FROM_ARRAYS, _AGENTS_BY_ROW, _CONVERSATIONS_BY_ROW = _picks_statements()
+_OPEN_UNASSIGNED = [c.status == "open", c.assignee_id.is_(None)]
+_AGENTS_BY_ROW = (
+    update(agents)
+    .where(a.id == bindparam("agent"), a.active_count + bindparam("taken") <= a.capacity)
+    .values(active_count=a.active_count + bindparam("taken"), last_assigned_at=bindparam("at"))
+)
+_CONVERSATIONS_BY_ROW = (
+    update(conversations)
+    .where(c.id == bindparam("conversation"), *_OPEN_UNASSIGNED)
+    .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
+            route_error=None, route_attempts=0, updated_at=bindparam("now"))
+)
