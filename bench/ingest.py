@@ -2,7 +2,7 @@
 HTTP server into PostgreSQL, routed through Redis by worker processes, beside a baseline measured
 in the same run.
 
-    python -m bench.ingest [--messages 6000] [--concurrency 8,32,128]      (or: omnidesk bench ingest)
+    python -m bench.ingest [--messages 12000] [--concurrency 8,32,128]      (or: omnidesk bench ingest)
 
 Both are measured at each load (requests in flight, ``--concurrency``), and each side's headline
 is its best rate over the loads: its capacity. The two differ in where that is. The baseline does
@@ -89,8 +89,8 @@ CPU_GROUPS = ("web", "workers", "PostgreSQL", "this process", "other")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omnidesk bench ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=6000,
-                        help="measured posts to each, spread over the loads (default 6000)")
+    parser.add_argument("--messages", type=int, default=12_000,
+                        help="measured posts to each, spread over the loads (default 12000)")
     parser.add_argument("--warmup", type=int, default=500, help="unmeasured posts first (default 500)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternating baseline/omnidesk rounds at each load (default 2)")
