@@ -1,8 +1,9 @@
 """Routing a batch of conversations in one transaction: the batch's conversations locked (those
 another router holds are skipped), the eligible agents locked once in id order, picks made in
 memory by the policy's sort key as one-at-a-time routing would make them, and written with one
-statement (on PostgreSQL; elsewhere one a table). The one-conversation paths of store.assignment wait for these row locks and
-then re-check the capacity, so the two never over-assign an agent together."""
+statement (on PostgreSQL; elsewhere one a table). The one-conversation paths of store.assignment
+wait for these row locks and then re-check the capacity, so the two never over-assign an agent
+together."""
 
 from __future__ import annotations
 
