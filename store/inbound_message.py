@@ -261,7 +261,7 @@ def _conversation_for(
 def _columns() -> Any:
     c = conversations.c
     return select(c.id, c.channel_id, c.contact_id, c.status, c.assignee_id, c.resolved_at, c.waiting_since,
-                  c.thread_key)
+                  c.thread_key, c.needs_routing)
 
 
 def _load(conn: Connection, *where: Any) -> Any:
@@ -279,7 +279,7 @@ def _touch(conn: Connection, row: Any, msg: InboundMessage, now: Any) -> bool:
         values["snoozed_until"] = None
     if row.status == "resolved":
         # Reopened by the customer: back through the router (the agent's capacity was released).
-        values.update(assignee_id=None, resolved_at=None, needs_routing=True, route_attempts=1)
+        values.update(assignee_id=None, resolved_at=None, needs_routing=True, route_attempts=1, route_error=None)
         if row.thread_key:
             taken = conn.execute(
                 select(c.id).where(c.channel_id == row.channel_id, c.open_key == row.thread_key, c.id != row.id)
@@ -289,8 +289,10 @@ def _touch(conn: Connection, row: Any, msg: InboundMessage, now: Any) -> bool:
         conn.execute(update(conversations).where(c.id == row.id).values(**values))
         return True
     needs_routing = row.assignee_id is None
-    if needs_routing:
-        values.update(needs_routing=True, route_attempts=c.route_attempts + 1)
+    if needs_routing and row.needs_routing:  # a routing job is due already: this one's attempt too
+        values.update(route_attempts=c.route_attempts + 1)
+    elif needs_routing:  # waiting in the queue, or given up: the new message starts afresh
+        values.update(needs_routing=True, route_attempts=1, route_error=None)
     conn.execute(update(conversations).where(c.id == row.id).values(**values))
     return needs_routing
 

@@ -266,8 +266,21 @@ def test_the_inbound_store_counts_the_first_routing_attempt(store_engine: Engine
     [one] = record_inbound(engine, channel_id, [first])
     assert one.needs_routing and _state(engine, [one.conversation_id])[one.conversation_id].route_attempts == 1
     [two] = record_inbound(engine, channel_id, [again])  # not routed yet: a second job, counted too
-    assert two.conversation_id == one.conversation_id and two.needs_routing
-    assert _state(engine, [one.conversation_id])[one.conversation_id].route_attempts == 2
+    conversation = one.conversation_id
+    assert two.conversation_id == conversation and two.needs_routing
+    assert _state(engine, [conversation])[conversation].route_attempts == 2
+    # Past its attempts (no agent exists here; the limit is what counts) the router gives up ...
+    jobs.route_error(engine, [conversation], "RuntimeError: boom")
+    [outcome] = route_conversations(engine, [conversation], max_attempts=1)
+    assert outcome.skipped == "gave up after 1 attempts"
+    state = _state(engine, [conversation])[conversation]
+    assert not state.needs_routing and state.route_error == "gave up after 1 attempts: RuntimeError: boom"
+    # ... and the customer's next message starts afresh.
+    later = dataclasses.replace(first, external_id="m3", text="hello?")
+    [three] = record_inbound(engine, channel_id, [later])
+    assert three.conversation_id == conversation and three.needs_routing
+    state = _state(engine, [conversation])[conversation]
+    assert state.needs_routing and state.route_attempts == 1 and state.route_error is None
 
 
 def test_the_route_batch_actor_counts_then_routes(store_engine: Engine) -> None:
