@@ -79,10 +79,7 @@ def after_inbound(results: list[Recorded]) -> None:
 def enqueue_routing(conversation_ids: Iterable[int], *, counted: bool = False) -> None:
     ids = list(dict.fromkeys(conversation_ids))
     for start in range(0, len(ids), ROUTE_BATCH):
-        if counted:
-            enqueue(route_batch, ids[start : start + ROUTE_BATCH], True)
-        else:
-            enqueue(route_batch, ids[start : start + ROUTE_BATCH])
+        enqueue(route_batch, ids[start : start + ROUTE_BATCH], counted)
 
 
 @dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)

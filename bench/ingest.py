@@ -224,7 +224,7 @@ def baseline_app() -> Any:
         await run_in_threadpool(store, body)
         await asgi.send_json(send, 202, {"stored": 1, "duplicates": 0})
 
-    app = App(webhook=webhook)
+    app = App(webhook_handler=webhook)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -78,9 +78,10 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey,
         done: list[int] = []  # no longer needs routing: taken already, resolved, or waits
         queue = []
         spent: list[int] = []
+        gave_up = f"gave up after {max_attempts} attempts"
         for row in rows:
             if max_attempts is not None and row.route_attempts > max_attempts:
-                outcomes[row.id] = Outcome(row.id, None, skipped=f"gave up after {max_attempts} attempts")
+                outcomes[row.id] = Outcome(row.id, None, skipped=gave_up)
                 spent.append(row.id)
             elif row.status != "open" or row.assignee_id is not None:
                 outcomes[row.id] = Outcome(row.id, row.assignee_id, skipped=f"{row.status}, assigned {row.assignee_id}")
@@ -128,7 +129,7 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey,
                 update(conversations)
                 .where(c.id.in_(spent))
                 .values(needs_routing=False,
-                        route_error=literal(f"gave up after {max_attempts} attempts: ", Text) + last)
+                        route_error=literal(f"{gave_up}: ", Text) + last)
             )
     missing = "not waiting for routing, or another router has it"
     return [outcomes.get(cid) or Outcome(cid, None, skipped=missing) for cid in wanted]

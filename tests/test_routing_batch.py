@@ -307,6 +307,7 @@ def test_after_inbound_rings_once_per_chunk() -> None:
     while not broker.queues["route"].empty():
         message = dramatiq.Message.decode(broker.queues["route"].get())
         assert message.actor_name == "route_batch"
+        assert message.args[1] is True  # the store counted these jobs' first attempts
         sent.append(message.args[0])
     assert [len(ids) for ids in sent] == [200, 200, 50]
     assert sorted(itertools.chain(*sent)) == list(range(1, 451))

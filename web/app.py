@@ -18,26 +18,26 @@ Webhook = Callable[[int, Scope, Receive, Send], Awaitable[None]]
 
 
 class App(FastAPI):
-    """FastAPI, but ``POST /webhooks/{channel_id}`` goes straight to ``webhook``, a plain ASGI
-    handler, past the framework's routing and middleware (see ``web.asgi``)."""
+    """FastAPI, but ``POST /webhooks/{channel_id}`` goes straight to ``webhook_handler``, a plain
+    ASGI handler, past the framework's routing and middleware (see ``web.asgi``)."""
 
-    def __init__(self, *, webhook: Webhook, **kwargs: object) -> None:
+    def __init__(self, *, webhook_handler: Webhook, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.webhook = webhook
+        self.webhook_handler = webhook_handler  # (FastAPI's own ``webhooks`` documents outgoing ones)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         channel_id = webhook_channel(scope)
         if channel_id is None:
             await super().__call__(scope, receive, send)  # type: ignore[arg-type]
         else:
-            await self.webhook(channel_id, scope, receive, send)
+            await self.webhook_handler(channel_id, scope, receive, send)
 
 
 def create_app() -> FastAPI:
     from web import api_admin, api_conversations, health, webhooks
 
     app = App(
-        webhook=webhooks.serve,
+        webhook_handler=webhooks.serve,
         title="omnidesk",
         version="0.1.0",
         description="Omnichannel customer service: one inbox for email, WhatsApp, SMS, Telegram, X and web chat.",
