@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from bench.common import DEFAULT_PG, emit, scratch_database, use_database
-from bench.dovecot import Dovecot
 from bench.mailgen import Expected, generate
+from tests.fakes.dovecot_server import Dovecot
 
 SHOP = "support@shop.example"
 

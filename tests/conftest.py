@@ -102,7 +102,7 @@ def store_engine(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: i
 @pytest.fixture(scope="session")
 def dovecot_server():  # type: ignore[no-untyped-def]
     """One Dovecot for the session; each test takes a mailbox of its own (``mailbox`` fixture)."""
-    from tests.dovecot import start_dovecot
+    from tests.fakes.dovecot import start_dovecot
 
     server = start_dovecot()
     yield server
@@ -121,7 +121,7 @@ def dovecot(dovecot_server):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def smtp_sink():  # type: ignore[no-untyped-def]
-    from tests.smtpsink import SmtpSink
+    from tests.fakes.smtp import SmtpSink
 
     sink = SmtpSink()
     yield sink

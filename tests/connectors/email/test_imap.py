@@ -14,7 +14,7 @@ import pytest
 from connectors.base import parse_config
 from connectors.email import EmailConnector
 from connectors.errors import ConfigError, TransientError
-from tests.dovecot import Dovecot, start_dovecot
+from tests.fakes.dovecot import Dovecot, start_dovecot
 from tests.support import free_port, wait_for
 
 SHOP = "support@shop.example"

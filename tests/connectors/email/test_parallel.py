@@ -13,7 +13,7 @@ import pytest
 
 from connectors.email import parallel
 from tests.connectors.email.test_imap import connector, flags, mail
-from tests.dovecot import Dovecot
+from tests.fakes.dovecot import Dovecot
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.eml"))
 OPTIONS = parallel.Options(own_addresses=("support@shop.example",), max_attachment_bytes=25 * 1024 * 1024,

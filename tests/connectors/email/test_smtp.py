@@ -14,8 +14,8 @@ from connectors.email.compose import subject_for
 from connectors.email.config import EmailConfig
 from connectors.email.ids import is_own_message_id
 from connectors.errors import ConfigError, PermanentError, TransientError
-from tests.dovecot import Dovecot
-from tests.smtpsink import SmtpSink
+from tests.fakes.dovecot import Dovecot
+from tests.fakes.smtp import SmtpSink
 from tests.support import free_port
 
 SHOP = "support@shop.example"

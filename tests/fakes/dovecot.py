@@ -1,4 +1,4 @@
-"""The Dovecot the email tests run against: ``bench.dovecot``'s throw-away server (one directory:
+"""The Dovecot the email tests run against: ``tests.fakes.dovecot_server``'s throw-away server (one directory:
 config, one passwd file per user, maildirs owned by uid 1000, log) plus what tests need of it, and
 failing under CI (skipping elsewhere) when Dovecot is not installed."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.dovecot import Dovecot as _Dovecot
-from bench.dovecot import DovecotUnavailable
+from tests.fakes.dovecot_server import Dovecot as _Dovecot
+from tests.fakes.dovecot_server import DovecotUnavailable
 from tests.support import unavailable
 
 

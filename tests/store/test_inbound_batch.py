@@ -15,7 +15,7 @@ from connectors.base import Attachment, Identity, InboundMessage
 from store import assignment
 from store.inbound import record_inbound
 from store.sql import attachments, contacts, conversations, identities, messages, participants
-from tests.test_store import _channel, _msg
+from tests.store.test_inbound import _channel, _msg
 
 
 def _count_statements(engine: Engine) -> Counter[str]:

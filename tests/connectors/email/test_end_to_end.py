@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 import workers
-from bench.dovecot import Dovecot
+from tests.fakes.dovecot_server import Dovecot
 from store.sql import conversations, messages, participants
-from tests.smtpsink import SmtpSink
+from tests.fakes.smtp import SmtpSink
 from tests.support import Running, wait_for
 
 SHOP = "support@shop.example"
