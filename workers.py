@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +20,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
+from connectors.base import Event
 from connectors.errors import ConfigError, PermanentError, TransientError
 from router.route import fill_agent, route_conversations
 from store import channels as channel_store
@@ -62,6 +63,38 @@ def enqueue(actor: dramatiq.Actor, *args: Any, delay_ms: int | None = None) -> N
         actor.send_with_options(args=args, delay=delay_ms)
     except Exception as exc:  # noqa: BLE001
         log.warning("could not enqueue %s%s: %s (the sweep will)", actor.actor_name, args, exc)
+
+
+# -- the doorbell: what the web processes and the scheduler ring ------------------------------------
+# Each rings one job; a broker that is down only delays the work (the sweep finds it in the store).
+
+
+def ingest(channel_id: int, events: Sequence[Event], *, cursor: dict[str, Any] | None = None) -> list[Recorded]:
+    """Store inbound events (and a pull channel's ``cursor``) in one transaction, then ring the
+    router once for the conversations that need it. Webhooks and pollers both come this way."""
+    results = record_inbound(get_engine(), channel_id, events, cursor=cursor)
+    after_inbound(results)
+    return results
+
+
+def ring_routing(conversation_ids: Iterable[int]) -> None:
+    """Conversations that need an agent (reassigned, reopened, team or language changed)."""
+    enqueue_routing(conversation_ids)
+
+
+def ring_delivery(message_id: int) -> None:
+    """A reply stored ``pending`` (or sent again)."""
+    enqueue(deliver, message_id)
+
+
+def ring_pull(agent_id: int) -> None:
+    """An agent may have spare capacity (came online, resolved, capacity raised)."""
+    enqueue(pull_queue, agent_id)
+
+
+def ring_poll(channel_id: int) -> None:
+    """A pull channel was created or changed: poll it now."""
+    enqueue(poll_channel, channel_id)
 
 
 # Conversation ids per route_batch job: one transaction each, small enough to keep the agents'
@@ -219,7 +252,7 @@ def poll_channel(channel_id: int) -> None:
         channel = channel_store.load_channel(engine, channel_id)
         connector = channel_store.connector_for(channel)
         for batch in connector.poll(channel.cursor):
-            after_inbound(record_inbound(engine, channel_id, batch.events, cursor=batch.cursor))
+            ingest(channel_id, batch.events, cursor=batch.cursor)
             if not channel_store.extend_poll(engine, channel_id, owner, lease):
                 log.warning("channel %s: lost the poll lock; stopping", channel_id)
                 return

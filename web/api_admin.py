@@ -19,6 +19,7 @@ from store.models import utcnow
 from store.sql import agents, channels, conversations, messages, teams
 from web.deps import Admin, CurrentAgent
 from web.webhooks import forget
+from workers import ring_poll, ring_pull
 
 router = APIRouter()
 
@@ -146,13 +147,11 @@ def delete_channel(channel_id: int, _admin: Admin) -> Response:
 
 
 def _notify_pollers(channel_id: int) -> None:
-    from workers import enqueue, poll_channel
-
     row = _load(channel_id)
     from connectors import connector_class
 
     if row.enabled and connector_class(row.kind).capabilities.pull:
-        enqueue(poll_channel, channel_id)
+        ring_poll(channel_id)
 
 
 # -- agents and teams ---------------------------------------------------------------------------
@@ -274,9 +273,7 @@ def set_presence(agent_id: int, body: Presence, agent: CurrentAgent) -> dict[str
 
 
 def _pull(agent_id: int) -> None:
-    from workers import enqueue, pull_queue
-
-    enqueue(pull_queue, agent_id)
+    ring_pull(agent_id)
 
 
 class TeamIn(BaseModel):

@@ -18,6 +18,7 @@ from store import assignment, outbound
 from store.db import get_engine
 from store.sql import agent_teams, attachments, contacts, conversations, messages, teams
 from web.deps import CurrentAgent
+from workers import ring_delivery, ring_pull, ring_routing
 
 router = APIRouter(tags=["conversations"])
 c = conversations.c
@@ -121,7 +122,6 @@ class ReplyIn(BaseModel):
 def reply(conversation_id: int, body: ReplyIn, agent: CurrentAgent) -> dict[str, Any]:
     """Store a reply (``pending``; a worker delivers it on the conversation's channel) or a
     private note (never sent)."""
-    from workers import deliver, enqueue
 
     engine = get_engine()
     with engine.connect() as conn:
@@ -129,14 +129,13 @@ def reply(conversation_id: int, body: ReplyIn, agent: CurrentAgent) -> dict[str,
     message_id = outbound.create_reply(engine, conversation_id, agent_id=agent.id, text=body.text,
                                        private=body.private)
     if not body.private:
-        enqueue(deliver, message_id)
+        ring_delivery(message_id)
     return {"id": message_id, "status": "sent" if body.private else "pending", "private": body.private}
 
 
 @router.post("/messages/{message_id}/retry", status_code=202)
 def retry_message(message_id: int, agent: CurrentAgent) -> dict[str, Any]:
     """Send a failed reply again (e.g. after the channel's settings were fixed)."""
-    from workers import deliver, enqueue
 
     engine = get_engine()
     with engine.begin() as conn:
@@ -148,7 +147,7 @@ def retry_message(message_id: int, agent: CurrentAgent) -> dict[str, Any]:
             raise HTTPException(409, f"message {message_id} is {row.status}; only failed replies are retried")
         conn.execute(update(messages).where(m.id == message_id).values(status="pending", attempts=0,
                                                                        next_attempt_at=None))
-    enqueue(deliver, message_id)
+    ring_delivery(message_id)
     return {"id": message_id, "status": "pending"}
 
 
@@ -157,10 +156,9 @@ class AssignIn(BaseModel):
 
 
 def _pull(agent_id: int | None) -> None:
-    from workers import enqueue, pull_queue
 
     if agent_id is not None:
-        enqueue(pull_queue, agent_id)
+        ring_pull(agent_id)
 
 
 @router.post("/conversations/{conversation_id}/assign")
@@ -178,9 +176,8 @@ def assign(conversation_id: int, body: AssignIn, agent: CurrentAgent) -> dict[st
         raise HTTPException(409, str(exc)) from None
     changed = get_conversation(conversation_id, agent)  # as assigned: before the router moves it on
     if body.agent_id is None:
-        from workers import enqueue, route
 
-        enqueue(route, conversation_id)
+        ring_routing([conversation_id])
     else:
         _pull(freed)
     return changed
@@ -197,13 +194,12 @@ def resolve(conversation_id: int, agent: CurrentAgent) -> dict[str, Any]:
 
 @router.post("/conversations/{conversation_id}/reopen")
 def reopen(conversation_id: int, agent: CurrentAgent) -> dict[str, Any]:
-    from workers import enqueue, route
 
     engine = get_engine()
     with engine.connect() as conn:
         _get(conn, conversation_id, agent)
     if assignment.reopen(engine, conversation_id):
-        enqueue(route, conversation_id)
+        ring_routing([conversation_id])
     return get_conversation(conversation_id, agent)
 
 
@@ -221,7 +217,6 @@ class ConversationPatch(BaseModel):
 def update_conversation(conversation_id: int, body: ConversationPatch, agent: CurrentAgent) -> dict[str, Any]:
     """Set priority, team, language, or status (pending: waiting on the customer; snoozed until a
     time). A changed team or language sends an unassigned conversation back through the router."""
-    from workers import enqueue, route
 
     changes = body.model_dump(exclude_unset=True)
     if changes.get("status") == "snoozed" and not changes.get("snoozed_until"):
@@ -237,7 +232,7 @@ def update_conversation(conversation_id: int, body: ConversationPatch, agent: Cu
             raise HTTPException(422, f"no team {changes['team_id']}")
     try:
         if assignment.update_conversation(engine, conversation_id, changes):
-            enqueue(route, conversation_id)
+            ring_routing([conversation_id])
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from None
     return get_conversation(conversation_id, agent)

@@ -4,8 +4,8 @@ A webhook answers 2xx only once its messages are committed (the provider may for
 so each request waits for a commit. Storing them one transaction each costs a commit, a pooled
 connection and a dozen statements per message; under load most of the time goes there. Instead
 the requests queue here, and one writer takes whatever has gathered while it was busy, stores it
-all with :func:`store.inbound.record_inbound` (multi-row statements, one commit), rings the
-router once for the lot and answers every request. An idle server stores a lone request at once;
+all with :func:`workers.ingest` (multi-row statements, one commit a channel), rings the
+router once a channel and answers every request. An idle server stores a lone request at once;
 a busy one stores bigger batches, so the cost per message falls as the load rises.
 
 Each request still gets its own answer: its messages are stored, or found stored before
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from starlette.concurrency import run_in_threadpool
 
 from connectors.base import Event
-from store.db import get_engine
-from store.inbound import Recorded, record_inbound
+from store.inbound import Recorded
+from workers import ingest
 
 log = logging.getLogger("omnidesk.web.intake")
 
@@ -80,29 +80,24 @@ class Intake:
 
 
 def _store(requests: list[tuple[int, Sequence[Event]]]) -> list[list[Recorded] | Exception]:
-    """Store the requests' events, one transaction a channel; then ring the router once."""
-    from workers import after_inbound
-
+    """Store the requests' events, one transaction a channel, each followed by its routing job."""
     answers: list[list[Recorded] | Exception] = [[] for _ in requests]
     by_channel: dict[int, list[int]] = {}
     for n, (channel_id, _) in enumerate(requests):
         by_channel.setdefault(channel_id, []).append(n)
-    stored: list[Recorded] = []
     for channel_id, positions in by_channel.items():
         events = [event for n in positions for event in requests[n][1]]
         try:
-            results = record_inbound(get_engine(), channel_id, events)
+            results = ingest(channel_id, events)
         except Exception as exc:  # noqa: BLE001 - each request of the channel gets the error
-            log.error("channel %s: could not store %d messages: %s", channel_id, len(events), exc)
+            log.error("channel %s: could not store %d messages: %s", channel_id, len(events), type(exc).__name__)
             for n in positions:
                 answers[n] = exc
             continue
-        stored.extend(results)
         start = 0
         for n in positions:
             answers[n] = results[start:start + len(requests[n][1])]
             start += len(requests[n][1])
-    after_inbound(stored)
     return answers
 
 
