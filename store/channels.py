@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -137,7 +138,27 @@ def delete_channel(engine: Engine, channel_id: int) -> int:
 
 
 def connector_for(channel: Channel | Any) -> Connector:
+    """The channel's connector, with its secrets: from here on they must stay out of the logs."""
+    guard_logs()
     return connector_class(channel.kind)(full_config(channel), channel_id=channel.id)
+
+
+class RedactUrls(logging.Filter):
+    """Redacts the credentials of URLs in a logger's records (see :func:`redact_url`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if "://" in str(a) else a for a in record.args)
+        return True
+
+
+def guard_logs(names: tuple[str, ...] = ("httpx",)) -> None:
+    """httpx logs every request's URL at info level: a callback URL's password or token would be
+    written to the worker's log. Filter those loggers (once)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactUrls) for f in logger.filters):
+            logger.addFilter(RedactUrls())
 
 
 def load_channel(engine: Engine, channel_id: int) -> Any:
