@@ -11,7 +11,6 @@ import logging
 import pytest
 
 from connectors import REGISTRY
-from store.channels import redact_url
 from tests.support import CallbackServer, Running, wait_for
 from tests.web import hooked
 
@@ -19,6 +18,8 @@ SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])  # behaviour above 
 
 
 def test_redact_url() -> None:
+    from store.channels import redact_url
+
     assert redact_url("https://u:pw@shop.test:8443/r?token=t&v=2#x") == "https://***@shop.test:8443/r?token=***&v=***#x"
     assert redact_url("https://shop.test/replies") == "https://shop.test/replies"
     assert redact_url("https://u@[::1]/r") == "https://***@[::1]/r"
