@@ -10,9 +10,10 @@ from sqlalchemy import Connection, Engine, delete, select, update
 
 from store.crypto import token_hash
 from store.models import utcnow
-from store.sql import agent_languages, agent_teams, agents, tokens
+from store.sql import agent_languages, agent_teams, agents, teams, tokens
 
 a = agents.c
+MAX_ID = 2**63 - 1  # ids are 64-bit in the database: a larger number names nothing
 
 
 def new_token(conn: Connection, agent_id: int) -> str:
@@ -30,10 +31,11 @@ def create_agent(
     role: str = "agent",
     capacity: int = 5,
     languages: Iterable[str] = (),
-    team_ids: Iterable[int] = (),
+    team_ids: Iterable[int | str] = (),
     presence: str = "offline",
 ) -> tuple[int, str]:
-    """Create an agent and their first token. Raises ValueError if the email is taken."""
+    """Create an agent and their first token. ``team_ids``: ids or names (a new name makes a new
+    team). Raises ValueError if the email is taken, LookupError for an unknown team id."""
     with engine.begin() as conn:
         if conn.execute(select(a.id).where(a.email == email.lower())).first():
             raise ValueError(f"an agent with email {email} exists")
@@ -43,7 +45,7 @@ def create_agent(
                     active_count=0, active=True, created_at=utcnow())
             .returning(a.id)
         ).scalar_one()
-        set_skills(conn, agent_id, languages=languages, team_ids=team_ids)
+        set_skills(conn, agent_id, languages=languages, team_ids=resolve_teams(conn, team_ids))
         return agent_id, new_token(conn, agent_id)
 
 
@@ -97,3 +99,92 @@ def admin_token(engine: Engine) -> str:
 
 def get(conn: Connection, agent_id: int) -> Any:
     return conn.execute(select(agents).where(a.id == agent_id)).first()
+
+
+def by_token(engine: Engine, token: str) -> Any:
+    """The active agent whose API token this is, or None."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(agents).join(tokens, tokens.c.agent_id == a.id)
+            .where(tokens.c.token_hash == token_hash(token), a.active.is_(True))
+        ).first()
+
+
+def find(engine: Engine, agent_id: int, *, active: bool = False) -> Any:
+    """An agent (only an active one with ``active``), or None; ids out of range name nobody."""
+    if not 0 < agent_id <= MAX_ID:
+        return None
+    with engine.connect() as conn:
+        row = get(conn, agent_id)
+    return row if row is not None and (row.active or not active) else None
+
+
+def team_ids(engine: Engine, agent_id: int) -> list[int]:
+    with engine.connect() as conn:
+        return skills(conn, agent_id)[1]
+
+
+def describe(engine: Engine, agent_ids: Iterable[int] | None = None) -> list[tuple[Any, list[str], list[int]]]:
+    """Agents (all, or those named) by id, each with their languages and team ids."""
+    query = select(agents).order_by(a.id)
+    if agent_ids is not None:
+        query = query.where(a.id.in_(list(agent_ids)))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+        langs: dict[int, list[str]] = {}
+        for agent_id, lang in conn.execute(
+            select(agent_languages.c.agent_id, agent_languages.c.language).order_by(agent_languages.c.language)
+        ):
+            langs.setdefault(agent_id, []).append(lang)
+        member: dict[int, list[int]] = {}
+        for agent_id, team_id in conn.execute(
+            select(agent_teams.c.agent_id, agent_teams.c.team_id).order_by(agent_teams.c.team_id)
+        ):
+            member.setdefault(agent_id, []).append(team_id)
+    return [(row, langs.get(row.id, []), member.get(row.id, [])) for row in rows]
+
+
+def resolve_teams(conn: Connection, refs: Iterable[int | str]) -> list[int]:
+    """Team ids for ids or names; a name not yet known makes a new team. LookupError for an id
+    that names no team."""
+    ids = []
+    for ref in refs:
+        if isinstance(ref, int):
+            if not 0 < ref <= MAX_ID or conn.execute(select(teams.c.id).where(teams.c.id == ref)).first() is None:
+                raise LookupError(f"no team {ref}")
+            ids.append(ref)
+        else:
+            found = conn.execute(select(teams.c.id).where(teams.c.name == ref)).scalar()
+            ids.append(found or conn.execute(teams.insert().values(name=ref).returning(teams.c.id)).scalar_one())
+    return ids
+
+
+def update_agent(
+    engine: Engine, agent_id: int, values: dict[str, Any], *, languages: Iterable[str] | None = None,
+    team_refs: Iterable[int | str] | None = None,
+) -> bool:
+    """Change an agent's name, role, capacity or ``active`` flag, languages and teams (ids or
+    names); False when there is no such agent. LookupError for an unknown team id."""
+    if not 0 < agent_id <= MAX_ID:
+        return False
+    with engine.begin() as conn:
+        if get(conn, agent_id) is None:
+            return False
+        if values:
+            conn.execute(update(agents).where(a.id == agent_id).values(**values))
+        set_skills(conn, agent_id, languages=languages,
+                   team_ids=resolve_teams(conn, team_refs) if team_refs is not None else None)
+    return True
+
+
+def create_team(engine: Engine, name: str) -> int:
+    """A new team; ValueError when the name is taken."""
+    with engine.begin() as conn:
+        if conn.execute(select(teams.c.id).where(teams.c.name == name)).first():
+            raise ValueError(f"team {name!r} exists")
+        return conn.execute(teams.insert().values(name=name).returning(teams.c.id)).scalar_one()
+
+
+def list_teams(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(teams).order_by(teams.c.id)).all())

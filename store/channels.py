@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from connectors import REGISTRY, connector_class
 from connectors.base import ChannelConfig, Connector, parse_config
 from connectors.errors import ConfigError
 from store import crypto
 from store.models import Channel, utcnow
-from store.sql import channels
+from store.settings import get_settings
+from store.sql import channels, conversations, identities
 
 ch = channels.c
+MAX_ID = 2**63 - 1  # ids are 64-bit in the database: a larger number names nothing
 
 
 def split_config(kind: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Validate ``values`` for ``kind`` and split them into (public settings, secrets)."""
+    """Validate ``values`` for ``kind`` and split them into (public settings, secrets).
+
+    Besides the connector's secret fields, a URL that carries credentials (``user:password@``,
+    a query such as ``?token=``) is a secret too: the whole URL goes with the secrets and the
+    public settings keep it redacted (see :func:`redact_url`)."""
     if kind not in REGISTRY:
         raise ConfigError(f"unknown channel kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
     config = parse_config(connector_class(kind), values)
@@ -31,9 +39,33 @@ def split_config(kind: str, values: dict[str, Any]) -> tuple[dict[str, Any], dic
             raw = getattr(config, name)
             if raw is not None:
                 secrets[name] = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+        elif isinstance(value, str) and redact_url(value) != value:
+            public[name], secrets[name] = redact_url(value), value
         else:
             public[name] = value
     return public, secrets
+
+
+def redact_url(value: str) -> str:
+    """``value`` with a URL's user, password and query values replaced by ``***``; other text
+    as it is."""
+    if "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return value
+    if not parts.scheme or not parts.netloc:
+        return value
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        netloc = "***@" + (f"[{host}]" if ":" in host else host) + port
+    query = parts.query
+    if query:
+        query = urlencode([(k, "***") for k, _ in parse_qsl(query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def create_channel(engine: Engine, kind: str, name: str, values: dict[str, Any], *, enabled: bool = True) -> int:
@@ -56,19 +88,83 @@ def full_config(channel: Channel | Any) -> ChannelConfig:
     return parse_config(connector_class(channel.kind), values)
 
 
-def merged_values(channel: Channel, changes: dict[str, Any]) -> dict[str, Any]:
-    """Settings after a PATCH: secrets not named in ``changes`` are kept as they were."""
-    values = dict(channel.config or {})
-    values.update(crypto.decrypt(channel.secrets))
-    values.update(changes)
+def merged_values(channel: Channel | Any, changes: dict[str, Any]) -> dict[str, Any]:
+    """Settings after a PATCH: secrets not named in ``changes`` are kept as they were, and so is
+    a URL given back as it was shown (redacted)."""
+    shown = dict(channel.config or {})
+    values = {**shown, **crypto.decrypt(channel.secrets)}
+    values.update({k: v for k, v in changes.items() if not (k in shown and v == shown[k] and v != values[k])})
     return values
 
 
+def webhook_url(channel_id: int) -> str:
+    """Where the channel's provider posts to."""
+    return f"{get_settings().public_url.rstrip('/')}/webhooks/{channel_id}"
+
+
+def list_channels(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(channels).order_by(ch.id)).all())
+
+
+def update_channel(engine: Engine, channel_id: int, *, name: str | None = None, enabled: bool | None = None,
+                   values: dict[str, Any] | None = None) -> None:
+    """Rename, enable/disable, or replace the settings (``values``, validated, as from
+    :func:`merged_values`); new settings clear the channel's error and make it due for a poll."""
+    change: dict[str, Any] = {"updated_at": utcnow()}
+    if values is not None:
+        public, secrets = split_config(load_channel(engine, channel_id).kind, values)
+        change.update(config=public, secrets=crypto.encrypt(secrets) if secrets else None, status="ok",
+                      last_error=None, error_count=0, next_poll_at=utcnow())
+    if name is not None:
+        change["name"] = name
+    if enabled is not None:
+        change["enabled"] = enabled
+    with engine.begin() as conn:
+        conn.execute(update(channels).where(ch.id == channel_id).values(**change))
+
+
+def delete_channel(engine: Engine, channel_id: int) -> int:
+    """Delete a channel that has no conversations. Returns how many it has: when not 0, nothing
+    was deleted (a channel with history can only be disabled)."""
+    with engine.begin() as conn:
+        used = conn.execute(
+            select(func.count()).select_from(conversations).where(conversations.c.channel_id == channel_id)
+        ).scalar_one()
+        if not used:
+            conn.execute(delete(identities).where(identities.c.channel_id == channel_id))
+            conn.execute(delete(channels).where(ch.id == channel_id))
+        return used
+
+
 def connector_for(channel: Channel | Any) -> Connector:
+    """The channel's connector, with its secrets: from here on they must stay out of the logs."""
+    guard_logs()
     return connector_class(channel.kind)(full_config(channel), channel_id=channel.id)
 
 
+class RedactUrls(logging.Filter):
+    """Redacts the credentials of URLs in a logger's records (see :func:`redact_url`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if "://" in str(a) else a for a in record.args)
+        return True
+
+
+def guard_logs(names: tuple[str, ...] = ("httpx",)) -> None:
+    """httpx logs every request's URL at info level: a callback URL's password or token would be
+    written to the worker's log. Filter those loggers (once)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactUrls) for f in logger.filters):
+            logger.addFilter(RedactUrls())
+
+
 def load_channel(engine: Engine, channel_id: int) -> Any:
+    """The channel's row, or None (also for an id no 64-bit integer holds)."""
+    if not 0 < channel_id <= MAX_ID:
+        return None
     with engine.connect() as conn:
         return conn.execute(select(channels).where(ch.id == channel_id)).first()
 

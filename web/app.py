@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors import REGISTRY
 from web.asgi import Receive, Scope, Send, webhook_channel
 
 log = logging.getLogger("omnidesk.web")
@@ -32,20 +35,55 @@ class App(FastAPI):
         else:
             await self.webhook_handler(channel_id, scope, receive, send)
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with its one untrue part mended: invalid input answers
+        ``{"detail": "<message>"}`` (see ``create_app``), not FastAPI's list of errors."""
+        if self.openapi_schema is None:
+            self.openapi_schema = errors_as_strings(super().openapi())
+        return self.openapi_schema
 
-def create_app() -> FastAPI:
+
+def errors_as_strings(document: dict[str, Any]) -> dict[str, Any]:
+    from web.schemas import ErrorOut
+
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for answer in operation.get("responses", {}).values():
+                for media in answer.get("content", {}).values():
+                    if media.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                        media["schema"] = {"$ref": "#/components/schemas/ErrorOut"}
+    return document
+
+
+def create_app(*, demo: bool = False) -> FastAPI:
+    """The web app. ``demo`` (or the environment's ``OMNIDESK_DEMO=1``, for uvicorn's factory)
+    adds the demo shop's callback endpoint, which ``omnidesk up --demo`` points its channel at."""
     from web import api_admin, api_conversations, health, webhooks
 
+    demo = demo or os.environ.get("OMNIDESK_DEMO", "").strip() == "1"
     app = App(
         webhook_handler=webhooks.serve,
         title="omnidesk",
         version="0.1.0",
-        description="Omnichannel customer service: one inbox for email, WhatsApp, SMS, Telegram, X and web chat.",
+        description=(
+            "Omnichannel customer service: one inbox for every channel, routing to agents, replies "
+            f"delivered on the customer's channel. Channel kinds available: {', '.join(sorted(REGISTRY))}.\n\n"
+            "Calls under `/api/v1` take `Authorization: Bearer <token>` (Authorize above). Errors answer "
+            '`{"detail": "<message>"}`; lists answer `{"items": [...], "next": <cursor or null>}`.'
+        ),
     )
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(api_admin.router, prefix="/api/v1")
     app.include_router(api_conversations.router, prefix="/api/v1")
+    if demo:
+        from web import demo as demo_shop
+
+        app.include_router(demo_shop.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

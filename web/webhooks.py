@@ -117,11 +117,3 @@ async def webhook(channel_id: int, request: Request) -> JSONResponse:
                                    {k.lower(): v for k, v in request.headers.items()}, await request.body())
     return JSONResponse(content, status_code=status)
 
-
-@router.post("/demo/callback", status_code=204, include_in_schema=False)
-async def demo_callback(request: Request) -> JSONResponse:
-    """Where the demo shop's replies go (``omnidesk up --demo``): accepted and logged."""
-    import logging
-
-    logging.getLogger("omnidesk.demo").info("reply delivered to the demo shop: %s", (await request.body())[:500])
-    return JSONResponse(None, status_code=204)

@@ -1,0 +1,152 @@
+"""Reading conversations for the agents' API: the list, one conversation with its messages, the
+message and attachment lookups behind retry and download.
+
+Who may see what is decided by ``router.access.may_see``; :func:`visible_to` is the same rule as
+SQL, for the list, and is tested against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy import Engine, and_, exists, or_, select, true, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from store.sql import agent_teams, attachments, contacts, conversations, messages, teams
+
+c = conversations.c
+m = messages.c
+f = attachments.c
+
+# Ids are 64-bit signed integers in the database: a larger number names nothing.
+MAX_ID = 2**63 - 1
+
+
+def visible_to(agent_id: int, *, admin: bool) -> ColumnElement[bool]:
+    """``router.access.may_see`` as a WHERE clause over ``conversations``: theirs, their teams',
+    and the shared queue (unassigned, no team); admins see everything."""
+    if admin:
+        return true()
+    in_their_team = exists().where(agent_teams.c.agent_id == agent_id, agent_teams.c.team_id == c.team_id)
+    return or_(
+        c.assignee_id == agent_id,
+        and_(c.team_id.is_not(None), in_their_team),
+        and_(c.team_id.is_(None), c.assignee_id.is_(None)),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Filters:
+    """The list's filters; None means any."""
+
+    status: str | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    channel_id: int | None = None
+    waiting: bool | None = None
+    before_id: int | None = None  # the cursor: ids below this one
+
+
+def _summaries() -> Any:
+    return select(conversations, contacts.c.name.label("contact_name")).join(contacts, contacts.c.id == c.contact_id)
+
+
+def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters, limit: int) -> tuple[list[Any], bool]:
+    """The conversations the agent may see that match ``filters``, newest first, at most
+    ``limit``; and whether more follow (the next page starts below the last id)."""
+    query = _summaries().where(visible_to(agent_id, admin=admin))
+    if filters.status:
+        query = query.where(c.status == filters.status)
+    if filters.assignee_id is not None:
+        query = query.where(c.assignee_id == filters.assignee_id)
+    if filters.unassigned:
+        query = query.where(c.assignee_id.is_(None))
+    if filters.channel_id is not None:
+        query = query.where(c.channel_id == filters.channel_id)
+    if filters.waiting is not None:
+        query = query.where(c.waiting_since.is_not(None) if filters.waiting else c.waiting_since.is_(None))
+    if filters.before_id is not None:
+        query = query.where(c.id < filters.before_id)
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(c.id.desc()).limit(limit + 1)).all()
+    return rows[:limit], len(rows) > limit
+
+
+def visible_ids(engine: Engine, agent_id: int, *, admin: bool) -> set[int]:
+    """Every conversation id the agent may see (for checks and tests of the rule)."""
+    with engine.connect() as conn:
+        return set(conn.execute(select(c.id).where(visible_to(agent_id, admin=admin))).scalars())
+
+
+def summary(engine: Engine, conversation_id: int) -> Any:
+    """One conversation with its contact's name, or None."""
+    if not 0 < conversation_id <= MAX_ID:
+        return None
+    with engine.connect() as conn:
+        return conn.execute(_summaries().where(c.id == conversation_id)).first()
+
+
+def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], dict[int, list[Any]]] | None:
+    """A conversation, its contact, its messages (oldest first) and their attachments (by
+    message id, without the data); None when it does not exist."""
+    if not 0 < conversation_id <= MAX_ID:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(_summaries().where(c.id == conversation_id)).first()
+        if row is None:
+            return None
+        contact = conn.execute(select(contacts).where(contacts.c.id == row.contact_id)).one()
+        msgs = conn.execute(
+            select(m.id, m.direction, m.text, m.html, m.quoted, m.subject, m.status, m.status_reason, m.private,
+                   m.automatic, m.author_agent_id, m.parse_error, m.created_at, m.sent_at)
+            .where(m.conversation_id == conversation_id).order_by(m.id)
+        ).all()
+        files: dict[int, list[Any]] = {}
+        if msgs:
+            for file in conn.execute(
+                select(f.id, f.message_id, f.filename, f.content_type, f.size, f.inline)
+                .where(f.message_id.in_([x.id for x in msgs])).order_by(f.id)
+            ):
+                files.setdefault(file.message_id, []).append(file)
+    return row, contact, list(msgs), files
+
+
+def message(engine: Engine, message_id: int) -> Any:
+    """A message's conversation, direction and status, or None."""
+    if not 0 < message_id <= MAX_ID:
+        return None
+    with engine.connect() as conn:
+        return conn.execute(
+            select(m.id, m.conversation_id, m.direction, m.status, c.assignee_id, c.team_id)
+            .join(conversations, c.id == m.conversation_id).where(m.id == message_id)
+        ).first()
+
+
+def retry(engine: Engine, message_id: int) -> bool:
+    """Put a failed reply back to ``pending`` with fresh attempts; False when it is not a failed
+    reply (any more)."""
+    with engine.begin() as conn:
+        return bool(conn.execute(
+            update(messages).where(m.id == message_id, m.direction == "out", m.status == "failed")
+            .values(status="pending", attempts=0, next_attempt_at=None)
+        ).rowcount)
+
+
+def attachment(engine: Engine, attachment_id: int) -> Any:
+    """An attachment with its data and its conversation's assignee and team, or None."""
+    if not 0 < attachment_id <= MAX_ID:
+        return None
+    with engine.connect() as conn:
+        return conn.execute(
+            select(attachments, m.conversation_id, c.assignee_id, c.team_id)
+            .join(messages, m.id == f.message_id).join(conversations, c.id == m.conversation_id)
+            .where(f.id == attachment_id)
+        ).first()
+
+
+def team_exists(engine: Engine, team_id: int) -> bool:
+    if not 0 < team_id <= MAX_ID:
+        return False
+    with engine.connect() as conn:
+        return conn.execute(select(teams.c.id).where(teams.c.id == team_id)).first() is not None

@@ -1,0 +1,184 @@
+"""What the API answers, as typed models: the OpenAPI document at ``/docs`` is built from these.
+
+Ids in paths, queries and bodies are :data:`Id`: a positive 64-bit integer, as the database keeps
+them; anything larger is refused with 422 before it reaches the database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Le
+from pydantic import BaseModel, Field
+
+from store.conversations import MAX_ID
+
+Id = Annotated[int, Ge(1), Le(MAX_ID)]
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx answer."""
+
+    detail: str = Field(description="a readable message", examples=["no conversation 12"])
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: these statuses answer :class:`ErrorOut`."""
+    said = {401: "missing, invalid or revoked bearer token", 403: "the caller may not do this",
+            404: "no such object, or one the caller may not see", 409: "conflicts with the object's state",
+            422: "invalid input: the detail names the field and the problem"}
+    return {status: {"model": ErrorOut, "description": said.get(status, "error")} for status in statuses}
+
+
+# -- admin ----------------------------------------------------------------------------------------
+
+
+class ChannelOut(BaseModel):
+    id: int
+    kind: str
+    name: str
+    enabled: bool
+    config: dict[str, Any] = Field(description="the settings, without secrets; URLs with credentials redacted")
+    secrets_set: list[str] = Field(description="names of the secret settings that are stored")
+    webhook_url: str
+    status: Literal["ok", "error", "disabled"]
+    last_error: str | None
+    created_at: datetime
+
+
+class ChannelList(BaseModel):
+    items: list[ChannelOut]
+    next: int | None = None
+
+
+class AgentOut(BaseModel):
+    id: int
+    name: str
+    email: str
+    role: Literal["agent", "admin"]
+    presence: Literal["online", "away", "offline"]
+    capacity: int
+    active_conversations: int
+    languages: list[str]
+    teams: list[int]
+    active: bool
+    last_assigned_at: datetime | None
+
+
+class AgentCreated(AgentOut):
+    token: str = Field(description="the agent's API token; shown this once")
+
+
+class AgentList(BaseModel):
+    items: list[AgentOut]
+    next: int | None = None
+
+
+class PresenceOut(BaseModel):
+    id: int
+    status: Literal["online", "away", "offline"]
+
+
+class TeamOut(BaseModel):
+    id: int
+    name: str
+
+
+class TeamList(BaseModel):
+    items: list[TeamOut]
+    next: int | None = None
+
+
+class FailedJob(BaseModel):
+    job: Literal["route", "deliver", "poll"]
+    conversation_id: int | None = None
+    message_id: int | None = None
+    channel_id: int | None = None
+    error: str | None
+    attempts: int | None = None
+
+
+class FailedJobList(BaseModel):
+    items: list[FailedJob]
+    next: int | None = None
+
+
+# -- conversations --------------------------------------------------------------------------------
+
+
+class ContactRef(BaseModel):
+    id: int
+    name: str | None
+
+
+class ContactOut(ContactRef):
+    email: str | None
+    phone: str | None
+
+
+class ConversationOut(BaseModel):
+    id: int
+    number: int = Field(description="the ticket number customers see")
+    status: Literal["open", "pending", "snoozed", "resolved"]
+    channel_id: int
+    contact: ContactRef
+    assignee_id: int | None
+    team_id: int | None
+    priority: int
+    language: str | None
+    subject: str | None
+    waiting_since: datetime | None = Field(description="since when the customer awaits an answer")
+    last_message_at: datetime | None
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    snoozed_until: datetime | None
+    created_at: datetime
+    route_error: str | None
+
+
+class ConversationList(BaseModel):
+    items: list[ConversationOut]
+    next: int | None = Field(description="the `cursor` of the next page; null on the last")
+
+
+class AttachmentOut(BaseModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    inline: bool
+
+
+class MessageOut(BaseModel):
+    id: int
+    direction: Literal["in", "out"]
+    text: str
+    html: str | None = Field(description="sanitised")
+    quoted: str | None
+    subject: str | None
+    status: str = Field(description="in: received; out: pending, sending, sent, delivered, read or failed")
+    status_reason: str | None
+    private: bool
+    automatic: bool
+    author_agent_id: int | None
+    parse_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    attachments: list[AttachmentOut]
+
+
+class ConversationDetail(ConversationOut):
+    contact: ContactOut  # type: ignore[assignment]
+    messages: list[MessageOut]
+
+
+class ReplyOut(BaseModel):
+    id: int
+    status: Literal["pending", "sent"]
+    private: bool
+
+
+class RetryOut(BaseModel):
+    id: int
+    status: Literal["pending"]
