@@ -8,7 +8,7 @@ locks) as on SQLite (one writer at a time). All assignments are written by one w
 order, and the manual paths here lock the same rows in the same order.
 
 A conversation that goes (back) to the queue gets a waiting time if it had none, so it queues
-behind those waiting longer, not ahead of or after everyone (see ``QUEUE_ORDER``).
+behind those waiting longer, neither ahead of nor after everyone (``router.queue``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Text, and_, exists, func, literal, or_, select, update
+from sqlalchemy import Connection, Engine, Select, Text, and_, exists, func, literal, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from store.assignment import Outcome, write_assignments
@@ -91,7 +91,7 @@ def fits_agent(agent_id: int) -> list[ColumnElement[bool]]:
     ]
 
 
-def queue_for_agent(agent_id: int, limit: int) -> Any:
+def queue_for_agent(agent_id: int, limit: int) -> Select[Any]:
     """The first ``limit`` conversations of the queue that the agent may take, in queue order."""
     return select(*_STATE).where(IN_QUEUE, *fits_agent(agent_id)).order_by(*QUEUE_ORDER).limit(limit)
 
