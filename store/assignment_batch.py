@@ -122,13 +122,15 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], decide: Decide
     now = utcnow()
     outcomes: dict[int, Outcome] = {}
     with engine.begin() as conn:
-        look = select(*_STATE, c.route_attempts).where(c.id.in_(wanted), c.needs_routing.is_(True))
+        look = (select(*_STATE, c.route_attempts, IN_QUEUE.label("queued"))
+                .where(c.id.in_(wanted), c.needs_routing.is_(True)))
         rows = conn.execute(for_update(conn, look, of=conversations, key_share=True, skip_locked=True)).all()
         gave_up = f"gave up after {max_attempts} attempts"
         spent = [r.id for r in rows if max_attempts is not None and r.route_attempts > max_attempts]
         states = [_state(r) for r in rows if r.id not in spent]
+        away = {r.id for r in rows if not r.queued}  # taken already, or no longer open
         picks: list[Pick] = []
-        if states:
+        if any(s.id not in away for s in states):  # some wait for an agent
             pool = _lock_agents(conn, AVAILABLE)
             _load_skills(conn, pool, states)
             picks = decide(states, pool, now) if pool else []
@@ -137,8 +139,8 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], decide: Decide
         outcomes.update((cid, Outcome(cid, None, skipped=gave_up)) for cid in spent)
         for s in states:
             if s.id not in outcomes:  # waits in the queue, or was not routing's to do
-                away = s.status != "open" or s.assignee_id is not None
-                outcomes[s.id] = Outcome(s.id, s.assignee_id, f"{s.status}, assigned {s.assignee_id}" if away else None)
+                why = f"{s.status}, assigned {s.assignee_id}" if s.id in away else None
+                outcomes[s.id] = Outcome(s.id, s.assignee_id, why)
         done = [s.id for s in states if outcomes[s.id].agent_id is None or outcomes[s.id].skipped]
         if done:
             conn.execute(update(conversations).where(c.id.in_(done))
