@@ -140,3 +140,20 @@ def test_one_module_knows_the_dialects() -> None:
     shipped += [ROOT / "workers.py", ROOT / "cli.py"]
     asking = {str(p.relative_to(ROOT)) for p in shipped if re.search(r"dialect\.name\b", p.read_text())}
     assert asking == {"store/dialect.py", "store/migrations/env.py"}
+
+
+def test_routing_leaves_conversations_taken_or_closed_meanwhile(store_engine: Engine) -> None:
+    engine = store_engine
+    agent_id = _agent(engine, "Cy", capacity=5, presence="online")
+    held, closed, waiting = _conversations(engine, 9, 8, 7, needs_routing=True)
+    with engine.begin() as conn:  # taken by hand and resolved since their routing job was rung
+        conn.execute(update(conversations).where(c.id == held).values(assignee_id=agent_id))
+        conn.execute(update(conversations).where(c.id == closed).values(status="resolved"))
+        conn.execute(update(agents).where(agents.c.id == agent_id).values(active_count=1))
+    outcomes = {o.conversation_id: o for o in route_conversations(engine, [held, closed, waiting])}
+    assert outcomes[held].agent_id == agent_id and outcomes[held].skipped == f"open, assigned {agent_id}"
+    assert outcomes[closed].agent_id is None and outcomes[closed].skipped == "resolved, assigned None"
+    assert outcomes[waiting].agent_id == agent_id and outcomes[waiting].skipped is None
+    with engine.connect() as conn:
+        assert not any(conn.execute(select(c.needs_routing).where(c.id.in_([held, closed, waiting]))).scalars())
+        assert conn.execute(select(agents.c.active_count)).scalar_one() == 2
