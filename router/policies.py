@@ -1,16 +1,15 @@
 """Assignment policies: how the eligible agents (online, skilled, with spare capacity) are ordered.
 
-A policy is a sort key over ``AgentState``, best first. Routing locks the eligible agents and
-picks in memory, updating each agent after every pick, so a batch spreads as one-at-a-time
-routing would.
+A policy is a sort key over ``AgentState``, best first, used by the pick loop
+(``router.picks.pick``), which updates each agent after every pick, so a batch spreads as
+one-at-a-time routing would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
+from router.picks import SortKey
 from store.assignment_batch import AgentState
 
 # Never assigned sorts before any real time.
@@ -27,7 +26,7 @@ def round_robin(agent: AgentState) -> tuple[datetime, int]:
     return (agent.last_assigned_at or _NEVER, agent.id)
 
 
-POLICIES: dict[str, Callable[[AgentState], Any]] = {
+POLICIES: dict[str, SortKey] = {
     "least_loaded": least_loaded,
     "round_robin": round_robin,
 }

@@ -1,17 +1,30 @@
-"""Routing conversations: assignment to the best eligible agent, or the queue."""
+"""Routing conversations: assignment to the best eligible agent, or the queue.
+
+The decisions are the router's, made in memory (``router.picks.pick`` over ``router.eligibility``
+and ``router.queue``); the store loads and locks the state they need and writes the picks in the
+same transaction (``store.assignment_batch``), so capacity is checked and taken together.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
+from router.picks import pick
 from router.policies import POLICIES
-from store.assignment import Outcome, pull_for_agent
-from store.assignment_batch import assign_batch
+from store.assignment import Outcome
+from store.assignment_batch import Decide, assign_batch, pull_for_agent
 
 log = logging.getLogger(__name__)
+
+
+def decider(policy: str = "least_loaded") -> Decide:
+    """The routing decision under ``policy`` (a name of ``router.policies.POLICIES``), as the
+    store's routing transactions take it. KeyError for an unknown policy."""
+    return functools.partial(pick, key=POLICIES[policy])
 
 
 def route_conversation(engine: Engine, conversation_id: int, policy: str = "least_loaded") -> Outcome:
@@ -25,8 +38,8 @@ def route_conversations(engine: Engine, conversation_ids: Sequence[int], policy:
     """Route many conversations in one transaction, as one after the other in queue order
     (priority, then waiting time) would. Conversations another router holds right
     now are skipped and keep needing routing; those tried more than ``max_attempts`` times are
-    given up (see ``assign_batch``)."""
-    outcomes = assign_batch(engine, conversation_ids, POLICIES[policy], max_attempts)
+    given up (see ``store.assignment_batch.assign_batch``)."""
+    outcomes = assign_batch(engine, conversation_ids, decider(policy), max_attempts)
     if log.isEnabledFor(logging.DEBUG):
         assigned = sum(o.agent_id is not None and o.skipped is None for o in outcomes)
         log.debug("batch of %d: %d assigned, %d waiting, %d skipped", len(outcomes), assigned,
@@ -38,4 +51,4 @@ def route_conversations(engine: Engine, conversation_ids: Sequence[int], policy:
 def fill_agent(engine: Engine, agent_id: int) -> list[int]:
     """An agent freed capacity (resolved, came online, capacity raised): give them the waiting
     conversations they may take, highest priority first, then longest waiting."""
-    return pull_for_agent(engine, agent_id)
+    return pull_for_agent(engine, agent_id, decider())

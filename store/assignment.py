@@ -1,25 +1,32 @@
-"""Assigning conversations to agents, with capacity checked and taken in one transaction.
+"""Assigning conversations to agents, by hand and as routing decided, and the conversation's
+moves that change who holds it (resolve, reopen, changes, snoozes ending).
 
-Every function here moves ``agents.active_count`` together with the assignment it counts, with
-conditional updates (``... WHERE active_count < capacity``), so concurrent workers can never push an
-agent over capacity, on PostgreSQL (row locks) as on SQLite (one writer at a time). Routing
-(``store.assignment_batch``) locks the eligible agents' rows up front, in id order, and picks in
-memory; the conditional updates here wait for those locks and then re-check.
+Every function here moves ``agents.active_count`` together with the assignment it counts, in
+one transaction, so concurrent workers can never push an agent over capacity, on PostgreSQL (row
+locks) as on SQLite (one writer at a time). All assignments are written by one writer,
+``write_assignments``; routing (``store.assignment_batch``) locks the agents' rows up front, in id
+order, and the manual paths here lock the same rows in the same order.
+
+A conversation that goes (back) to the queue gets a waiting time if it had none, so it queues
+behind those waiting longer, neither ahead of nor after everyone (``router.queue``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, or_, select, update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, Engine, func, select, update
 
+from store.dialect import for_update, write_picks
 from store.models import utcnow
-from store.sql import agent_languages, agent_teams, agents, assignments, conversations
+from store.sql import agents, assignments, conversations
 
 a = agents.c
 c = conversations.c
+
 
 class ConcurrentChange(Exception):
     """Another writer changed the row between our look and our write."""
@@ -32,83 +39,25 @@ class Outcome:
     skipped: str | None = None  # why nothing was done (already assigned, resolved, missing)
 
 
-def pull_for_agent(engine: Engine, agent_id: int, limit: int = 50) -> list[int]:
-    """An agent has spare capacity: give them the waiting conversations they may take, highest
-    priority first, then longest waiting. Returns the conversation ids assigned."""
-    postgres = engine.dialect.name == "postgresql"
-    taken: list[int] = []
-    while len(taken) < limit:
-        with engine.begin() as conn:
-            look = select(a.presence, a.active, a.capacity, a.active_count).where(a.id == agent_id)
-            agent = conn.execute(look.with_for_update(of=agents) if postgres else look).first()
-            if agent is None or not agent.active or agent.presence != "online":
-                return taken
-            if agent.active_count >= agent.capacity:
-                return taken
-            query = (
-                select(c.id)
-                .where(c.status == "open", c.assignee_id.is_(None), *_fits_agent(agent_id))
-                .order_by(c.priority.desc(), c.waiting_since.asc(), c.id.asc())
-                .limit(1)
-            )
-            if postgres:
-                query = query.with_for_update(skip_locked=True, of=conversations)
-            conv_id = conn.execute(query).scalar()
-            if conv_id is None or not _take(conn, conv_id, agent_id, by=None, reason="pulled", check_capacity=True):
-                return taken
-            taken.append(conv_id)
-    return taken
-
-
-def _fits_agent(agent_id: int) -> list[ColumnElement[bool]]:
-    """Conversations the agent may take: no team or one of theirs; no language or one they speak."""
-    return [
-        or_(
-            c.team_id.is_(None),
-            exists().where(agent_teams.c.agent_id == agent_id, agent_teams.c.team_id == c.team_id),
-        ),
-        or_(
-            c.language.is_(None),
-            exists().where(agent_languages.c.agent_id == agent_id, agent_languages.c.language == c.language),
-        ),
-    ]
-
-
-def _take(
-    conn: Connection, conversation_id: int, agent_id: int, *, by: int | None, reason: str, check_capacity: bool
-) -> bool:
-    now = utcnow()
-    cond = [a.id == agent_id]
-    if check_capacity:
-        cond += [a.active_count < a.capacity, a.presence == "online"]
-    got = conn.execute(
-        update(agents).where(*cond).values(active_count=a.active_count + 1, last_assigned_at=now)
-    ).rowcount
-    if not got:
-        return False
-    moved = conn.execute(
-        update(conversations)
-        .where(c.id == conversation_id, c.status == "open", c.assignee_id.is_(None))
-        .values(assignee_id=agent_id, last_assignee_id=agent_id, needs_routing=False, route_error=None,
-                route_attempts=0, updated_at=now)
-    ).rowcount
-    if not moved:
-        conn.execute(update(agents).where(a.id == agent_id).values(active_count=a.active_count - 1))
-        return False
-    conn.execute(
-        assignments.insert().values(
-            conversation_id=conversation_id, agent_id=agent_id, by_agent_id=by, reason=reason, created_at=now
-        )
-    )
-    return True
-
-
-def _routed(conn: Connection, conversation_id: int) -> None:
-    conn.execute(
-        update(conversations)
-        .where(c.id == conversation_id)
-        .values(needs_routing=False, route_attempts=0, route_error=None)
-    )
+def write_assignments(conn: Connection, picks: Sequence[tuple[int, int, datetime]], now: datetime, *,
+                      reason: str, by: int | None = None, over_capacity: bool = False) -> None:
+    """Write assignments (conversation id, agent id, at): each agent takes capacity for its
+    conversations (never past its capacity unless ``over_capacity``: a person's decision), each
+    conversation, still open and unassigned, gets its assignee and stops needing routing, and
+    each is logged with ``reason`` and ``by``. The caller holds the rows' locks, so any miss
+    means another writer got past them: ConcurrentChange, and the transaction rolls back."""
+    if not picks:
+        return
+    loads: dict[int, tuple[int, datetime]] = {}
+    for _, agent_id, at in picks:
+        count, last = loads.get(agent_id, (0, at))
+        loads[agent_id] = (count + 1, max(last, at))
+    got, moved, logged = write_picks(conn, [(ag, n, at) for ag, (n, at) in sorted(loads.items())], picks, now,
+                                     reason=reason, by=by, over_capacity=over_capacity)
+    if got != len(loads):
+        raise ConcurrentChange("an agent changed under its lock")
+    if moved != len(picks) or logged != len(picks):
+        raise ConcurrentChange("a conversation changed under its lock")
 
 
 def _release(conn: Connection, conversation_id: int) -> int | None:
@@ -131,41 +80,46 @@ def _release(conn: Connection, conversation_id: int) -> int | None:
 
 def assign_manually(engine: Engine, conversation_id: int, agent_id: int | None, by: int) -> int | None:
     """An agent or admin (``by``) assigns the conversation to ``agent_id`` (None: unassigns it,
-    back to the queue). A manual assignment may exceed capacity: it is a person's decision.
-    Returns the agent who lost the conversation, if any, whose capacity freed."""
-    postgres = engine.dialect.name == "postgresql"
+    back to the queue). A manual assignment may exceed capacity: it is a person's decision; a
+    missing or deactivated agent is refused (LookupError), as is a resolved conversation
+    (ValueError). Returns the agent who lost the conversation, if any, whose capacity freed."""
     with engine.begin() as conn:
         look = select(c.status, c.assignee_id).where(c.id == conversation_id)
-        row = conn.execute(look.with_for_update(of=conversations, key_share=True) if postgres else look).first()
+        row = conn.execute(for_update(conn, look, of=conversations, key_share=True)).first()
         if row is None:
             raise LookupError(f"conversation {conversation_id} does not exist")
         if row.status == "resolved":
             raise ValueError("a resolved conversation cannot be assigned; reopen it first")
-        if postgres:
-            # Both agents' rows (the one losing, the one taking) in id order, as batch routing
-            # locks them: taking them one after the other could deadlock with a batch.
-            both = sorted({x for x in (row.assignee_id, agent_id) if x is not None})
-            if both:
-                conn.execute(
-                    select(a.id).where(a.id.in_(both)).order_by(a.id).with_for_update(of=agents, key_share=True)
-                ).all()
+        # Both agents' rows (the one losing, the one taking) in id order, as routing locks them:
+        # taking them one after the other could deadlock with a batch.
+        both = sorted({x for x in (row.assignee_id, agent_id) if x is not None})
+        look = select(a.id, a.active).where(a.id.in_(both)).order_by(a.id)
+        active = dict(conn.execute(for_update(conn, look, of=agents, key_share=True)).all()) if both else {}
+        if agent_id is not None and agent_id not in active:
+            raise LookupError(f"agent {agent_id} does not exist")
+        if agent_id is not None and not active[agent_id]:
+            raise LookupError(f"agent {agent_id} is deactivated and cannot take conversations")
         freed = _release(conn, conversation_id)
+        now = utcnow()
         if agent_id is None:  # back to the queue: the router looks for someone
             conn.execute(
                 update(conversations).where(c.id == conversation_id)
-                .values(needs_routing=True, route_attempts=0, route_error=None)
+                .values(needs_routing=True, route_attempts=0, route_error=None, **_queued(now))
             )
             conn.execute(
                 assignments.insert().values(
-                    conversation_id=conversation_id, agent_id=None, by_agent_id=by, reason="unassigned",
-                    created_at=utcnow(),
+                    conversation_id=conversation_id, agent_id=None, by_agent_id=by, reason="unassigned", created_at=now,
                 )
             )
-        elif not _take(conn, conversation_id, agent_id, by=by, reason="manual", check_capacity=False):
-            if conn.execute(select(a.id).where(a.id == agent_id, a.active.is_(True))).first() is None:
-                raise LookupError(f"agent {agent_id} does not exist")
-            raise ConcurrentChange("the conversation changed meanwhile; load it and try again")
+        else:
+            write_assignments(conn, [(conversation_id, agent_id, now)], now, reason="manual", by=by,
+                              over_capacity=True)
         return freed if freed != agent_id else None
+
+
+def _queued(now: datetime) -> dict[str, Any]:
+    """The values of a conversation going (back) to the queue: its waiting time, if it had none."""
+    return {"waiting_since": func.coalesce(c.waiting_since, now)}
 
 
 def resolve(engine: Engine, conversation_id: int, by: int | None) -> int | None:
@@ -209,7 +163,8 @@ def reopen(engine: Engine, conversation_id: int) -> bool:
                 update(conversations)
                 .where(c.id == conversation_id)
                 .values(status="open", resolved_at=None, updated_at=now, needs_routing=row.assignee_id is None,
-                        open_key=row.thread_key if key_free else None)
+                        open_key=row.thread_key if key_free else None,
+                        **(_queued(now) if row.assignee_id is None else {}))
             )
             if row.assignee_id is not None:
                 conn.execute(update(agents).where(a.id == row.assignee_id).values(active_count=a.active_count + 1))
@@ -217,19 +172,10 @@ def reopen(engine: Engine, conversation_id: int) -> bool:
         if row.status in ("pending", "snoozed"):
             conn.execute(
                 update(conversations).where(c.id == conversation_id)
-                .values(status="open", snoozed_until=None, updated_at=now)
+                .values(status="open", snoozed_until=None, updated_at=now,
+                        **(_queued(now) if row.assignee_id is None else {}))
             )
         return False
-
-
-def agents_with_room(conn: Connection) -> list[int]:
-    return list(
-        conn.execute(
-            select(a.id).where(a.active.is_(True), a.presence == "online", a.active_count < a.capacity)
-        ).scalars()
-    )
-
-
 
 
 def update_conversation(
@@ -251,6 +197,8 @@ def update_conversation(
         if status is not None and row.status == "resolved":
             raise ValueError("a resolved conversation changes status only by reopening it")
         values: dict[str, Any] = {k: v for k, v in changes.items() if k in ("priority", "team_id", "language")}
+        if "language" in values:
+            values["language"] = values["language"] or None  # an empty language asks for no one in particular
         if status is not None:
             values["status"] = status
             values["snoozed_until"] = changes.get("snoozed_until") if status == "snoozed" else None
@@ -266,7 +214,7 @@ def update_conversation(
                  or (status == "open" and row.status != "open"))
         )
         if rerouted:
-            values.update(needs_routing=True, route_attempts=0, route_error=None)
+            values.update(needs_routing=True, route_attempts=0, route_error=None, **_queued(now))
         conn.execute(update(conversations).where(c.id == conversation_id).values(**values))
         return rerouted
 
@@ -285,6 +233,7 @@ def wake_snoozed(engine: Engine) -> list[int]:
         unassigned = [r.id for r in woken if r.assignee_id is None]
         if unassigned:
             conn.execute(
-                update(conversations).where(c.id.in_(unassigned)).values(needs_routing=True, route_attempts=0)
+                update(conversations).where(c.id.in_(unassigned))
+                .values(needs_routing=True, route_attempts=0, **_queued(now))
             )
     return unassigned

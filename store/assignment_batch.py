@@ -1,22 +1,32 @@
-"""Routing a batch of conversations in one transaction: the batch's conversations locked (those
-another router holds are skipped), the eligible agents locked once in id order, picks made in
-memory by the policy's sort key as one-at-a-time routing would make them, and written with one
-statement (on PostgreSQL; elsewhere one a table). The one-conversation paths of store.assignment
-wait for these row locks and then re-check the capacity, so the two never over-assign an agent
-together."""
+"""The routing transactions: load and lock what routing decides on, hand it to the router's
+decision, write the picks. Two of them: ``assign_batch`` routes conversations that need routing,
+``pull_for_agent`` gives an agent with spare capacity conversations from the queue.
+
+The decisions (who may take what, the queue's order, the policy's pick) are the router's
+(``router.eligibility``, ``router.queue``, ``router.picks``); the store passes them in as a
+``Decide`` callable, since the store does not import the router. The SQL below that must filter
+or order in the database (the agents who may take work, the queue pulled for one agent) is the
+SQL form of those rules, checked against them in tests/router/test_rules_sql.py.
+
+Capacity is checked and taken in the same transaction: the agents' rows are locked (in id order,
+so batches never deadlock each other) before the decision and written after it, and the writer
+re-checks the capacity. On SQLite the transaction holds the database's write lock instead.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Text, bindparam, func, literal, select, text, update
+from sqlalchemy import Connection, Engine, Select, Text, and_, exists, func, literal, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
-from store.assignment import ConcurrentChange, Outcome
+from store.assignment import Outcome, write_assignments
+from store.dialect import for_update
 from store.models import utcnow
-from store.sql import agent_languages, agent_teams, agents, assignments, conversations, insert_many
+from store.sql import agent_languages, agent_teams, agents, conversations
 
 a = agents.c
 c = conversations.c
@@ -24,23 +34,69 @@ c = conversations.c
 
 @dataclasses.dataclass(slots=True)
 class AgentState:
-    """An eligible agent as batch routing sees it, under its row lock; changed in memory after
-    each pick so the next pick in the same batch sees the load it just got."""
+    """An agent as routing sees it, under its row lock; changed in memory after each pick so the
+    next pick in the same transaction sees the load it just got."""
 
     id: int
     capacity: int
     active_count: int
     last_assigned_at: datetime | None
+    presence: str = "online"
+    active: bool = True
     teams: set[int] = dataclasses.field(default_factory=set)
     languages: set[str] = dataclasses.field(default_factory=set)
-    taken: int = 0  # conversations given to this agent in this batch
 
 
-# A policy: a sort key over AgentState, best first (see router.policies).
-SortKey = Callable[[AgentState], Any]
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConversationState:
+    """A conversation as routing sees it, under its row lock."""
+
+    id: int
+    priority: int = 0
+    waiting_since: datetime | None = None
+    team_id: int | None = None
+    language: str | None = None
+    status: str = "open"
+    assignee_id: int | None = None
 
 
-def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey,
+class Pick(NamedTuple):
+    """The router's decision: this agent takes this conversation, as of ``at``."""
+
+    conversation_id: int
+    agent_id: int
+    at: datetime
+
+
+# The router's decision over the locked state: (conversations, agents, now) -> picks. It may
+# change the agents in memory (their load after each pick); what is written follows the picks.
+Decide = Callable[[Sequence[ConversationState], list[AgentState], datetime], list[Pick]]
+
+# The SQL forms of the router's rules (router.eligibility.available, router.queue.in_queue,
+# router.queue.queue_key, router.eligibility.fits), tested against them on both databases.
+AVAILABLE: ColumnElement[bool] = and_(a.active.is_(True), a.presence == "online", a.active_count < a.capacity)
+IN_QUEUE: ColumnElement[bool] = and_(c.status == "open", c.assignee_id.is_(None))
+# NULLS LAST spelt out: SQLite puts NULL first by default, PostgreSQL last.
+QUEUE_ORDER = (c.priority.desc(), c.waiting_since.asc().nulls_last(), c.id.asc())
+_STATE = (c.id, c.priority, c.waiting_since, c.team_id, c.language, c.status, c.assignee_id)
+
+
+def fits_agent(agent_id: int) -> list[ColumnElement[bool]]:
+    """Conversations the agent may take: no team or one of theirs; no language or one they speak."""
+    return [
+        or_(c.team_id.is_(None),
+            exists().where(agent_teams.c.agent_id == agent_id, agent_teams.c.team_id == c.team_id)),
+        or_(c.language.is_(None), c.language == "",
+            exists().where(agent_languages.c.agent_id == agent_id, agent_languages.c.language == c.language)),
+    ]
+
+
+def queue_for_agent(agent_id: int, limit: int) -> Select[Any]:
+    """The first ``limit`` conversations of the queue that the agent may take, in queue order."""
+    return select(*_STATE).where(IN_QUEUE, *fits_agent(agent_id)).order_by(*QUEUE_ORDER).limit(limit)
+
+
+def assign_batch(engine: Engine, conversation_ids: Sequence[int], decide: Decide,
                  max_attempts: int | None = None) -> list[Outcome]:
     """Route many waiting conversations in one transaction; one Outcome per distinct id, in order.
 
@@ -49,180 +105,96 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], key: SortKey,
     keeps its last error, prefixed with "gave up after N attempts", for an admin; it stays in the
     queue, where a person can assign it.
 
-    The conversations still open, unassigned and needing routing are locked with SKIP LOCKED: a
-    conversation another router (or writer) holds is left as it is, still needing routing, for
-    that router, a retry or the sweep, so two workers with overlapping batches never wait on or
-    double-assign one. The eligible agents are locked in id order (no deadlock between batches,
-    and the conditional updates of the one-conversation paths wait for us and then re-check the
-    capacity). Picks are made in memory in queue order, each agent's load and last assignment
-    updated after every pick. Conversations nobody can take wait in the queue, pulled when
-    capacity frees (``pull_for_agent``).
+    The conversations still needing routing are locked with SKIP LOCKED: one another router (or
+    writer) holds is left as it is, still needing routing, for that router, a retry or the sweep,
+    so two workers with overlapping batches never wait on or double-assign one. The available
+    agents are locked in id order, then ``decide`` picks. Every conversation loaded and not
+    picked (taken already, resolved, or nobody may take it now) no longer needs routing: those
+    open and unassigned wait in the queue, pulled when capacity frees (``pull_for_agent``).
 
     Statements: one select of the conversations, one of the agents, one each for their teams and
-    languages when the batch has team or language constraints, then one writing the picks (the
-    agents' loads, the conversations' assignees, the assignment history), and one
-    update of the conversations that wait or no longer need routing (and one of those given up).
+    languages when the batch has team or language constraints, one writing the picks (on
+    PostgreSQL), one update of those that no longer need routing (and one of those given up).
     """
     wanted = list(dict.fromkeys(conversation_ids))
     if not wanted:
         return []
-    postgres = engine.dialect.name == "postgresql"
     now = utcnow()
     outcomes: dict[int, Outcome] = {}
     with engine.begin() as conn:
-        look = select(c.id, c.status, c.assignee_id, c.team_id, c.language, c.priority, c.waiting_since,
-                      c.route_attempts).where(c.id.in_(wanted), c.needs_routing.is_(True))
-        if postgres:  # NO KEY UPDATE: not in the way of messages being added to the conversation
-            look = look.with_for_update(of=conversations, key_share=True, skip_locked=True)
-        rows = conn.execute(look).all()
-        done: list[int] = []  # no longer needs routing: taken already, resolved, or waits
-        queue = []
-        spent: list[int] = []
+        look = (select(*_STATE, c.route_attempts, IN_QUEUE.label("queued"))
+                .where(c.id.in_(wanted), c.needs_routing.is_(True)))
+        rows = conn.execute(for_update(conn, look, of=conversations, key_share=True, skip_locked=True)).all()
         gave_up = f"gave up after {max_attempts} attempts"
-        for row in rows:
-            if max_attempts is not None and row.route_attempts > max_attempts:
-                outcomes[row.id] = Outcome(row.id, None, skipped=gave_up)
-                spent.append(row.id)
-            elif row.status != "open" or row.assignee_id is not None:
-                outcomes[row.id] = Outcome(row.id, row.assignee_id, skipped=f"{row.status}, assigned {row.assignee_id}")
-                done.append(row.id)
-            else:
-                queue.append(row)
-        queue.sort(key=_queue_order)
-        picks: list[tuple[int, AgentState, datetime]] = []
-        if queue:
-            pool = _lock_agents(conn, postgres, teams=any(r.team_id is not None for r in queue),
-                                languages=any(r.language for r in queue))
-            room = sum(ag.capacity - ag.active_count for ag in pool)
-            for row in queue:
-                fits = [] if room <= 0 else [
-                    ag for ag in pool
-                    if ag.active_count < ag.capacity
-                    and (row.team_id is None or row.team_id in ag.teams)
-                    and (not row.language or row.language in ag.languages)
-                ]
-                if not fits:
-                    outcomes[row.id] = Outcome(row.id, None)
-                    done.append(row.id)
-                    continue
-                best = min(fits, key=key)
-                # One microsecond apart: agents picked earlier in the batch count as idle longer,
-                # as they would have one conversation at a time.
-                stamp = now + timedelta(microseconds=len(picks))
-                best.active_count += 1
-                best.taken += 1
-                best.last_assigned_at = stamp
-                room -= 1
-                picks.append((row.id, best, stamp))
-                outcomes[row.id] = Outcome(row.id, best.id)
-            if picks:
-                _write_picks(conn, picks, pool, now)
+        spent = [r.id for r in rows if max_attempts is not None and r.route_attempts > max_attempts]
+        states = [_state(r) for r in rows if r.id not in spent]
+        away = {r.id for r in rows if not r.queued}  # taken already, or no longer open
+        picks: list[Pick] = []
+        if any(s.id not in away for s in states):  # some wait for an agent
+            pool = _lock_agents(conn, AVAILABLE)
+            _load_skills(conn, pool, states)
+            picks = decide(states, pool, now) if pool else []
+            write_assignments(conn, picks, now, reason="routed")
+        outcomes.update((p.conversation_id, Outcome(p.conversation_id, p.agent_id)) for p in picks)
+        outcomes.update((cid, Outcome(cid, None, skipped=gave_up)) for cid in spent)
+        for s in states:
+            if s.id not in outcomes:  # waits in the queue, or was not routing's to do
+                why = f"{s.status}, assigned {s.assignee_id}" if s.id in away else None
+                outcomes[s.id] = Outcome(s.id, s.assignee_id, why)
+        done = [s.id for s in states if outcomes[s.id].agent_id is None or outcomes[s.id].skipped]
         if done:
-            conn.execute(
-                update(conversations)
-                .where(c.id.in_(done))
-                .values(needs_routing=False, route_attempts=0, route_error=None)
-            )
+            conn.execute(update(conversations).where(c.id.in_(done))
+                         .values(needs_routing=False, route_attempts=0, route_error=None))
         if spent:
             last = func.coalesce(c.route_error, "worker died")
-            conn.execute(
-                update(conversations)
-                .where(c.id.in_(spent))
-                .values(needs_routing=False,
-                        route_error=literal(f"{gave_up}: ", Text) + last)
-            )
+            conn.execute(update(conversations).where(c.id.in_(spent))
+                         .values(needs_routing=False, route_error=literal(f"{gave_up}: ", Text) + last))
     missing = "not waiting for routing, or another router has it"
     return [outcomes.get(cid) or Outcome(cid, None, skipped=missing) for cid in wanted]
 
 
-def _queue_order(row: Any) -> tuple[int, bool, datetime, int]:
-    """Highest priority first, then longest waiting (no waiting time last), then oldest id."""
-    return (-(row.priority or 0), row.waiting_since is None, row.waiting_since or datetime.min, row.id)
+def pull_for_agent(engine: Engine, agent_id: int, decide: Decide, limit: int = 50) -> list[int]:
+    """An agent may have spare capacity: give them waiting conversations from the queue, as many
+    as their room (at most ``limit``), as ``decide`` picks among the first of the queue they may
+    take. Returns the conversation ids assigned. One transaction: the agent locked, the queue's
+    first rows locked with SKIP LOCKED (those a router holds are left to it), the picks written."""
+    now = utcnow()
+    with engine.begin() as conn:
+        pool = _lock_agents(conn, and_(AVAILABLE, a.id == agent_id))
+        if not pool:
+            return []
+        room = min(limit, pool[0].capacity - pool[0].active_count)
+        look = for_update(conn, queue_for_agent(agent_id, room), of=conversations, key_share=True, skip_locked=True)
+        states = [_state(r) for r in conn.execute(look)]
+        if not states:
+            return []
+        _load_skills(conn, pool, states)
+        picks = decide(states, pool, now)
+        write_assignments(conn, picks, now, reason="pulled")
+    return [p.conversation_id for p in picks]
 
 
-def _lock_agents(conn: Connection, postgres: bool, *, teams: bool, languages: bool) -> list[AgentState]:
-    look = (
-        select(a.id, a.capacity, a.active_count, a.last_assigned_at)
-        .where(a.active.is_(True), a.presence == "online", a.active_count < a.capacity)
-        .order_by(a.id)
-    )
-    if postgres:
-        look = look.with_for_update(of=agents, key_share=True)
-    pool = [AgentState(r.id, r.capacity, r.active_count, r.last_assigned_at) for r in conn.execute(look)]
+def _state(row: Any) -> ConversationState:
+    return ConversationState(row.id, row.priority or 0, row.waiting_since, row.team_id, row.language, row.status,
+                             row.assignee_id)
+
+
+def _lock_agents(conn: Connection, where: ColumnElement[bool]) -> list[AgentState]:
+    look = select(a.id, a.capacity, a.active_count, a.last_assigned_at, a.presence, a.active).where(where)
+    look = for_update(conn, look.order_by(a.id), of=agents, key_share=True)
+    return [AgentState(r.id, r.capacity, r.active_count, r.last_assigned_at, r.presence, r.active)
+            for r in conn.execute(look)]
+
+
+def _load_skills(conn: Connection, pool: list[AgentState], states: Sequence[ConversationState]) -> None:
+    """The agents' teams and languages, each read only when a conversation asks for one."""
     by_id = {ag.id: ag for ag in pool}
-    if by_id and teams:
+    if by_id and any(s.team_id is not None for s in states):
         query = select(agent_teams.c.agent_id, agent_teams.c.team_id).where(agent_teams.c.agent_id.in_(by_id))
         for agent_id, team_id in conn.execute(query):
             by_id[agent_id].teams.add(team_id)
-    if by_id and languages:
+    if by_id and any(s.language for s in states):
         query = select(agent_languages.c.agent_id, agent_languages.c.language).where(
-            agent_languages.c.agent_id.in_(by_id)
-        )
+            agent_languages.c.agent_id.in_(by_id))
         for agent_id, language in conn.execute(query):
             by_id[agent_id].languages.add(language)
-    return pool
-
-
-def _write_picks(
-    conn: Connection, picks: list[tuple[int, AgentState, datetime]], pool: list[AgentState], now: datetime
-) -> None:
-    """Write a batch's picks: the agents' loads, the conversations' assignees and the assignment
-    history. Every guard below holds under our locks, and a miss rolls all back. On PostgreSQL
-    one statement whatever the batch's size (the three writes as CTEs over arrays of the picks);
-    elsewhere one prepared statement a table, executed for each row."""
-    taken = [ag for ag in pool if ag.taken]
-    if conn.dialect.name == "postgresql":
-        got, moved, logged = conn.execute(_PICKS, {
-            "agent": [ag.id for ag in taken], "taken": [ag.taken for ag in taken],
-            "at": [ag.last_assigned_at for ag in taken], "conversation": [conv_id for conv_id, _, _ in picks],
-            "assignee": [ag.id for _, ag, _ in picks], "stamp": [stamp for _, _, stamp in picks], "now": now,
-        }).one()
-    else:
-        got = conn.execute(_AGENTS_BY_ROW, [{"agent": ag.id, "taken": ag.taken, "at": ag.last_assigned_at}
-                                            for ag in taken]).rowcount
-        moved = conn.execute(_CONVERSATIONS_BY_ROW, [{"conversation": conv_id, "agent": ag.id, "now": now}
-                                                     for conv_id, ag, _ in picks]).rowcount
-        logged = len(insert_many(conn, assignments, [
-            {"conversation_id": conv_id, "agent_id": ag.id, "by_agent_id": None, "reason": "routed",
-             "created_at": stamp} for conv_id, ag, stamp in picks], returning=("id",)))
-    if got != len(taken):
-        raise ConcurrentChange("an agent changed under its lock")
-    if moved != len(picks) or logged != len(picks):
-        raise ConcurrentChange("a conversation changed under its lock")
-
-
-# The three writes of a batch's picks in one statement (PostgreSQL). The CTEs see one snapshot
-# and touch different tables; the assignments are logged for the conversations actually moved.
-_PICKS = text("""
-WITH took AS (
-  UPDATE agents SET active_count = agents.active_count + t.taken, last_assigned_at = t.at
-  FROM unnest(CAST(:agent AS integer[]), CAST(:taken AS integer[]), CAST(:at AS timestamp[])) AS t(agent, taken, at)
-  WHERE agents.id = t.agent AND agents.active_count + t.taken <= agents.capacity
-  RETURNING agents.id
-), moved AS (
-  UPDATE conversations SET assignee_id = p.agent, last_assignee_id = p.agent, needs_routing = false,
-                           route_error = NULL, route_attempts = 0, updated_at = CAST(:now AS timestamp)
-  FROM unnest(CAST(:conversation AS integer[]), CAST(:assignee AS integer[]), CAST(:stamp AS timestamp[]))
-       AS p(conversation, agent, stamp)
-  WHERE conversations.id = p.conversation AND conversations.status = 'open' AND conversations.assignee_id IS NULL
-  RETURNING conversations.id, p.agent, p.stamp
-), logged AS (
-  INSERT INTO assignments (conversation_id, agent_id, reason, created_at)
-  SELECT id, agent, 'routed', stamp FROM moved
-  RETURNING id
-)
-SELECT (SELECT count(*) FROM took), (SELECT count(*) FROM moved), (SELECT count(*) FROM logged)
-""")
-
-_OPEN_UNASSIGNED = [c.status == "open", c.assignee_id.is_(None)]
-_AGENTS_BY_ROW = (
-    update(agents)
-    .where(a.id == bindparam("agent"), a.active_count + bindparam("taken") <= a.capacity)
-    .values(active_count=a.active_count + bindparam("taken"), last_assigned_at=bindparam("at"))
-)
-_CONVERSATIONS_BY_ROW = (
-    update(conversations)
-    .where(c.id == bindparam("conversation"), *_OPEN_UNASSIGNED)
-    .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
-            route_error=None, route_attempts=0, updated_at=bindparam("now"))
-)

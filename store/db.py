@@ -33,11 +33,14 @@ def get_engine(url: str | None = None) -> Engine:
     # instead, and a connection that broke fails its job, which is retried. No overflow: a pool
     # that opens and closes connections under load costs PostgreSQL a backend each time; 20 a
     # process keeps four processes within PostgreSQL's default 100 connections.
-    return create_engine(url, pool_size=20, max_overflow=0, pool_recycle=900, pool_use_lifo=True)
+    # hide_parameters: an error's message and log never carry the statement's parameters (customer
+    # text, tokens).
+    return create_engine(url, pool_size=20, max_overflow=0, pool_recycle=900, pool_use_lifo=True,
+                         hide_parameters=True)
 
 
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -55,10 +58,6 @@ def _sqlite_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
 
 
 @contextmanager

@@ -15,6 +15,8 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, or_, select, update
 
+from store.assignment_batch import AVAILABLE, IN_QUEUE
+from store.dialect import for_update, single_statement
 from store.models import utcnow
 from store.sql import agents, channels, clean, conversations, messages
 
@@ -30,23 +32,13 @@ def begin_route_attempts(engine: Engine, conversation_ids: Sequence[int]) -> lis
     if not wanted:
         return []
     # Committed before the routing starts, so that a routing that kills its worker is counted.
-    # On PostgreSQL one statement committed on its own: no BEGIN and COMMIT round trips.
-    postgres = engine.dialect.name == "postgresql"
-    context = engine.connect().execution_options(isolation_level="AUTOCOMMIT") if postgres else engine.begin()
-    with context as conn:
-        target = c.id.in_(wanted)
-        if postgres:
-            # Lock the rows in id order: two overlapping batches updating them in whatever order
-            # their plans visit the rows could deadlock.
-            target = c.id.in_(
-                select(c.id)
-                .where(c.id.in_(wanted), c.needs_routing.is_(True))
-                .order_by(c.id)
-                .with_for_update(key_share=True)
-            )
+    with single_statement(engine) as conn:
+        # Rows locked in id order (on PostgreSQL): two overlapping batches updating them in
+        # whatever order their plans visit the rows could deadlock.
+        target = select(c.id).where(c.id.in_(wanted), c.needs_routing.is_(True)).order_by(c.id)
         rows = conn.execute(
             update(conversations)
-            .where(target, c.needs_routing.is_(True))
+            .where(c.id.in_(for_update(conn, target, of=conversations, key_share=True)), c.needs_routing.is_(True))
             # Only the counter changes (no indexed column): PostgreSQL can update the row in place.
             .values(route_attempts=c.route_attempts + 1)
             .returning(c.id)
@@ -97,15 +89,10 @@ def due_work(engine: Engine, *, grace: float, limit: int = 1000) -> DueWork:
             .order_by(m.id)
             .limit(limit)
         ).scalars().all()
-        waiting = conn.execute(
-            select(c.id).where(c.status == "open", c.assignee_id.is_(None), c.needs_routing.is_(False)).limit(1)
-        ).first()
+        waiting = conn.execute(select(c.id).where(IN_QUEUE, c.needs_routing.is_(False)).limit(1)).first()
         pull = []
         if waiting is not None:
-            a = agents.c
-            pull = conn.execute(
-                select(a.id).where(a.active.is_(True), a.presence == "online", a.active_count < a.capacity)
-            ).scalars().all()
+            pull = conn.execute(select(agents.c.id).where(AVAILABLE)).scalars().all()
         ch = channels.c
         poll = conn.execute(
             select(ch.id).where(

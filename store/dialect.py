@@ -1,0 +1,189 @@
+"""Where SQLite and PostgreSQL differ, in one place: row locks, the autocommit statement, the
+inserts (``ON CONFLICT``, arrays) and the writer of routing picks. Everything else in the store
+writes one form of SQL for both.
+
+SQLite has no row locks: every write transaction takes the database's write lock at BEGIN
+(``BEGIN IMMEDIATE``, see ``store.db``), so one writer at a time is what the row locks of
+PostgreSQL give, and the lock clauses here are no-ops there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Boolean, Connection, Engine, Select, Table, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from store import models
+
+Query = TypeVar("Query", bound=Select[Any])
+
+
+def is_postgres(bind: Connection | Engine) -> bool:
+    """Whether ``bind`` talks to PostgreSQL (else SQLite, the embedded default)."""
+    return bind.dialect.name == "postgresql"
+
+
+def for_update(bind: Connection | Engine, query: Query, *, of: Table, key_share: bool = False,
+               skip_locked: bool = False) -> Query:
+    """``query`` locking the rows of ``of`` it reads, on PostgreSQL. ``key_share``: FOR NO KEY
+    UPDATE, which does not stop other transactions from inserting rows that refer to these (a
+    message added to a locked conversation). ``skip_locked``: rows another transaction holds are
+    left out instead of waited for. On SQLite the query as it is."""
+    if not is_postgres(bind):
+        return query
+    return query.with_for_update(of=of, key_share=key_share, skip_locked=skip_locked)
+
+
+@contextmanager
+def single_statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for one statement committed on its own: on PostgreSQL in autocommit mode (no
+    BEGIN and COMMIT round trips), on SQLite in a transaction of its own (its write lock taken at
+    BEGIN, as every write here)."""
+    if is_postgres(engine):
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+    else:
+        with engine.begin() as conn:
+            yield conn
+
+
+def insert_ignore(conn: Connection, table: Table, conflict: list[str], **where: Any) -> Any:
+    """``INSERT ... ON CONFLICT (conflict) DO NOTHING`` for the connection's dialect."""
+    dialect = postgresql if is_postgres(conn) else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=conflict, **where)
+
+
+def insert_many(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    conflict: list[str] | None = None,
+    returning: tuple[str, ...] = (),
+    in_order: bool = False,
+) -> list[Any]:
+    """Insert ``rows`` (all with the same keys) in one statement; with ``conflict``, rows that
+    collide with a stored one are skipped (``ON CONFLICT DO NOTHING``). Returns the ``returning``
+    columns of the rows inserted; ``in_order``: in the order of ``rows`` (all must be inserted).
+
+    On PostgreSQL the rows travel as one array a column, ``INSERT ... SELECT FROM unnest(...)``:
+    the statement's text does not depend on the number of rows, so it is parsed and planned once
+    and prepared by psycopg, where a multi-row VALUES is a new statement for every batch size
+    (and, past 50 parameters, parsed again by psycopg every time). Elsewhere SQLAlchemy's
+    multi-row insert does the same job.
+    """
+    if not rows:
+        return []
+    names = tuple(rows[0])
+    if not is_postgres(conn):
+        stmt = insert_ignore(conn, table, conflict) if conflict else table.insert()
+        if returning:
+            stmt = stmt.returning(*(table.c[n] for n in returning), sort_by_parameter_order=in_order)
+        result = conn.execute(stmt, rows)
+        return result.all() if returning else []
+    stmt = _unnest_insert(table, names, tuple(conflict or ()), returning, in_order)
+    result = conn.execute(stmt, {n: [row[n] for row in rows] for n in names})
+    if not returning:
+        return []
+    found = result.all()
+    if in_order:  # ids come from a sequence, drawn in the order the rows are selected
+        found.sort(key=lambda row: row[0])
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_insert(table: Table, names: tuple[str, ...], conflict: tuple[str, ...], returning: tuple[str, ...],
+                   in_order: bool) -> Any:
+    arrays = func.unnest(*(bindparam(n, type_=postgresql.ARRAY(table.c[n].type)) for n in names))
+    source = arrays.table_valued(*names, with_ordinality="position" if in_order else None).render_derived("rows")
+    query = select(*(source.c[n] for n in names))
+    if in_order:
+        query = query.order_by(source.c.position)
+    stmt = postgresql.insert(table).from_select(list(names), query)
+    if conflict:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    if returning:
+        stmt = stmt.returning(*(table.c[n] for n in returning))
+    return stmt
+
+
+def write_picks(
+    conn: Connection,
+    loads: Sequence[tuple[int, int, datetime]],
+    picks: Sequence[tuple[int, int, datetime]],
+    now: datetime,
+    *,
+    reason: str,
+    by: int | None = None,
+    over_capacity: bool = False,
+) -> tuple[int, int, int]:
+    """Write assignments: each agent of ``loads`` (agent id, conversations taken, last assigned
+    at) takes its conversations' capacity, unless that would pass its capacity (and
+    ``over_capacity`` is false); each conversation of ``picks`` (conversation id, agent id, at)
+    still open and unassigned gets its assignee and stops needing routing; each one moved is
+    logged with ``reason`` and ``by``. Returns how many agents, conversations and log rows were
+    written, for the caller to check against what it asked.
+
+    On PostgreSQL one statement whatever the number of picks (the three writes as CTEs over
+    arrays); on SQLite one prepared statement a table, executed for each row."""
+    if is_postgres(conn):
+        row = conn.execute(_PICKS, {
+            "agent": [x[0] for x in loads], "taken": [x[1] for x in loads], "at": [x[2] for x in loads],
+            "conversation": [x[0] for x in picks], "assignee": [x[1] for x in picks],
+            "stamp": [x[2] for x in picks], "now": now, "reason": reason, "by": by, "over": over_capacity,
+        }).one()
+        return row[0], row[1], row[2]
+    got = conn.execute(_AGENTS_BY_ROW, [{"agent": agent, "taken": taken, "at": at, "over": over_capacity}
+                                        for agent, taken, at in loads]).rowcount
+    moved = conn.execute(_CONVERSATIONS_BY_ROW, [{"conversation": conv, "agent": agent, "now": now}
+                                                 for conv, agent, _ in picks]).rowcount
+    logged = len(insert_many(conn, _assignments, [
+        {"conversation_id": conv, "agent_id": agent, "by_agent_id": by, "reason": reason, "created_at": at}
+        for conv, agent, at in picks], returning=("id",)))
+    return got, moved, logged
+
+
+# The three writes of picks in one statement (PostgreSQL). The CTEs see one snapshot and touch
+# different tables; the assignments are logged for the conversations actually moved.
+_PICKS = text("""
+WITH took AS (
+  UPDATE agents SET active_count = agents.active_count + t.taken, last_assigned_at = t.at
+  FROM unnest(CAST(:agent AS integer[]), CAST(:taken AS integer[]), CAST(:at AS timestamp[])) AS t(agent, taken, at)
+  WHERE agents.id = t.agent AND (agents.active_count + t.taken <= agents.capacity OR CAST(:over AS boolean))
+  RETURNING agents.id
+), moved AS (
+  UPDATE conversations SET assignee_id = p.agent, last_assignee_id = p.agent, needs_routing = false,
+                           route_error = NULL, route_attempts = 0, updated_at = CAST(:now AS timestamp)
+  FROM unnest(CAST(:conversation AS integer[]), CAST(:assignee AS integer[]), CAST(:stamp AS timestamp[]))
+       AS p(conversation, agent, stamp)
+  WHERE conversations.id = p.conversation AND conversations.status = 'open' AND conversations.assignee_id IS NULL
+  RETURNING conversations.id, p.agent, p.stamp
+), logged AS (
+  INSERT INTO assignments (conversation_id, agent_id, by_agent_id, reason, created_at)
+  SELECT id, agent, CAST(:by AS integer), CAST(:reason AS varchar), stamp FROM moved
+  RETURNING id
+)
+SELECT (SELECT count(*) FROM took), (SELECT count(*) FROM moved), (SELECT count(*) FROM logged)
+""")
+
+_agents: Table = models.Agent.__table__  # type: ignore[assignment]
+_conversations: Table = models.Conversation.__table__  # type: ignore[assignment]
+_assignments: Table = models.Assignment.__table__  # type: ignore[assignment]
+_AGENTS_BY_ROW = (
+    update(_agents)
+    .where(_agents.c.id == bindparam("agent"),
+           or_(_agents.c.active_count + bindparam("taken") <= _agents.c.capacity, bindparam("over", type_=Boolean)))
+    .values(active_count=_agents.c.active_count + bindparam("taken"), last_assigned_at=bindparam("at"))
+)
+_CONVERSATIONS_BY_ROW = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("conversation"), _conversations.c.status == "open",
+           _conversations.c.assignee_id.is_(None))
+    .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
+            route_error=None, route_attempts=0, updated_at=bindparam("now"))
+)
