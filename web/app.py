@@ -35,6 +35,7 @@ class App(FastAPI):
 
 def create_app() -> FastAPI:
     from web import api_admin, api_conversations, health, webhooks
+    from web import metrics as prometheus_metrics
 
     app = App(
         webhook_handler=webhooks.serve,
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
         description="Omnichannel customer service: one inbox for email, WhatsApp, SMS, Telegram, X and web chat.",
     )
     app.include_router(health.router)
+    app.include_router(prometheus_metrics.router)  # GET /metrics
     app.include_router(webhooks.router)
     app.include_router(api_admin.router, prefix="/api/v1")
     app.include_router(api_conversations.router, prefix="/api/v1")

@@ -130,6 +130,9 @@ def test_health_names_a_rabbitmq_that_does_not_answer(
         assert answer.status_code == 503
         assert answer.json()["database"] == "ok"
         assert answer.json()["broker"].startswith("error")
+        metrics = desk.http.get("/metrics").text
+        assert 'omnidesk_up{dependency="broker"} 0.0' in metrics
+        assert 'omnidesk_up{dependency="database"} 1.0' in metrics
         # The API still takes messages: the store is the record, the broker only rings.
         channel_id, secret = desk.api_channel("http://127.0.0.1:9/replies")
         payload = {"message_id": "h-1", "from": {"id": "c1"}, "text": "anyone?"}
