@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -51,12 +52,21 @@ def _delete_queues(prefix: str) -> None:
         connection.close()
 
 
+@contextmanager
+def queue_prefix() -> Iterator[str]:
+    """Queue names of a test's own (RabbitMQ must be there: fails under CI, else skips), deleted after."""
+    _channel().close()
+    name = f"omnidesk-test-{secrets.token_hex(4)}."
+    try:
+        yield name
+    finally:
+        _delete_queues(name)
+
+
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    _channel().close()  # RabbitMQ must be there (fails under CI, else skips)
-    name = f"omnidesk-test-{secrets.token_hex(4)}."
-    yield name
-    _delete_queues(name)
+    with queue_prefix() as name:
+        yield name
 
 
 @pytest.fixture
