@@ -1,7 +1,8 @@
 """RabbitMQ as the broker (``OMNIDESK_BROKER_URL=amqp://...``), against the RabbitMQ on the machine:
-a message is stored, routed and its reply delivered through it; jobs sent while no worker runs wait
-in durable queues for the next worker; health names a broker that does not answer. Each test uses
-queue names of its own (``OMNIDESK_BROKER_QUEUE_PREFIX``) and deletes them afterwards."""
+a message is stored, routed and its reply delivered through it (a retry waiting in the delay queue);
+jobs sent while no worker runs wait in durable queues for the next worker; health names a broker
+that does not answer. Each test uses queue names of its own (``OMNIDESK_BROKER_QUEUE_PREFIX``) and
+deletes them afterwards."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def desk(backend: str, database_url: str, tmp_path: Any, prefix: str) -> Iterato
     """omnidesk on RabbitMQ (the database as ``backend`` says), without the sweep: whatever is done
     here went through RabbitMQ, not through the store's safety net."""
     with support.running_omnidesk(backend, database_url, tmp_path, scheduler=False,
-                                  OMNIDESK_BROKER_URL=RABBITMQ_URL, OMNIDESK_BROKER_QUEUE_PREFIX=prefix) as running:
+                                  OMNIDESK_BROKER_URL=RABBITMQ_URL, OMNIDESK_BROKER_QUEUE_PREFIX=prefix,
+                                  OMNIDESK_RETRY_BASE="0.2") as running:
         yield running
     running.broker.close()
 
@@ -99,9 +101,11 @@ def test_a_message_is_stored_routed_and_answered_through_rabbitmq(
     assert desk.post_inbound(channel_id, secret, payload).status_code == 202
     conv = wait_for(lambda: _routed(desk), timeout=20, what="routing through RabbitMQ")
     assert conv["assignee_id"] == agent["id"]
+    callback.answers = [503]  # the first attempt fails: the retry waits in RabbitMQ's delay queue
     reply = desk.ok("POST", f"/conversations/{conv['id']}/messages", token=agent["token"], json={"text": "Yes, today"})
-    wait_for(lambda: callback.requests, timeout=20, what="the reply delivered through RabbitMQ")
-    body = json.loads(callback.requests[0][1])
+    wait_for(lambda: len(callback.requests) == 2, timeout=20, what="the reply delivered through RabbitMQ")
+    assert callback.requests[0][1] == callback.requests[1][1]
+    body = json.loads(callback.requests[1][1])
     assert body["message_id"] == str(reply["id"]) and body["text"] == "Yes, today"
     assert body["to"] == {"id": "c1"}
 
