@@ -3,8 +3,8 @@ that every web process answers the same.
 
 Each query is bounded: the queue and the jobs due are read through their partial indexes, the
 latencies over a recent window of primary keys, and message totals are counted once up to a settled
-id (``MessageTotals``) and afterwards only past it. The one whole-table figure is the replies by
-status (``reply_statuses``), a scan of the messages table: keep the scrape interval sensible.
+id (``MessageTotals``) and afterwards only past it. Replies by status are counted over the recent
+messages only; those still to send, however old, through the delivery index.
 """
 
 from __future__ import annotations
@@ -70,14 +70,37 @@ def channel_states(conn: Connection) -> list[Channel]:
     return [Channel(*row) for row in rows]
 
 
-def reply_statuses(conn: Connection) -> dict[tuple[int, str], int]:
-    """Replies (outbound messages, private notes left out) by (channel id, status)."""
+def reply_statuses(conn: Connection, *, window: int = 50_000) -> dict[tuple[int, str], int]:
+    """Replies (outbound messages, private notes left out) by (channel id, status), among the last
+    ``window`` messages: a bounded read of the primary key, where all the replies would be a scan."""
+    last = conn.execute(select(func.max(m.id))).scalar()
+    if last is None:
+        return {}
     rows = conn.execute(
         select(m.channel_id, m.status, func.count())
-        .where(m.direction == "out", m.private.is_(False))
+        .where(m.id > last - window, m.direction == "out", m.private.is_(False))
         .group_by(m.channel_id, m.status)
     ).all()
     return {(row[0], row[1]): row[2] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Replies of one channel still to send (pending or being sent), however old."""
+
+    channel_id: int
+    count: int
+    oldest: datetime | None
+
+
+def delivery_backlog(conn: Connection) -> list[Backlog]:
+    """Replies still to send, by channel (the predicate is the delivery partial index's own)."""
+    rows = conn.execute(
+        select(m.channel_id, func.count(), func.min(m.created_at))
+        .where(m.direction == "out", m.status.in_(("pending", "sending")))
+        .group_by(m.channel_id)
+    ).all()
+    return [Backlog(*row) for row in rows]
 
 
 def routing_latencies(conn: Connection, *, window: int = 1000) -> list[float]:

@@ -1,11 +1,11 @@
 """``GET /metrics``: Prometheus text.
 
-The figures the store knows (messages in and out, replies by status, the queue, routing jobs,
-latencies, channels in error) are read from the database at scrape time by ``StoreCollector``, so
-every web process of a deployment answers the same; ``omnidesk_up`` says which dependency is down.
-The process's own figures (CPU, memory, file descriptors) come from prometheus_client's default
-registry. Per-job figures of the workers are dramatiq's, served by each worker when
-``OMNIDESK_WORKER_METRICS_PORT`` is set (see ``brokers.enable_worker_metrics``).
+The figures the store knows (messages in and out, recent replies by status, the delivery backlog,
+the queue, routing jobs, latencies, channels in error) are read from the database at scrape time by
+``StoreCollector``, so every web process of a deployment answers the same; ``omnidesk_up`` says
+which dependency is down. The process's own figures (CPU, memory, file descriptors) come from
+prometheus_client's default registry. Per-job figures of the workers are dramatiq's, served by each
+worker when ``OMNIDESK_WORKER_METRICS_PORT`` is set (see ``brokers.enable_worker_metrics``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ router = APIRouter(tags=["health"])
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 QUANTILES = (0.5, 0.9, 0.99)
+REPLY_WINDOW = 50_000  # messages (by id) over which replies are counted by status
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -83,7 +84,8 @@ class StoreCollector(Collector):
             states = figures.channel_states(conn)
             queue = figures.queue(conn)
             routing = figures.routing(conn)
-            replies = figures.reply_statuses(conn)
+            replies = figures.reply_statuses(conn, window=REPLY_WINDOW)
+            backlog = figures.delivery_backlog(conn)
             routing_latency = figures.routing_latencies(conn)
             delivery_latency = figures.delivery_latencies(conn)
         kinds = {channel.id: channel.kind for channel in states}
@@ -96,13 +98,23 @@ class StoreCollector(Collector):
         for (channel_id, direction), n in sorted(totals.items()):
             family.add_metric(labels(channel_id, direction), n)
         yield family
-        family = GaugeMetricFamily("omnidesk_replies", "Replies (outbound messages, notes left out) by status.",
+        family = GaugeMetricFamily("omnidesk_recent_replies",
+                                   f"Replies (notes left out) by status, among the last {REPLY_WINDOW} messages.",
                                    labels=["channel", "kind", "status"])
         for (channel_id, status), n in sorted(replies.items()):
             family.add_metric(labels(channel_id, status), n)
         yield family
 
         now = utcnow()
+        pending = GaugeMetricFamily("omnidesk_delivery_backlog", "Replies still to send (pending or being sent).",
+                                    labels=["channel", "kind"])
+        pending_oldest = GaugeMetricFamily("omnidesk_delivery_backlog_oldest_seconds",
+                                           "Age of the oldest reply still to send.", labels=["channel", "kind"])
+        for item in backlog:
+            pending.add_metric(labels(item.channel_id), item.count)
+            age = (now - item.oldest).total_seconds() if item.oldest else 0.0
+            pending_oldest.add_metric(labels(item.channel_id), max(0.0, age))
+        yield from (pending, pending_oldest)
         depth = GaugeMetricFamily("omnidesk_queue_depth", "Open conversations waiting for an agent.",
                                   labels=["channel", "kind"])
         oldest = GaugeMetricFamily("omnidesk_queue_oldest_wait_seconds",

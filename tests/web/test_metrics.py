@@ -63,15 +63,21 @@ def test_figures_move_with_messages_replies_and_failures(omnidesk: Running, call
 
     # One reply delivered, one refused by the shop (a 4xx fails at once).
     conversations = omnidesk.ok("GET", "/conversations")["items"]
+    callback.answers = [2.0]  # the shop takes two seconds: the reply is in the backlog meanwhile
     omnidesk.ok("POST", f"/conversations/{conversations[0]['id']}/messages", token=agent["token"],
                 json={"text": "on its way"})
-    wait_for(lambda: value(scrape(omnidesk), "omnidesk_replies", **ch, status="delivered") == 1, what="delivered")
+    sending = wait_for(lambda: (s := scrape(omnidesk)) and value(s, "omnidesk_delivery_backlog", **ch) == 1 and s,
+                       what="the reply in the backlog")
+    assert value(sending, "omnidesk_delivery_backlog_oldest_seconds", **ch) >= 0
+    wait_for(lambda: value(scrape(omnidesk), "omnidesk_recent_replies", **ch, status="delivered") == 1,
+             what="delivered")
+    assert value(scrape(omnidesk), "omnidesk_delivery_backlog", **ch) is None
     callback.answers = [400]
     omnidesk.ok("POST", f"/conversations/{conversations[1]['id']}/messages", token=agent["token"],
                 json={"text": "which order?"})
-    after = wait_for(lambda: (s := scrape(omnidesk)) and value(s, "omnidesk_replies", **ch, status="failed") == 1
+    after = wait_for(lambda: (s := scrape(omnidesk)) and value(s, "omnidesk_recent_replies", **ch, status="failed") == 1
                      and s, what="the refused reply failed")
-    assert value(after, "omnidesk_replies", **ch, status="delivered") == 1
+    assert value(after, "omnidesk_recent_replies", **ch, status="delivered") == 1
     assert value(after, "omnidesk_messages_total", **ch, direction="out") == 2
     assert value(after, "omnidesk_messages_total", **ch, direction="in") == 2
     assert value(after, "omnidesk_delivery_latency_samples") == 1
