@@ -20,6 +20,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
+import brokers
 from connectors.base import Event
 from connectors.errors import ConfigError, PermanentError, TransientError
 from router.route import fill_agent, route_conversations
@@ -41,19 +42,12 @@ dramatiq.set_broker(StubBroker())  # replaced by setup_broker(); actors are re-d
 def setup_broker(redis_url: str | None = None, *, namespace: str | None = None) -> dramatiq.Broker:
     """Make the broker current and declare every actor on it."""
     settings = get_settings()
-    if redis_url:
-        from dramatiq.brokers.redis import RedisBroker
-
-        broker: dramatiq.Broker = RedisBroker(url=redis_url, namespace=namespace or settings.redis_namespace,
-                                              heartbeat_timeout=HEARTBEAT_TIMEOUT_MS)
-    else:
-        broker = StubBroker()
-        broker.emit_after("process_boot")
+    # brokers.py: OMNIDESK_BROKER_URL (amqp:// RabbitMQ, redis://) wins, else redis_url, else in-process.
+    broker = brokers.create_broker(settings.broker_url or redis_url, namespace=namespace or settings.redis_namespace,
+                                   heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS)
     broker.add_middleware(CurrentMessage())
     dramatiq.set_broker(broker)
-    for actor in ACTORS:
-        actor.broker = broker
-        broker.declare_actor(actor)
+    brokers.declare_actors(broker, ACTORS, queue_prefix=settings.broker_queue_prefix)
     return broker
 
 
@@ -293,6 +287,7 @@ ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, poll_ch
 
 
 def start_worker(broker: dramatiq.Broker, threads: int | None = None) -> dramatiq.Worker:
+    brokers.enable_worker_metrics(broker, get_settings().worker_metrics_port)  # dramatiq's, when asked
     worker = dramatiq.Worker(broker, worker_threads=threads or get_settings().worker_threads, worker_timeout=100)
     worker.start()
     return worker

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     sweep_grace: float = 10.0
     worker_threads: int = 8
     redis_namespace: str = "omnidesk"
+    # The broker, when not Redis at redis_url: amqp://user:pass@host:5672/vhost for RabbitMQ (durable
+    # queues), or redis://. Unset: redis_url, else the in-process broker. See brokers.py.
+    broker_url: str | None = None
+    broker_queue_prefix: str = ""  # RabbitMQ: prefix of the queue names (several installations, one vhost)
+    # A worker serves dramatiq's own Prometheus metrics on this port when set (see brokers.py).
+    worker_metrics_port: int | None = None
 
 
 @functools.cache

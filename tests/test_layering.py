@@ -1,5 +1,6 @@
 """The dependency rule of DESIGN.md, checked on the source: ``connectors`` uses none of omnidesk's
-other packages, ``store`` uses only ``connectors``, ``router`` uses only ``store`` and ``connectors``;
+other packages, ``store`` uses only ``connectors``, ``router`` uses only ``store`` and ``connectors``,
+``brokers`` (the broker's construction) only ``store``'s settings;
 nothing shipped imports ``bench`` or ``tests``. Read from the code's imports (module level and
 inside functions), so a lazy import cannot slip past."""
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP = {"connectors", "store", "router", "web", "workers", "cli", "bench", "tests"}
+TOP = {"connectors", "store", "router", "web", "workers", "brokers", "cli", "bench", "tests"}
 
 FORBIDDEN = {
     "connectors": {"store", "router", "web", "workers", "cli", "bench", "tests"},
@@ -19,6 +20,7 @@ FORBIDDEN = {
     "router": {"web", "workers", "cli", "bench", "tests"},
     "web": {"cli", "bench", "tests"},
     "workers": {"web", "cli", "bench", "tests"},
+    "brokers": {"connectors", "router", "web", "workers", "cli", "bench", "tests"},
 }
 
 
@@ -37,8 +39,8 @@ def imported_packages(path: Path) -> set[str]:
 
 
 def sources(package: str) -> list[Path]:
-    if package == "workers":
-        return [ROOT / "workers.py"]
+    if package in ("workers", "brokers"):
+        return [ROOT / f"{package}.py"]
     return sorted(p for p in (ROOT / package).rglob("*.py") if "migrations" not in p.parts or p.name == "env.py")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import dramatiq
 from fastapi import APIRouter
@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+import brokers
 from store.db import get_engine
 
 router = APIRouter(tags=["health"])
@@ -29,13 +30,8 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    """Ping the broker's server; the in-process broker of the embedded default always answers."""
-    broker: Any = dramatiq.get_broker()
-    client = getattr(broker, "client", None)  # Redis
-    if client is not None:
-        client.ping()
-    elif type(broker).__name__ == "RabbitmqBroker" and not broker.connection.is_open:
-        raise ConnectionError("the connection to RabbitMQ is closed")
+    """Ping the broker's server (Redis, RabbitMQ); the in-process broker always answers."""
+    brokers.ping(dramatiq.get_broker())
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "something is down"}})
