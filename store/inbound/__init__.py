@@ -52,7 +52,8 @@ def record_inbound(
     fresh connection and otherwise raised - nothing is stored as a bare record for it, and the
     cursor does not move. Should the batch fail otherwise, each message is stored alone, so one
     bad message cannot fail the others; a message whose content the database refuses is stored
-    as a bare record (raw source, ids, the kind of refusal), so a poller never stalls on it.
+    as a bare record (raw source, ids, the kind of refusal), so a poller never stalls on it. Any
+    other failure of a message alone is raised once the others are stored (the cursor stays).
     """
     try:
         return transaction(engine, lambda conn: _batch_and_cursor(conn, channel_id, events, cursor))
@@ -63,7 +64,19 @@ def record_inbound(
             raise
         log.warning("channel %s: batch of %d failed (%s); storing one by one", channel_id, len(events),
                     type(exc).__name__)
-    results = [_record_alone(engine, channel_id, event) for event in events]
+    results: list[Recorded] = []
+    failed: Exception | None = None
+    for event in events:
+        try:
+            results.append(_record_alone(engine, channel_id, event))
+        except Exception as exc:
+            if is_connection_error(exc):  # the database is gone for the others too
+                raise
+            # A fault of ours with this one message: the others are still stored, then it is raised.
+            log.warning("channel %s: could not store %s (%s)", channel_id, describe(event), type(exc).__name__)
+            failed = failed or exc
+    if failed is not None:
+        raise failed
     if cursor is not None:
         transaction(engine, lambda conn: _save_cursor(conn, channel_id, cursor))
     return results
@@ -71,7 +84,9 @@ def record_inbound(
 
 def transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """``work`` in one transaction; should the connection fail, once more on a fresh one (the
-    pool drops a connection that failed, and those opened before it). Then the failure is raised."""
+    pool drops a connection that failed, and those opened before it). Then the failure is raised.
+    Should a commit have succeeded unseen, the second run finds its messages stored: duplicates,
+    which ring no router, but the sweep routes what the store says is waiting."""
     try:
         with engine.begin() as conn:
             return work(conn)

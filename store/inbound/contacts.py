@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, false, func, or_, select
 
 from connectors.base import Identity
 from store.inbound.rows import ID_LENGTH, clean_identity, contact_row
@@ -36,8 +36,8 @@ def contact_for(conn: Connection, channel_id: int, who: Identity) -> int:
             select(contacts.c.id)
             .where(
                 or_(
-                    func.lower(contacts.c.email) == who.email.lower() if who.email else False,
-                    contacts.c.phone == who.phone if who.phone else False,
+                    func.lower(contacts.c.email) == who.email.lower() if who.email else false(),
+                    contacts.c.phone == who.phone if who.phone else false(),
                 )
             )
             .order_by(contacts.c.id)

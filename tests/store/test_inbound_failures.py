@@ -7,6 +7,7 @@ no SQL; the other messages of its batch are stored as they are."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from connectors.base import Identity, InboundMessage
+from connectors.base import Attachment, Identity, InboundMessage
 from store.inbound import record_inbound
 from store.sql import channels, messages
 from tests import support
@@ -157,3 +158,19 @@ def test_connections_killed_between_two_stores_are_replaced(store_engine: Engine
         assert conn.execute(select(func.count()).select_from(messages).where(messages.c.parse_error.is_not(None))
                             ).scalar() == 0
     assert _rows(store_engine)["m1"].text == "text of m1"
+
+
+def test_a_fault_of_ours_with_one_message_is_raised_after_the_others_are_stored(
+        store_engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Not the database's refusal (an attachment without its bytes, which the code cannot even
+    measure): no bare record hides it; it is raised, the cursor stays, the others are stored."""
+    channel_id = _channel(store_engine)
+    broken = dataclasses.replace(_message("bad", SECRET), attachments=(Attachment("a.pdf", "application/pdf",
+                                                                                  None),))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        record_inbound(store_engine, channel_id, [_message("m1"), broken, _message("m2")], cursor={"offset": 3})
+    rows = _rows(store_engine)
+    assert set(rows) == {"m1", "m2"} and rows["m2"].text == "text of m2"
+    with store_engine.connect() as conn:
+        assert conn.execute(select(channels.c.cursor).where(channels.c.id == channel_id)).scalar() is None
+    assert SECRET not in caplog.text
