@@ -21,11 +21,12 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from connectors.base import Event, Identity, InboundMessage
 from store.inbound.rows import ID_LENGTH
 
-REFUSALS = {
-    "DataError": "a value it cannot hold",
-    "IntegrityError": "a constraint",
-    "UnicodeEncodeError": "text that is not valid Unicode",
-}
+# The refusals of a message's content, each with the words an admin reads on the bare record.
+REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (IntegrityError, "a constraint"),
+    (DataError, "a value it cannot hold"),
+    (UnicodeEncodeError, "text that is not valid Unicode"),
+)
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -40,14 +41,13 @@ def is_content_refusal(exc: BaseException) -> bool:
     would fail again."""
     if is_connection_error(exc):
         return False
-    return isinstance(exc, IntegrityError | DataError | UnicodeEncodeError)
+    return any(isinstance(exc, kind) for kind, _ in REFUSALS)
 
 
 def refusal_note(exc: BaseException) -> str:
     """The parse error of a bare record: the kind of refusal, without SQL, parameters or text."""
-    kind = type(exc).__name__
-    why = REFUSALS.get(kind, "it")
-    return f"the database refused this message ({kind}: {why}); its raw source is kept"
+    why = next((why for kind, why in REFUSALS if isinstance(exc, kind)), "its content")
+    return f"the database refused this message ({type(exc).__name__}: {why}); its raw source is kept"
 
 
 def bare_record(event: InboundMessage, exc: BaseException) -> InboundMessage:
