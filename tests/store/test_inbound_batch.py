@@ -1,4 +1,4 @@
-"""Batches of inbound messages stored with multi-row statements (store.inbound_batch), on
+"""Batches of inbound messages stored with multi-row statements (store.inbound.batch), on
 SQLite and PostgreSQL: they must end exactly as the same messages stored one by one would, in a
 handful of statements whatever their number, and two writers racing with overlapping batches
 must still store each message once."""

@@ -1,0 +1,41 @@
+"""Delivery receipts for our outbound messages: a status only ever moves forward.
+
+Providers send receipts out of order (Twilio may say "delivered" after "read"); a receipt that
+would move a status back, or names a message we do not know, changes nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, update
+
+from connectors.base import StatusUpdate
+from store.inbound.rows import ID_LENGTH, Recorded, clean_status
+from store.sql import messages
+
+# Delivery statuses only move forward; "failed" may follow anything before "delivered".
+RANK = {"pending": 0, "sending": 1, "sent": 2, "failed": 3, "delivered": 3, "read": 4}
+
+
+def apply_status(conn: Connection, channel_id: int, update_: StatusUpdate) -> Recorded:
+    """Move an outbound message's delivery status forward (never back). Returns the message
+    moved, or ``duplicate=True`` when nothing moved (an old or repeated receipt, or an unknown
+    message); an unknown status name gives ``Recorded(None, None)``."""
+    update_ = clean_status(update_)
+    rank = RANK.get(update_.status)
+    if rank is None:
+        return Recorded(None, None)
+    earlier = [status for status, r in RANK.items() if r < rank]
+    row = conn.execute(
+        update(messages)
+        .where(
+            messages.c.channel_id == channel_id,
+            messages.c.external_id == update_.external_id[:ID_LENGTH],
+            messages.c.direction == "out",
+            messages.c.status.in_(earlier),
+        )
+        .values(status=update_.status, status_reason=update_.reason)
+        .returning(messages.c.id, messages.c.conversation_id)
+    ).first()
+    if row is None:
+        return Recorded(None, None, duplicate=True)
+    return Recorded(row.id, row.conversation_id)
