@@ -85,9 +85,11 @@ class ApiConnector(Connector):
         if not isinstance(data, dict):
             raise PayloadError("invalid message: body is not a JSON object")
         kind = data.get("type", "message")
-        handler = EVENTS.get(kind) if isinstance(kind, str) else None
+        if not isinstance(kind, str):
+            raise PayloadError("invalid message: type: must be a string")
+        handler = EVENTS.get(kind)
         if handler is None:
-            raise UnsupportedEvent(str(kind)[:100])
+            raise UnsupportedEvent(kind[:100])
         return handler(data, request.body)
 
     def send(self, message: OutboundMessage) -> SendResult:

@@ -122,12 +122,12 @@ class Claim:
     taken_over: bool = False  # the lease of an earlier attempt expired: it may have been sent
 
 
-def claim(engine: Engine, message_id: int, *, lease: float = LEASE) -> Claim | None:
+def claim(engine: Engine, message_id: int, *, lease: float | None = None) -> Claim | None:
     """Take a pending message (or one whose lease expired) for sending; None if it is not ours
     to send (already sent, failed, or held by another worker)."""
     now = utcnow()
     mine = m.id == message_id, m.direction == "out", m.private.is_(False)
-    take = dict(status="sending", lease_until=now + timedelta(seconds=lease), attempts=m.attempts + 1)
+    take = dict(status="sending", lease_until=now + timedelta(seconds=lease or LEASE), attempts=m.attempts + 1)
     with engine.begin() as conn:
         row = conn.execute(update(messages).where(*mine, m.status == "pending").values(**take)
                            .returning(m.attempts)).first()
@@ -141,11 +141,11 @@ def claim(engine: Engine, message_id: int, *, lease: float = LEASE) -> Claim | N
         return Claim(*_context(conn, message_id, row.attempts), taken_over=taken_over)
 
 
-def renew_lease(engine: Engine, message_id: int, lease: float = LEASE) -> bool:
+def renew_lease(engine: Engine, message_id: int, lease: float | None = None) -> bool:
     """Extend the claim of a reply being sent; False when it is no longer ``sending``."""
     with engine.begin() as conn:
         done = conn.execute(update(messages).where(m.id == message_id, m.status == "sending")
-                            .values(lease_until=utcnow() + timedelta(seconds=lease)))
+                            .values(lease_until=utcnow() + timedelta(seconds=lease or LEASE)))
         return done.rowcount > 0
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger("omnidesk.web.webhooks")
 router = APIRouter(tags=["webhooks"])
 
 MAX_BODY = 5 * 1024 * 1024
-MAX_ID = 2**63 - 1  # ids are bigints: a larger one names no channel
+MAX_ID = 2**31 - 1  # channel ids are 32-bit integers in the schema: a larger one names no channel
 _CACHE_SECONDS = 5.0
 _connectors: dict[int, tuple[float, Any, Connector]] = {}
 
@@ -85,7 +85,7 @@ async def serve(channel_id: int, scope: asgi.Scope, receive: asgi.Receive, send:
 async def handle(channel_id: int, path: str, query: str, headers: Mapping[str, str], body: bytes
                  ) -> tuple[int, dict[str, Any]]:
     """One webhook: the answer's status and JSON. ``headers``: names lower-case."""
-    if not 0 < channel_id <= MAX_ID:  # no such row, and past what the database's bigint takes
+    if not 0 < channel_id <= MAX_ID:  # no such row, and past what the database takes
         return 404, {"detail": f"no channel {channel_id}"}
     if len(body) > MAX_BODY:
         return 413, {"detail": "body too large"}
