@@ -307,7 +307,7 @@ def heartbeat(renew: Callable[[], object], *, every: float) -> Iterator[None]:
         yield
     finally:
         stop.set()
-        thread.join()
+        thread.join(timeout=every)  # a renewal stuck on the database must not hold the job
 
 
 def _poll_owner() -> str:
