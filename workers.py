@@ -12,13 +12,14 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, Middleware
 
 import brokers
 from connectors.base import Event
@@ -46,6 +47,7 @@ def setup_broker(redis_url: str | None = None, *, namespace: str | None = None) 
     broker = brokers.create_broker(settings.broker_url or redis_url, namespace=namespace or settings.redis_namespace,
                                    heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS)
     broker.add_middleware(CurrentMessage())
+    broker.add_middleware(RouteAttempts())
     dramatiq.set_broker(broker)
     brokers.declare_actors(broker, ACTORS, queue_prefix=settings.broker_queue_prefix)
     return broker
@@ -109,42 +111,82 @@ def enqueue_routing(conversation_ids: Iterable[int], *, counted: bool = False) -
         enqueue(route_batch, ids[start : start + ROUTE_BATCH], counted)
 
 
-@dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
-def route_batch(conversation_ids: list[int], counted: bool = False) -> None:
-    """Route conversations in one transaction (see ``router.route.route_conversations``).
-    ``counted``: the store counted this job's attempt when it stored the messages."""
-    _route(conversation_ids, counted=counted)
-
-
-@dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
-def route(conversation_id: int) -> None:
-    """Route one conversation (the API's reassignments, reopenings and jobs already queued)."""
-    _route([conversation_id])
-
-
 # A job whose attempt the store counted in advance uses that count only on its first delivery,
 # and only while younger than COUNTED_FRESH_MS. A job comes back after its worker died only once
 # the Redis broker has missed that worker's heartbeat for HEARTBEAT_TIMEOUT_MS: older by then.
 COUNTED_FRESH_MS = HEARTBEAT_TIMEOUT_MS // 3
 
 
-def _route(conversation_ids: list[int], *, counted: bool = False) -> None:
-    """Count an attempt for each conversation, then route them together. When the batch fails,
-    each is tried alone, so one conversation that cannot be routed does not spend the attempts
-    of the others; the job then fails and its retry finds only those still needing routing.
+def first_delivery(message: dramatiq.Message[Any]) -> bool:
+    """Whether ``message`` is on its first delivery: not a retry, and not back from a worker that
+    died with it (see COUNTED_FRESH_MS)."""
+    if message.options.get("retries", 0):
+        return False
+    return time.time() * 1000 - message.message_timestamp < COUNTED_FRESH_MS
 
-    A job rung by the inbound store comes with its attempt counted already, in the transaction
-    that stored the messages: on its first delivery it routes at once, saving a write per
-    conversation on the busiest path. A retry, or the same job back after a worker died, counts
-    its attempt like any other: a conversation that kills its worker stops after max_attempts.
+
+class RouteAttempts(Middleware):
+    """Counts a routing attempt for each conversation of a routing job before the job runs, so
+    that a conversation whose routing keeps failing, or killing its worker, stops after
+    ``max_attempts`` (the router gives it up with its last error).
+
+    A job rung by the inbound store (``counted=True``) had its attempt counted in the transaction
+    that stored the messages, which saves a write per conversation on the busiest path: on its
+    first delivery it is not counted again. A retry, or the same job back after its worker died,
+    counts like any other. The actor asks :meth:`todo` which conversations are still to route.
     """
+
+    # actor name -> (conversation ids, counted) from the job's arguments
+    JOBS: ClassVar[dict[str, Callable[..., tuple[list[int], bool]]]] = {
+        "route": lambda conversation_id: ([conversation_id], False),
+        "route_batch": lambda conversation_ids, counted=False: (list(conversation_ids), counted),
+    }
+    _state = threading.local()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+        arguments = self.JOBS.get(message.actor_name)
+        if arguments is None:
+            return
+        ids, counted = arguments(*message.args, **message.kwargs)
+        if not (counted and first_delivery(message)):
+            ids = jobs.begin_route_attempts(get_engine(), ids)  # only those still waiting for routing
+        self._state.todo = ids
+
+    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *,
+                              result: Any = None, exception: BaseException | None = None) -> None:
+        self._state.todo = None
+
+    after_skip_message = after_process_message
+
+    @classmethod
+    def todo(cls, conversation_ids: list[int]) -> list[int]:
+        """The conversations of the running job still to route (counted). Called outside a
+        worker (a test, a script) nothing was counted: all of them."""
+        todo = getattr(cls._state, "todo", None)
+        return conversation_ids if todo is None else todo
+
+
+@dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
+def route_batch(conversation_ids: list[int], counted: bool = False) -> None:
+    """Route conversations in one transaction (see ``router.route.route_conversations``).
+    ``counted``: the store counted this job's first attempt (see :class:`RouteAttempts`)."""
+    _route(RouteAttempts.todo(conversation_ids))
+
+
+@dramatiq.actor(queue_name="route", max_retries=20, min_backoff=500, max_backoff=30_000)
+def route(conversation_id: int) -> None:
+    """Route one conversation (the API's reassignments, reopenings and jobs already queued)."""
+    _route(RouteAttempts.todo([conversation_id]))
+
+
+def _route(todo: list[int]) -> None:
+    """Route conversations together. When the batch fails, each is tried alone, so one
+    conversation that cannot be routed does not spend the attempts of the others; the job then
+    fails and its retry finds only those still needing routing."""
+    if not todo:
+        return
     engine = get_engine()
     max_attempts = get_settings().max_attempts
-    todo = conversation_ids
-    if not (counted and _first_delivery()):
-        todo = jobs.begin_route_attempts(engine, conversation_ids)
-        if not todo:
-            return
     try:
         route_conversations(engine, todo, max_attempts=max_attempts)
         return
@@ -164,15 +206,6 @@ def _route(conversation_ids: list[int], *, counted: bool = False) -> None:
         raise failed
 
 
-def _first_delivery() -> bool:
-    """Whether the job running now is on its first delivery: not a retry, not back from a worker
-    that died with it (see COUNTED_FRESH_MS). Outside a worker (no current message): no."""
-    message = CurrentMessage.get_current_message()
-    if message is None or message.options.get("retries", 0):
-        return False
-    return time.time() * 1000 - message.message_timestamp < COUNTED_FRESH_MS
-
-
 @dramatiq.actor(queue_name="route", max_retries=5, min_backoff=500)
 def pull_queue(agent_id: int) -> None:
     fill_agent(get_engine(), agent_id)
@@ -182,14 +215,28 @@ def _backoff(attempts: int) -> float:
     return min(3600.0, get_settings().retry_base * 2 ** max(0, attempts - 1))
 
 
+# What the agent reads when a reply's earlier attempt may or may not have reached the customer
+# and its channel gives the receiver no way to drop a repeat.
+OUTCOME_UNKNOWN = ("not known whether this reached the customer: the worker sending it stopped before it "
+                   "could record the outcome; send it again if the customer did not get it")
+
+
 @dramatiq.actor(queue_name="deliver", max_retries=0)
 def deliver(message_id: int) -> None:
     """Send one reply. Transient failures come back later (the message stays pending with its
-    reason); permanent ones mark it failed with the reason the agent reads."""
+    reason); permanent ones mark it failed with the reason the agent reads. The claim's lease
+    is renewed while the send runs and until its outcome is recorded."""
     engine = get_engine()
     claim = outbound.claim(engine, message_id)
     if claim is None:
         return
+    with heartbeat(lambda: outbound.renew_lease(engine, message_id), every=outbound.LEASE / 3):
+        _deliver(engine, claim)
+
+
+def _deliver(engine: Any, claim: outbound.Claim) -> None:
+    message = claim.message
+    message_id = message.message_id
     max_attempts = get_settings().max_attempts
     if claim.attempts > max_attempts:
         outbound.mark_failed(engine, message_id, f"gave up after {max_attempts} attempts")
@@ -198,9 +245,12 @@ def deliver(message_id: int) -> None:
     if channel is None or not channel.enabled:
         outbound.mark_failed(engine, message_id, "the channel is disabled")
         return
-    message = claim.message
     try:
         connector = channel_store.connector_for(channel)
+        if claim.taken_over and not connector.capabilities.repeat_safe:
+            outbound.mark_failed(engine, message_id, OUTCOME_UNKNOWN)
+            return
+        message = connector.capabilities.fit(message)
         if message.external_id is None:
             chosen = connector.new_external_id(message_id)
             if chosen:
@@ -209,21 +259,49 @@ def deliver(message_id: int) -> None:
         result = connector.send(message)
     except PermanentError as exc:
         outbound.mark_failed(engine, message_id, exc.reason)
+    except TransientError as exc:
+        _retry(engine, claim, exc.reason, exc.retry_after)
+    except ConfigError as exc:
+        channel_store.mark_error(engine, channel.id, exc.reason, backoff=60, started=utcnow())
+        _retry(engine, claim, exc.reason, None)
+    except Exception as exc:  # a bug, not the channel: kept for the agent, tried again
+        log.error("deliver %s failed: %s", message_id, type(exc).__name__)
+        log.debug("deliver %s failed", message_id, exc_info=True)  # the text may quote customer data
+        _retry(engine, claim, f"{type(exc).__name__}: {exc}", None)
+    else:
+        outbound.mark_sent(engine, message_id, result)
+
+
+def _retry(engine: Any, claim: outbound.Claim, reason: str, retry_after: float | None) -> None:
+    message_id, max_attempts = claim.message.message_id, get_settings().max_attempts
+    if claim.attempts >= max_attempts:
+        outbound.mark_failed(engine, message_id, f"gave up after {claim.attempts} attempts: {reason}")
         return
-    except (TransientError, ConfigError, Exception) as exc:
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ConfigError):
-            channel_store.mark_error(engine, channel.id, reason, backoff=60, started=utcnow())
-        elif not isinstance(exc, TransientError):
-            log.exception("deliver %s failed", message_id)
-        delay = getattr(exc, "retry_after", None) or _backoff(claim.attempts)
-        if claim.attempts >= max_attempts:
-            outbound.mark_failed(engine, message_id, f"gave up after {claim.attempts} attempts: {reason}")
-            return
-        outbound.mark_retry(engine, message_id, reason, delay)
-        enqueue(deliver, message_id, delay_ms=int(delay * 1000))
-        return
-    outbound.mark_sent(engine, message_id, result)
+    delay = retry_after or _backoff(claim.attempts)
+    outbound.mark_retry(engine, message_id, reason, delay)
+    enqueue(deliver, message_id, delay_ms=int(delay * 1000))
+
+
+@contextmanager
+def heartbeat(renew: Callable[[], object], *, every: float) -> Iterator[None]:
+    """Call ``renew()`` every ``every`` seconds in a thread while the block runs (a lease kept
+    alive while a send is in flight). A failed renewal is logged; the next one may work."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                renew()
+            except Exception as exc:  # noqa: BLE001 - the lease runs out by itself if this keeps failing
+                log.warning("renewing a lease failed: %s", type(exc).__name__)
+
+    thread = threading.Thread(target=beat, name="lease-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every)  # a renewal stuck on the database must not hold the job
 
 
 def _poll_owner() -> str:
@@ -250,19 +328,24 @@ def poll_channel(channel_id: int) -> None:
             if not channel_store.extend_poll(engine, channel_id, owner, lease):
                 log.warning("channel %s: lost the poll lock; stopping", channel_id)
                 return
-        interval = getattr(connector.config, "poll_interval", None) or connector.capabilities.poll_interval
-        again = channel_store.mark_ok(engine, channel_id, interval, started=started)
-    except (ConfigError, TransientError, Exception) as exc:
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, (ConfigError, TransientError)):
-            log.exception("channel %s: poll failed", channel_id)
-        errors = (channel.error_count if channel is not None else 0) + 1
-        backoff = min(3600.0, 15.0 * 2 ** min(errors, 8))
-        again = channel_store.mark_error(engine, channel_id, reason, backoff=backoff, started=started)
+        again = channel_store.mark_ok(engine, channel_id, connector.poll_interval, started=started)
+    except (ConfigError, TransientError, PermanentError) as exc:
+        again = _poll_failed(engine, channel, channel_id, exc.reason, started)
+    except Exception as exc:  # a bug, not the channel: kept for the admin, tried again
+        log.error("channel %s: poll failed: %s", channel_id, type(exc).__name__)
+        log.debug("channel %s: poll failed", channel_id, exc_info=True)  # the text may quote customer data
+        again = _poll_failed(engine, channel, channel_id, f"{type(exc).__name__}: {exc}", started)
     finally:
         channel_store.release_poll(engine, channel_id, owner)
     if again:
         enqueue(poll_channel, channel_id)
+
+
+def _poll_failed(engine: Any, channel: Any, channel_id: int, reason: str, started: Any) -> bool:
+    """Keep the reason for the admin and back off, longer after each error in a row."""
+    errors = (channel.error_count if channel is not None else 0) + 1
+    backoff = min(3600.0, 15.0 * 2 ** min(errors, 8))
+    return channel_store.mark_error(engine, channel_id, reason, backoff=backoff, started=started)
 
 
 @dramatiq.actor(queue_name="sweep", max_retries=0)

@@ -15,9 +15,17 @@ the iterator is the acknowledgement, after which the connector may flag or move 
     for batch in connector.poll(cursor):
         store.record_inbound(channel_id, batch.events, cursor=batch.cursor)
 
-Sends::
+Sends (the caller first lets the channel's capabilities shape the message)::
 
-    result = connector.send(OutboundMessage(...))        # raises TransientError, PermanentError
+    message = connector.capabilities.fit(message)        # raises PermanentError (too long, files)
+    result = connector.send(message)                     # raises TransientError, PermanentError
+
+Setting a channel up: when a channel is saved (created, or its config changed) the API calls
+``check()`` and then ``webhook_setup(url)`` with the channel's public webhook URL; a ConfigError
+from either is shown to the admin (422) and the channel is not saved.
+
+An authenticated webhook carrying an event the connector does not use raises UnsupportedEvent:
+the endpoint answers 200 and stores nothing, so the provider does not retry it forever.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from connectors.errors import ConfigError, PayloadError
+from connectors.errors import ConfigError, PayloadError, PermanentError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -147,15 +155,45 @@ class PollBatch:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Capabilities:
+    """What a channel can do. Each field is enforced by the code that uses it, nowhere else:
+
+    - ``push`` / ``pull`` / ``watch``: the webhook endpoint refuses channels without ``push``; the
+      sweep polls only ``pull`` channels, and the scheduler watches only ``watch`` ones.
+    - ``poll_interval``: seconds between polls when nothing tells us sooner; a channel's config may
+      carry its own ``poll_interval`` field, which wins (see :attr:`Connector.poll_interval`).
+    - ``reply_window``: a reply is refused when the customer's last message is older
+      (``store.outbound.create_reply`` raises ``ReplyWindowClosed``; the API answers 422).
+    - ``max_text_length``, ``supports_html``, ``supports_attachments``: :meth:`fit`, called by the
+      deliver job before ``send``.
+    - ``repeat_safe``: the deliver job, when it takes over a reply whose earlier send may have
+      happened (its worker stopped before recording the outcome).
+    """
+
     push: bool = False
     pull: bool = False
     watch: bool = False  # pull channels that can be told of new data at once (IMAP IDLE)
-    poll_interval: float = 60.0  # seconds between polls when nothing tells us sooner
+    poll_interval: float = 60.0
     max_text_length: int | None = None
     reply_window: timedelta | None = None  # e.g. WhatsApp's 24 hours
-    supports_receipts: bool = False
     supports_html: bool = False
     supports_attachments: bool = False
+    # A second send of one reply can be told from the first by the receiver (the API channel's
+    # delivery_id, an email's Message-ID): the deliver job may send again a reply whose earlier
+    # attempt's outcome is unknown. Else that reply fails with a reason telling the agent so.
+    repeat_safe: bool = False
+
+    def fit(self, message: OutboundMessage) -> OutboundMessage:
+        """``message`` as this channel can carry it: HTML dropped where only text goes (the text
+        is always there); PermanentError, with a reason the agent reads, for a text that is too long
+        or files the channel cannot send."""
+        if self.max_text_length is not None and len(message.text) > self.max_text_length:
+            raise PermanentError(f"the reply has {len(message.text)} characters; this channel takes at most "
+                                 f"{self.max_text_length}")
+        if message.attachments and not self.supports_attachments:
+            raise PermanentError("this channel cannot send attachments")
+        if message.html is not None and not self.supports_html:
+            return dataclasses.replace(message, html=None)
+        return message
 
 
 class ChannelConfig(BaseModel):
@@ -176,7 +214,17 @@ class ChannelConfig(BaseModel):
 
 
 class Connector(ABC):
-    """One channel kind. Instances are cheap and built per use from the channel's config."""
+    """One channel kind. Instances are cheap and built per use from the channel's config.
+
+    A new channel subclasses this, declares ``kind``, ``Config`` and ``capabilities``, implements
+    ``parse`` (push) or ``poll`` (pull) and ``send``, maps its vendor's errors in one place, and adds
+    one line to ``connectors.REGISTRY``. Nothing outside ``connectors/`` may test the kind.
+
+    Replies are sent at least once: a send whose outcome was not recorded (the worker died, the
+    database went away) may be sent again. ``send`` therefore gives the receiver what it needs to
+    drop a repeat where the channel allows (the API channel: ``delivery_id`` and an
+    ``Idempotency-Key`` header; email: the Message-ID from :meth:`new_external_id`).
+    """
 
     kind: ClassVar[str]
     Config: ClassVar[type[ChannelConfig]]
@@ -186,8 +234,16 @@ class Connector(ABC):
         self.config = config
         self.channel_id = channel_id
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between polls: the config's own ``poll_interval`` when it has one, else the
+        channel kind's default from ``capabilities``."""
+        configured = getattr(self.config, "poll_interval", None)
+        return float(configured) if configured else self.capabilities.poll_interval
+
     def parse(self, request: WebhookRequest) -> list[Event]:
-        """Authenticate a webhook and normalise it. Raises AuthError or PayloadError."""
+        """Authenticate a webhook and normalise it. Raises AuthError (checked first, always),
+        PayloadError, or UnsupportedEvent for an authenticated event the channel does not use."""
         raise PayloadError(f"{self.kind} channels take no webhooks")
 
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[PollBatch]:
@@ -212,7 +268,9 @@ class Connector(ABC):
         """Test the credentials against the service. Raises ConfigError saying what failed."""
 
     def webhook_setup(self, url: str) -> None:
-        """Register ``url`` with the provider where the channel needs that. Raises ConfigError."""
+        """Register ``url`` (this channel's public webhook URL) with the provider where the channel
+        needs that (e.g. Telegram's setWebhook). Called when the channel is saved, after
+        :meth:`check`; must be safe to call again with the same URL. Raises ConfigError."""
 
 
 def parse_config(connector: type[Connector], values: Mapping[str, Any]) -> ChannelConfig:

@@ -5,9 +5,13 @@
     ├── PermanentError(reason)        it never will: unsubscribed, blocked, invalid address, 5xx SMTP
     ├── ConfigError                   the channel's settings are wrong or its login is refused
     ├── AuthError                     a webhook's signature or secret is missing or wrong (401)
-    └── PayloadError                  a webhook body we cannot read (400)
+    ├── PayloadError                  a webhook body we cannot read (400)
+    └── UnsupportedEvent(event)       a well-formed, authenticated event we do not use (200, ignored:
+                                      the provider must not retry it forever)
 
-Each connector turns its vendor's exceptions into these in one place.
+Each connector turns its vendor's exceptions into these in one place. The deliver actor catches
+them by kind: TransientError and ConfigError are retried later (a ConfigError also marks the channel
+in error for the admin), PermanentError fails the reply with ``reason`` for the agent to read.
 """
 
 from __future__ import annotations
@@ -45,3 +49,12 @@ class AuthError(ConnectorError):
 
 class PayloadError(ConnectorError):
     pass
+
+
+class UnsupportedEvent(ConnectorError):
+    """An authenticated webhook whose event type we do not handle (a read receipt we do not
+    track, a new kind the vendor added). Answered 200 so the provider stops sending it."""
+
+    def __init__(self, event: str) -> None:
+        super().__init__(f"event {event!r} is not used; ignored")
+        self.event = event

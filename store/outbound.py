@@ -1,24 +1,45 @@
 """Replies: stored first (``pending``), then claimed, sent and recorded by the deliver job.
 
 A claim is a lease (``sending`` until ``lease_until``): two deliver jobs for one message never send
-it at once, and a worker killed mid-send leaves a lease that expires, after which the sweep
-enqueues the message again.
+it at once. The lease is short (LEASE) and renewed while the send runs, so a worker killed
+mid-send is taken over within seconds, and a slow send that is alive never is. A claim that takes
+over an expired lease says so (``Claim.taken_over``): the previous attempt may have reached the
+customer, and the deliver job decides whether a second send is safe.
+
+The outcome of a send is written on a healthy connection: a write that fails because the
+connection broke (PostgreSQL restarted, connections terminated) is tried again on a fresh one, so
+a database blip between the send and its record never leaves the reply to be sent twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.sql import Executable
 
+from connectors import connector_class
 from connectors.base import Identity, OutboundMessage, SendResult
 from store.models import utcnow
-from store.sql import clean, contacts, conversations, identities, messages, participants
+from store.sql import channels, clean, contacts, conversations, identities, messages, participants
+
+log = logging.getLogger("omnidesk.store.outbound")
 
 m = messages.c
 c = conversations.c
+
+LEASE = 15.0  # seconds a claim holds a reply; renewed while the send runs
+RECORD_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0)  # retries of an outcome write on a broken connection
+
+
+class ReplyWindowClosed(ValueError):
+    """The channel accepts replies only within a window after the customer's last message (its
+    ``reply_window`` capability), and that window has closed. The API answers 422."""
 
 
 def create_reply(
@@ -31,12 +52,20 @@ def create_reply(
     html: str | None = None,
     automatic: bool = False,
 ) -> int:
-    """Store an agent's reply (``pending``, for the deliver job) or private note (never sent)."""
+    """Store an agent's reply (``pending``, for the deliver job) or private note (never sent).
+    Raises LookupError for no such conversation, ReplyWindowClosed for a reply its channel no
+    longer accepts (private notes are always taken)."""
     now = utcnow()
     with engine.begin() as conn:
-        conv = conn.execute(select(c.channel_id, c.status).where(c.id == conversation_id)).first()
+        conv = conn.execute(
+            select(c.channel_id, c.status, channels.c.kind)
+            .join(channels, channels.c.id == c.channel_id)
+            .where(c.id == conversation_id)
+        ).first()
         if conv is None:
             raise LookupError(f"conversation {conversation_id} does not exist")
+        if not private:
+            _check_reply_window(conn, conversation_id, conv.kind, now)
         message_id = conn.execute(
             messages.insert()
             .values(
@@ -69,32 +98,55 @@ def create_reply(
         return message_id
 
 
+def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) -> None:
+    try:
+        window = connector_class(kind).capabilities.reply_window
+    except (KeyError, ImportError):
+        return  # a kind this installation cannot load: its deliver job says so
+    if window is None:
+        return
+    last_in = conn.execute(
+        select(func.max(m.created_at)).where(m.conversation_id == conversation_id, m.direction == "in")
+    ).scalar()
+    if last_in is None or now - last_in > window:
+        hours = window.total_seconds() / 3600
+        raise ReplyWindowClosed(f"this channel takes replies only within {hours:g} hours of the customer's "
+                                "last message, and that time has passed")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
     channel_id: int
     attempts: int
     message: OutboundMessage
+    taken_over: bool = False  # the lease of an earlier attempt expired: it may have been sent
 
 
-def claim(engine: Engine, message_id: int, *, lease: float = 120.0) -> Claim | None:
+def claim(engine: Engine, message_id: int, *, lease: float | None = None) -> Claim | None:
     """Take a pending message (or one whose lease expired) for sending; None if it is not ours
     to send (already sent, failed, or held by another worker)."""
     now = utcnow()
+    mine = m.id == message_id, m.direction == "out", m.private.is_(False)
+    take = dict(status="sending", lease_until=now + timedelta(seconds=lease or LEASE), attempts=m.attempts + 1)
     with engine.begin() as conn:
-        row = conn.execute(
-            update(messages)
-            .where(
-                m.id == message_id,
-                m.direction == "out",
-                m.private.is_(False),
-                or_(m.status == "pending", (m.status == "sending") & (m.lease_until < now)),
-            )
-            .values(status="sending", lease_until=now + timedelta(seconds=lease), attempts=m.attempts + 1)
-            .returning(m.attempts)
-        ).first()
+        row = conn.execute(update(messages).where(*mine, m.status == "pending").values(**take)
+                           .returning(m.attempts)).first()
+        taken_over = False
+        if row is None:  # rarely: an attempt whose worker stopped (or lost the database) mid-send
+            row = conn.execute(update(messages).where(*mine, m.status == "sending", m.lease_until < now)
+                               .values(**take).returning(m.attempts)).first()
+            taken_over = True
         if row is None:
             return None
-        return Claim(*_context(conn, message_id, row.attempts))
+        return Claim(*_context(conn, message_id, row.attempts), taken_over=taken_over)
+
+
+def renew_lease(engine: Engine, message_id: int, lease: float | None = None) -> bool:
+    """Extend the claim of a reply being sent; False when it is no longer ``sending``."""
+    with engine.begin() as conn:
+        done = conn.execute(update(messages).where(m.id == message_id, m.status == "sending")
+                            .values(lease_until=utcnow() + timedelta(seconds=lease or LEASE)))
+        return done.rowcount > 0
 
 
 def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, OutboundMessage]:
@@ -142,36 +194,41 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
 
 def set_external_id(engine: Engine, message_id: int, external_id: str) -> None:
     """Keep an id chosen before sending (e.g. a Message-ID) so a retry reuses it."""
-    with engine.begin() as conn:
-        conn.execute(update(messages).where(m.id == message_id).values(external_id=external_id))
+    _record(engine, update(messages).where(m.id == message_id).values(external_id=external_id))
 
 
 def mark_sent(engine: Engine, message_id: int, result: SendResult) -> None:
-    now = utcnow()
-    with engine.begin() as conn:
-        conn.execute(
-            update(messages)
+    _record(engine, update(messages)
             .where(m.id == message_id, m.status == "sending")
-            .values(status=result.status, external_id=result.external_id or m.external_id, sent_at=now,
-                    lease_until=None, status_reason=None, next_attempt_at=None)
-        )
+            .values(status=result.status, external_id=result.external_id or m.external_id, sent_at=utcnow(),
+                    lease_until=None, status_reason=None, next_attempt_at=None))
 
 
 def mark_retry(engine: Engine, message_id: int, reason: str, delay: float) -> None:
     """A transient failure: back to pending, with the reason the agent sees meanwhile."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(messages)
+    _record(engine, update(messages)
             .where(m.id == message_id, m.status == "sending")
             .values(status="pending", status_reason=clean(reason), lease_until=None,
-                    next_attempt_at=utcnow() + timedelta(seconds=delay))
-        )
+                    next_attempt_at=utcnow() + timedelta(seconds=delay)))
 
 
 def mark_failed(engine: Engine, message_id: int, reason: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            update(messages)
+    _record(engine, update(messages)
             .where(m.id == message_id, m.status.in_(("pending", "sending")))
-            .values(status="failed", status_reason=clean(reason), lease_until=None, next_attempt_at=None)
-        )
+            .values(status="failed", status_reason=clean(reason), lease_until=None, next_attempt_at=None))
+
+
+def _record(engine: Engine, statement: Executable) -> None:
+    """Run one idempotent status write, again on a fresh connection when the connection broke
+    (the pool drops a broken connection, and the others of its age, when the error is raised)."""
+    for delay in (*RECORD_DELAYS, None):
+        try:
+            with engine.begin() as conn:
+                conn.execute(statement)
+            return
+        except (OperationalError, InterfaceError, DBAPIError) as exc:
+            broken = exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+            if delay is None or not broken:
+                raise
+            log.warning("recording a reply's status: %s; trying again on a fresh connection", type(exc).__name__)
+            time.sleep(delay)

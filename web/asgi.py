@@ -18,7 +18,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-_WEBHOOK = re.compile(r"/webhooks/(\d{1,18})")
+_WEBHOOK = re.compile(r"/webhooks/(\d{1,30})")  # long ids too: the handler answers 404 past the largest
 
 
 class BodyTooLarge(Exception):

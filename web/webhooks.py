@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from connectors.base import Connector, WebhookRequest
-from connectors.errors import AuthError, PayloadError
+from connectors.errors import AuthError, PayloadError, UnsupportedEvent
 from store.channels import connector_for, load_channel
 from store.db import get_engine
 from store.settings import get_settings
@@ -29,6 +29,7 @@ log = logging.getLogger("omnidesk.web.webhooks")
 router = APIRouter(tags=["webhooks"])
 
 MAX_BODY = 5 * 1024 * 1024
+MAX_ID = 2**31 - 1  # channel ids are 32-bit integers in the schema: a larger one names no channel
 _CACHE_SECONDS = 5.0
 _connectors: dict[int, tuple[float, Any, Connector]] = {}
 
@@ -84,6 +85,8 @@ async def serve(channel_id: int, scope: asgi.Scope, receive: asgi.Receive, send:
 async def handle(channel_id: int, path: str, query: str, headers: Mapping[str, str], body: bytes
                  ) -> tuple[int, dict[str, Any]]:
     """One webhook: the answer's status and JSON. ``headers``: names lower-case."""
+    if not 0 < channel_id <= MAX_ID:  # no such row, and past what the database takes
+        return 404, {"detail": f"no channel {channel_id}"}
     if len(body) > MAX_BODY:
         return 413, {"detail": "body too large"}
     public = get_settings().public_url.rstrip("/") + path
@@ -102,6 +105,10 @@ async def handle(channel_id: int, path: str, query: str, headers: Mapping[str, s
         return 401, {"detail": str(exc)}
     except PayloadError as exc:
         return 400, {"detail": str(exc)}
+    except RecursionError:  # a body nested too deep for any parser: the sender's fault, not ours
+        return 400, {"detail": "invalid message: nested too deep"}
+    except UnsupportedEvent as exc:  # authenticated, just not used: 200 so the provider stops
+        return 200, {"ignored": str(exc)}
     results = await intake.store(channel_id, events) if events else []
     return 202, {"stored": sum(1 for r in results if r.message_id and not r.duplicate),
                  "duplicates": sum(1 for r in results if r.duplicate)}
@@ -111,8 +118,8 @@ async def handle(channel_id: int, path: str, query: str, headers: Mapping[str, s
 async def webhook(channel_id: int, request: Request) -> JSONResponse:
     """A channel's webhook: the provider's request, verified by the channel's connector (for the
     API channel: HMAC-SHA256 of the body in ``X-Omnidesk-Signature``), its messages stored once.
-    202 once stored; 401 bad signature; 400 malformed payload; 403 channel disabled; 404 no such
-    channel; 413 body over 5 MiB."""
+    202 once stored; 200 an authenticated event the channel does not use (ignored); 401 bad
+    signature; 400 malformed payload; 403 channel disabled; 404 no such channel; 413 body over 5 MiB."""
     status, content = await handle(channel_id, request.url.path, request.url.query,
                                    {k.lower(): v for k, v in request.headers.items()}, await request.body())
     return JSONResponse(content, status_code=status)

@@ -29,7 +29,7 @@ class EmailConnector(Connector):
     kind = "email"
     Config = EmailConfig
     capabilities = Capabilities(pull=True, watch=True, poll_interval=60.0, supports_html=True,
-                                supports_attachments=True)
+                                supports_attachments=True, repeat_safe=True)  # the same Message-ID again
     config: EmailConfig
 
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[PollBatch]:

@@ -22,7 +22,7 @@ from store.sql import conversations, messages
 from tests import support
 from tests.support import CallbackServer, Running, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is tests/workers/...)
 
 
 def _totals(engine) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
