@@ -109,8 +109,10 @@ def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) ->
         select(func.max(m.created_at)).where(m.conversation_id == conversation_id, m.direction == "in")
     ).scalar()
     if last_in is None or now - last_in > window:
-        hours = window.total_seconds() / 3600
-        raise ReplyWindowClosed(f"this channel takes replies only within {hours:g} hours of the customer's "
+        seconds = window.total_seconds()
+        amount, unit = (seconds / 3600, "hour") if seconds >= 3600 else (seconds / 60, "minute")
+        span = f"{amount:g} {unit}{'' if amount == 1 else 's'}"
+        raise ReplyWindowClosed(f"this channel takes replies only within {span} of the customer's "
                                 "last message, and that time has passed")
 
 

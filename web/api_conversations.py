@@ -108,13 +108,16 @@ class ReplyIn(BaseModel):
     private: bool = False
 
 
-@router.post("/conversations/{conversation_id}/messages", status_code=202, responses=NOT_FOUND)
+@router.post("/conversations/{conversation_id}/messages", status_code=202, responses=errors(404, 422))
 def reply(conversation_id: Id, body: ReplyIn, agent: CurrentAgent) -> ReplyOut:
     """Store a reply (``pending``; a worker delivers it on the conversation's channel) or a
     private note (never sent)."""
     _visible(conversation_id, agent)
-    message_id = outbound.create_reply(get_engine(), conversation_id, agent_id=agent.id, text=body.text,
-                                       private=body.private)
+    try:
+        message_id = outbound.create_reply(get_engine(), conversation_id, agent_id=agent.id, text=body.text,
+                                           private=body.private)
+    except outbound.ReplyWindowClosed as exc:
+        raise HTTPException(422, str(exc)) from None
     if not body.private:
         ring_delivery(message_id)
     return ReplyOut(id=message_id, status="sent" if body.private else "pending", private=body.private)
