@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 import workers
-from tests.fakes.dovecot_server import Dovecot
 from store.sql import conversations, messages, participants
+from tests.fakes.dovecot_server import Dovecot
 from tests.fakes.smtp import SmtpSink
 from tests.support import Running, wait_for
 
