@@ -1,38 +1,140 @@
-"""The ``omnidesk`` command."""
+"""The ``omnidesk`` command.
+
+Every command says on stderr which database it uses. Only ``up`` and ``db upgrade`` may create
+one: the others refuse a database that does not exist or has no schema, since on the embedded
+default that means the command was run from another directory than the server (and would otherwise
+make a new, empty database there). Every long-running command ends cleanly, with its in-process
+workers and child processes, on SIGTERM and SIGINT.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import threading
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from urllib.parse import urlsplit
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from store.settings import Settings
 
 app = typer.Typer(help="omnidesk: omnichannel customer service for online shops.", no_args_is_help=True)
 db_app = typer.Typer(help="Database.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administrators.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks (see bench/).", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (see bench/; they run from a source checkout).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(admin_app, name="admin")
 app.add_typer(bench_app, name="bench")
 
+CHECKOUT = Path(__file__).resolve().parent  # the source checkout, when omnidesk runs from one
 
-def _logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("OMNIDESK_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"omnidesk: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def settings() -> Settings:
+    """The settings, or a readable message (not a traceback) when one of them is wrong."""
+    from pydantic import ValidationError
+
+    from store.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"OMNIDESK_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid setting: {problems}")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def _broker():  # type: ignore[no-untyped-def]
-    import workers
-    from store.settings import get_settings
+def open_database(*, create: bool = False) -> Engine:
+    """Say which database this command uses; create or upgrade its schema when ``create``, else
+    refuse one without the schema this omnidesk needs, saying how to point at the right one."""
+    from sqlalchemy.exc import SQLAlchemyError
 
-    return workers.setup_broker(get_settings().redis_url)
+    from store.db import get_engine, schema_revision, upgrade
+
+    config = settings()
+    label = config.database_label()
+    try:
+        before = schema_revision()
+        if create:
+            upgrade()
+            after = schema_revision()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fail(f"cannot use the database {label}: {reason}")
+    if not create:
+        typer.echo(f"database: {label}", err=True)
+        head = head_revision()
+        if before is None:
+            path = config.sqlite_path()
+            what = (f"there is no omnidesk database at {path}" if path is not None and not path.exists()
+                    else f"the database {label} has no omnidesk schema")
+            fail(f"{what}.\nRun this command from the directory where you run `omnidesk up`, or set "
+                 "OMNIDESK_DATABASE_URL to the database to use (e.g. sqlite:////absolute/path/omnidesk.db); "
+                 "`omnidesk db upgrade` creates a new one here.")
+        if before != head:
+            fail(f"the database {label} is at revision {before}, this omnidesk needs {head}: "
+                 "run `omnidesk db upgrade` first.")
+        return get_engine()
+    if before is None:
+        done = f"created the schema at revision {after}"
+    elif before != after:
+        done = f"upgraded the schema from revision {before} to {after}"
+    else:
+        done = f"the schema is already at revision {after}"
+    typer.echo(f"database: {label} ({done})", err=True)
+    return get_engine()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from store.db import MIGRATIONS
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def broker_label(config: Settings) -> str:
+    if not config.redis_url:
+        return "in-process (OMNIDESK_REDIS_URL unset)"
+    url = urlsplit(config.redis_url)
+    return f"Redis {url.hostname}:{url.port or 6379}{url.path or '/0'} (namespace {config.redis_namespace})"
+
+
+def setup_broker() -> Any:
+    import workers
+
+    return workers.setup_broker(settings().redis_url)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT ask for a clean stop (no traceback): ``stop`` is set and whoever waits
+    on it shuts down. uvicorn takes the signals while it serves and hands them back here after."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def end_children() -> None:
+    """Stop what this process started besides its threads: the mail parsing pool."""
+    from connectors.email import parallel
+
+    parallel.shutdown()
 
 
 @app.command()
@@ -45,39 +147,87 @@ def up(
     import uvicorn
 
     import workers
-    from store import agents
-    from store.db import get_engine, upgrade
     from store.settings import get_settings, secret_key
 
+    stop = threading.Event()
+    stop_on_signals(stop)
     shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     os.environ.setdefault("OMNIDESK_PUBLIC_URL", f"http://{shown_host}:{port}")
-    _logging()
-    settings = get_settings()
-    secret_key(settings)
-    upgrade()
-    engine = get_engine()
-    first = _no_agents(engine)
-    if first:
-        token = agents.admin_token(engine)
-        typer.echo(f"admin token (shown once, keep it): {token}")
+    get_settings.cache_clear()  # the public URL just set
+    setup_logging()
+    config = settings()
+    secret_key(config)
+    engine = open_database(create=True)
+    show_logins(engine, demo=demo)
+    if demo:
+        os.environ["OMNIDESK_DEMO"] = "1"  # web.app serves the demo shop's endpoint
+    broker = workers.setup_broker(config.redis_url)
+    worker = workers.start_worker(broker)
+    scheduler = threading.Thread(target=workers.Scheduler().run, args=(stop,), name="scheduler", daemon=True)
+    scheduler.start()
+    try:
+        if not stop.is_set():
+            typer.echo(f"broker: {broker_label(config)}", err=True)
+            typer.echo(f"omnidesk is running at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+            uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="warning")
+    finally:
+        typer.echo("omnidesk is stopping...", err=True)
+        stop.set()
+        worker.stop()
+        scheduler.join(timeout=10)
+        end_children()
+
+
+def show_logins(engine: Engine, *, demo: bool) -> None:
+    """The admin token on the first start (how to get one after); with ``demo`` the demo shop's
+    logins on every start (fresh agent tokens: only their hashes are kept)."""
+    from store import agents
+
+    if no_agents(engine):
+        typer.echo(f"admin token (shown once, keep it): {agents.admin_token(engine)}")
+    else:
+        typer.echo("for an admin API token, run `omnidesk token create --admin` in this directory "
+                   "(or with the same OMNIDESK_DATABASE_URL)")
     if demo:
         from store.demo import add_demo
 
-        add_demo(engine, typer.echo)
-    broker = workers.setup_broker(settings.redis_url)
-    worker = workers.start_worker(broker)
-    stop = threading.Event()
-    scheduler = threading.Thread(target=workers.Scheduler().run, args=(stop,), name="scheduler", daemon=True)
-    scheduler.start()
-    typer.echo(f"omnidesk is running at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    try:
-        uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="warning")
-    finally:
-        stop.set()
-        worker.stop()
+        said: list[str] = []
+
+        def say(line: str) -> None:
+            said.append(line)
+            typer.echo(line)
+
+        add_demo(engine, say)
+        if not said:  # the demo shop was made on an earlier start
+            for line in demo_logins(engine):
+                typer.echo(line)
 
 
-def _no_agents(engine) -> bool:  # type: ignore[no-untyped-def]
+def demo_logins(engine: Engine) -> list[str]:
+    """The lines ``add_demo`` printed when it made the shop: new tokens for its agents, and its
+    channel's secret, decrypted with the kept key."""
+    from sqlalchemy import select
+
+    from store import agents
+    from store.channels import full_config
+    from store.demo import DEMO_AGENTS
+    from store.sql import agents as agent_table
+    from store.sql import channels
+
+    lines = []
+    with engine.begin() as conn:
+        for name, email, _ in DEMO_AGENTS:
+            agent_id = conn.execute(select(agent_table.c.id).where(agent_table.c.email == email)).scalar()
+            if agent_id is not None:
+                lines.append(f"demo agent {name} <{email}> token: {agents.new_token(conn, agent_id)}")
+        channel = conn.execute(select(channels).where(channels.c.name == "Demo shop").order_by(channels.c.id)).first()
+    if channel is not None:
+        secret = full_config(channel).secret.get_secret_value()  # type: ignore[attr-defined]
+        lines.append(f"demo API channel {channel.id}: POST /webhooks/{channel.id} signed with secret {secret}")
+    return lines
+
+
+def no_agents(engine: Engine) -> bool:
     from sqlalchemy import func, select
 
     from store.sql import agents
@@ -91,16 +241,28 @@ def web(host: str = "0.0.0.0", port: int = 8000, workers_: Annotated[int, typer.
     """The HTTP server (webhooks, API) alone."""
     import uvicorn
 
-    _logging()
-    _broker()
-    uvicorn.run("cli:_web_app", factory=True, host=host, port=port, workers=workers_, log_level="warning")
+    setup_logging()
+    config = settings()
+    open_database()
+    setup_broker()
+    typer.echo(f"broker: {broker_label(config)}", err=True)
+    if not config.redis_url:
+        typer.echo("warning: without OMNIDESK_REDIS_URL no worker process hears of new work "
+                   "(only `omnidesk up` runs workers in-process)", err=True)
+    stop_on_signals(threading.Event())
+    processes = f", {workers_} processes" if workers_ > 1 else ""
+    typer.echo(f"omnidesk web listening on http://{host}:{port}{processes}", err=True)
+    try:
+        uvicorn.run("cli:web_app", factory=True, host=host, port=port, workers=workers_, log_level="warning")
+    finally:
+        end_children()
 
 
-def _web_app():  # type: ignore[no-untyped-def]
+def web_app() -> Any:
     """uvicorn's factory in a fresh process: set up the broker there too."""
     from web.app import create_app
 
-    _broker()
+    setup_broker()
     return create_app()
 
 
@@ -109,11 +271,16 @@ def worker(threads: Optional[int] = None) -> None:
     """A worker process: routes, delivers, polls. Run as many as you like."""
     import workers
 
-    _logging()
-    broker = _broker()
+    setup_logging()
+    open_database()
+    broker = setup_broker()
+    typer.echo(f"broker: {broker_label(settings())}", err=True)
     running = workers.start_worker(broker, threads)
     typer.echo("worker started", err=True)
-    workers.run_forever(threading.Event(), on_stop=running.stop)
+    try:
+        workers.run_forever(threading.Event(), on_stop=running.stop)
+    finally:
+        end_children()
 
 
 @app.command()
@@ -121,22 +288,25 @@ def scheduler() -> None:
     """The scheduler: sweeps the store and watches mailboxes. Run exactly one."""
     import workers
 
-    _logging()
-    _broker()
+    setup_logging()
+    open_database()
+    setup_broker()
+    typer.echo(f"broker: {broker_label(settings())}", err=True)
     stop = threading.Event()
     thread = threading.Thread(target=workers.Scheduler().run, args=(stop,), daemon=True)
     thread.start()
     typer.echo("scheduler started", err=True)
-    workers.run_forever(stop)
+    try:
+        workers.run_forever(stop)
+        thread.join(timeout=10)
+    finally:
+        end_children()
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the migrations."""
-    from store.db import upgrade
-
-    upgrade()
-    typer.echo("database is up to date", err=True)
+    """Create the schema, or apply the migrations it lacks."""
+    open_database(create=True)
 
 
 @token_app.command("create")
@@ -146,10 +316,8 @@ def token_create(
 ) -> None:
     """Print a new API token (and nothing else on stdout)."""
     from store import agents
-    from store.db import get_engine, upgrade
 
-    upgrade()
-    engine = get_engine()
+    engine = open_database()
     if admin or agent_id is None:
         typer.echo(agents.admin_token(engine))
         return
@@ -163,30 +331,38 @@ def token_create(
 def admin_create(email: str, name: str = "Administrator") -> None:
     """Create an admin agent and print their token."""
     from store import agents
-    from store.db import get_engine, upgrade
 
-    upgrade()
+    engine = open_database()
     try:
-        _, token = agents.create_agent(get_engine(), name=name, email=email, role="admin", capacity=0)
+        _, token = agents.create_agent(engine, name=name, email=email, role="admin", capacity=0)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(token)
 
 
+def bench_module(name: str) -> Any:
+    """A module of bench/, which is in the source checkout and not in the installed package."""
+    import importlib
+
+    if not (CHECKOUT / "bench" / "__init__.py").exists() or not (CHECKOUT / "tests" / "fakes").is_dir():
+        fail("the benchmarks are not installed with omnidesk: they run from its source checkout. Clone the "
+             "repository, run `scripts/test` once there (it makes .venv with the test extras), then "
+             "`.venv/bin/omnidesk bench ...` or `.venv/bin/python -m bench.ingest` from it.")
+    if str(CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(CHECKOUT))
+    return importlib.import_module(f"bench.{name}")
+
+
 @bench_app.command("ingest", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench_ingest(ctx: typer.Context) -> None:
     """bench/ingest.py: signed inbound posts through the real server into PostgreSQL + Redis."""
-    from bench import ingest
-
-    raise typer.Exit(ingest.main(ctx.args))
+    raise typer.Exit(bench_module("ingest").main(ctx.args))
 
 
 @bench_app.command("email", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench_email(ctx: typer.Context) -> None:
     """bench/email_ingest.py: a mailbox backlog imported from Dovecot into PostgreSQL."""
-    from bench import email_ingest
-
-    raise typer.Exit(email_ingest.main(ctx.args))
+    raise typer.Exit(bench_module("email_ingest").main(ctx.args))
 
 
 def main() -> None:
