@@ -340,6 +340,10 @@ def admin_create(email: str, name: str = "Administrator") -> None:
     typer.echo(token)
 
 
+# Every argument, --help too, goes to the benchmark's own parser.
+PASS_THROUGH: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
 def bench_module(name: str) -> Any:
     """A module of bench/, which is in the source checkout and not in the installed package."""
     import importlib
@@ -353,13 +357,13 @@ def bench_module(name: str) -> Any:
     return importlib.import_module(f"bench.{name}")
 
 
-@bench_app.command("ingest", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@bench_app.command("ingest", context_settings=PASS_THROUGH)
 def bench_ingest(ctx: typer.Context) -> None:
     """bench/ingest.py: signed inbound posts through the real server into PostgreSQL + Redis."""
     raise typer.Exit(bench_module("ingest").main(ctx.args))
 
 
-@bench_app.command("email", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@bench_app.command("email", context_settings=PASS_THROUGH)
 def bench_email(ctx: typer.Context) -> None:
     """bench/email_ingest.py: a mailbox backlog imported from Dovecot into PostgreSQL."""
     raise typer.Exit(bench_module("email_ingest").main(ctx.args))
