@@ -137,6 +137,10 @@ def end_children() -> None:
     parallel.shutdown()
 
 
+def say_stopping() -> None:
+    typer.echo("omnidesk is stopping...", err=True)
+
+
 @app.command()
 def up(
     host: str = "127.0.0.1",
@@ -171,7 +175,7 @@ def up(
             typer.echo(f"omnidesk is running at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
             uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="warning")
     finally:
-        typer.echo("omnidesk is stopping...", err=True)
+        say_stopping()
         stop.set()
         worker.stop()
         scheduler.join(timeout=10)
@@ -255,6 +259,7 @@ def web(host: str = "0.0.0.0", port: int = 8000, workers_: Annotated[int, typer.
     try:
         uvicorn.run("cli:web_app", factory=True, host=host, port=port, workers=workers_, log_level="warning")
     finally:
+        say_stopping()
         end_children()
 
 
@@ -277,8 +282,13 @@ def worker(threads: Optional[int] = None) -> None:
     typer.echo(f"broker: {broker_label(settings())}", err=True)
     running = workers.start_worker(broker, threads)
     typer.echo("worker started", err=True)
+
+    def stopping() -> None:
+        say_stopping()
+        running.stop()
+
     try:
-        workers.run_forever(threading.Event(), on_stop=running.stop)
+        workers.run_forever(threading.Event(), on_stop=stopping)
     finally:
         end_children()
 
@@ -298,6 +308,7 @@ def scheduler() -> None:
     typer.echo("scheduler started", err=True)
     try:
         workers.run_forever(stop)
+        say_stopping()
         thread.join(timeout=10)
     finally:
         end_children()
