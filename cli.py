@@ -64,6 +64,7 @@ def setup_logging() -> None:
 def open_database(*, create: bool = False) -> Engine:
     """Say which database this command uses; create or upgrade its schema when ``create``, else
     refuse one without the schema this omnidesk needs, saying how to point at the right one."""
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from store.db import get_engine, schema_revision, upgrade
@@ -75,7 +76,7 @@ def open_database(*, create: bool = False) -> Engine:
         if create:
             upgrade()
             after = schema_revision()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, CommandError) as exc:  # cannot connect; a revision unknown to this omnidesk
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fail(f"cannot use the database {label}: {reason}")
     if not create:
@@ -88,6 +89,9 @@ def open_database(*, create: bool = False) -> Engine:
             fail(f"{what}.\nRun this command from the directory where you run `omnidesk up`, or set "
                  "OMNIDESK_DATABASE_URL to the database to use (e.g. sqlite:////absolute/path/omnidesk.db); "
                  "`omnidesk db upgrade` creates a new one here.")
+        if before != head and not known_revision(before):
+            fail(f"the database {label} is at revision {before}, which this omnidesk does not know: "
+                 f"a newer omnidesk has migrated it (this one needs {head}).")
         if before != head:
             fail(f"the database {label} is at revision {before}, this omnidesk needs {head}: "
                  "run `omnidesk db upgrade` first.")
@@ -102,12 +106,25 @@ def open_database(*, create: bool = False) -> Engine:
     return get_engine()
 
 
-def head_revision() -> str | None:
+def migrations() -> Any:
     from alembic.script import ScriptDirectory
 
     from store.db import MIGRATIONS
 
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def head_revision() -> str | None:
+    return migrations().get_current_head()
+
+
+def known_revision(revision: str) -> bool:
+    from alembic.util import CommandError
+
+    try:
+        return migrations().get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def broker_label(config: Settings) -> str:
