@@ -52,6 +52,7 @@ class Omnidesk:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      start_new_session=True)
         self.lines: list[str] = []
+        self.signalled_at = 0  # the output's length when it was signalled
         threading.Thread(target=self._read, daemon=True).start()
 
     @classmethod
@@ -69,9 +70,9 @@ class Omnidesk:
         return "\n".join(self.lines)
 
     def stopped_cleanly(self) -> bool:
-        """It said it was stopping and printed no traceback from then on."""
-        _, stopping, after = self.output.partition("omnidesk is stopping")
-        return bool(stopping) and "Traceback" not in after
+        """It said it was stopping and printed no traceback since it was signalled."""
+        after = self.lines[self.signalled_at:]
+        return any("omnidesk is stopping" in line for line in after) and not any("Traceback" in line for line in after)
 
     def wait_line(self, text: str, timeout: float = 60) -> str:
         wait_for(lambda: any(text in line for line in self.lines) or self.proc.poll() is not None,
@@ -86,6 +87,7 @@ class Omnidesk:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """``sig`` to the command's own process only (as a supervisor sends it); its exit status."""
         if self.proc.poll() is None:
+            self.signalled_at = len(self.lines)
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=30)

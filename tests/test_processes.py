@@ -6,6 +6,7 @@ its own, and /proc tells which processes are still in it."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 from email.message import EmailMessage
@@ -23,6 +24,8 @@ from tests.test_cli import Omnidesk, clean_env, healthy, run
 SHOP = "support@shop.example"
 BACKLOG = 60  # more than connectors.email.parallel.MIN_POOLED in one batch: parsed in the pool
 SIGNALS = pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# Ctrl-C in a terminal signals the whole foreground process group, the pool's processes included.
+CTRL_C = -signal.SIGINT
 
 
 def in_session(sid: int) -> list[str]:
@@ -68,9 +71,14 @@ def assert_ends_alone(process: Omnidesk, sig: int) -> None:
 
 
 def stop_alone(process: Omnidesk, sig: int) -> int:
-    """``sig`` to the process alone; its status once it has ended, after checking that nothing of its
-    session outlived it (what is left is then killed, for the next tests)."""
-    process.proc.send_signal(sig)
+    """``sig`` to the process alone (``CTRL_C``: SIGINT to its process group); its status once it has
+    ended, after checking that nothing of its session outlived it (what is left is then killed, for
+    the next tests)."""
+    process.signalled_at = len(process.lines)
+    if sig == CTRL_C:
+        os.killpg(process.proc.pid, signal.SIGINT)
+    else:
+        process.proc.send_signal(sig)
     try:
         status = process.proc.wait(timeout=60)
         left = in_session(process.proc.pid)
@@ -80,7 +88,7 @@ def stop_alone(process: Omnidesk, sig: int) -> int:
         process.kill_all()
 
 
-@SIGNALS
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, CTRL_C], ids=["SIGTERM", "SIGINT", "Ctrl-C"])
 def test_up_ends_its_mail_parsing_processes(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink, sig: int) -> None:
     up = Omnidesk.up(tmp_path)
     try:
