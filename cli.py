@@ -9,21 +9,16 @@ workers and child processes, on SIGTERM and SIGINT.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Optional
 
 import typer
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from store.settings import Settings
+from cli_startup import broker_label, fail, make_database, settings, setup_logging, show_logins, use_database
 
 app = typer.Typer(help="omnidesk: omnichannel customer service for online shops.", no_args_is_help=True)
 db_app = typer.Typer(help="Database.", no_args_is_help=True)
@@ -36,102 +31,6 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(bench_app, name="bench")
 
 CHECKOUT = Path(__file__).resolve().parent  # the source checkout, when omnidesk runs from one
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"omnidesk: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def settings() -> Settings:
-    """The settings, or a readable message (not a traceback) when one of them is wrong."""
-    from pydantic import ValidationError
-
-    from store.settings import get_settings
-
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"OMNIDESK_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        fail(f"invalid setting: {problems}")
-
-
-def setup_logging() -> None:
-    logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def open_database(*, create: bool = False) -> Engine:
-    """Say which database this command uses; create or upgrade its schema when ``create``, else
-    refuse one without the schema this omnidesk needs, saying how to point at the right one."""
-    from alembic.util import CommandError
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from store.db import get_engine, schema_revision, upgrade
-
-    config = settings()
-    label = config.database_label()
-    try:
-        before = schema_revision()
-        if create:
-            upgrade()
-            after = schema_revision()
-    except (SQLAlchemyError, CommandError) as exc:  # cannot connect; a revision unknown to this omnidesk
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        fail(f"cannot use the database {label}: {reason}")
-    if not create:
-        typer.echo(f"database: {label}", err=True)
-        head = head_revision()
-        if before is None:
-            path = config.sqlite_path()
-            what = (f"there is no omnidesk database at {path}" if path is not None and not path.exists()
-                    else f"the database {label} has no omnidesk schema")
-            fail(f"{what}.\nRun this command from the directory where you run `omnidesk up`, or set "
-                 "OMNIDESK_DATABASE_URL to the database to use (e.g. sqlite:////absolute/path/omnidesk.db); "
-                 "`omnidesk db upgrade` creates a new one here.")
-        if before != head and not known_revision(before):
-            fail(f"the database {label} is at revision {before}, which this omnidesk does not know: "
-                 f"a newer omnidesk has migrated it (this one needs {head}).")
-        if before != head:
-            fail(f"the database {label} is at revision {before}, this omnidesk needs {head}: "
-                 "run `omnidesk db upgrade` first.")
-        return get_engine()
-    if before is None:
-        done = f"created the schema at revision {after}"
-    elif before != after:
-        done = f"upgraded the schema from revision {before} to {after}"
-    else:
-        done = f"the schema is already at revision {after}"
-    typer.echo(f"database: {label} ({done})", err=True)
-    return get_engine()
-
-
-def migrations() -> Any:
-    from alembic.script import ScriptDirectory
-
-    from store.db import MIGRATIONS
-
-    return ScriptDirectory(str(MIGRATIONS))
-
-
-def head_revision() -> str | None:
-    return migrations().get_current_head()
-
-
-def known_revision(revision: str) -> bool:
-    from alembic.util import CommandError
-
-    try:
-        return migrations().get_revision(revision) is not None
-    except CommandError:
-        return False
-
-
-def broker_label(config: Settings) -> str:
-    if not config.redis_url:
-        return "in-process (OMNIDESK_REDIS_URL unset)"
-    url = urlsplit(config.redis_url)
-    return f"Redis {url.hostname}:{url.port or 6379}{url.path or '/0'} (namespace {config.redis_namespace})"
 
 
 def setup_broker() -> Any:
@@ -178,7 +77,7 @@ def up(
     setup_logging()
     config = settings()
     secret_key(config)
-    engine = open_database(create=True)
+    engine = make_database()
     show_logins(engine, demo=demo)
     if demo:
         os.environ["OMNIDESK_DEMO"] = "1"  # web.app serves the demo shop's endpoint
@@ -199,64 +98,6 @@ def up(
         end_children()
 
 
-def show_logins(engine: Engine, *, demo: bool) -> None:
-    """The admin token on the first start (how to get one after); with ``demo`` the demo shop's
-    logins on every start (fresh agent tokens: only their hashes are kept)."""
-    from store import agents
-
-    if no_agents(engine):
-        typer.echo(f"admin token (shown once, keep it): {agents.admin_token(engine)}")
-    else:
-        typer.echo("for an admin API token, run `omnidesk token create --admin` in this directory "
-                   "(or with the same OMNIDESK_DATABASE_URL)")
-    if demo:
-        from store.demo import add_demo
-
-        said: list[str] = []
-
-        def say(line: str) -> None:
-            said.append(line)
-            typer.echo(line)
-
-        add_demo(engine, say)
-        if not said:  # the demo shop was made on an earlier start
-            for line in demo_logins(engine):
-                typer.echo(line)
-
-
-def demo_logins(engine: Engine) -> list[str]:
-    """The lines ``add_demo`` printed when it made the shop: new tokens for its agents, and its
-    channel's secret, decrypted with the kept key."""
-    from sqlalchemy import select
-
-    from store import agents
-    from store.channels import full_config
-    from store.demo import DEMO_AGENTS
-    from store.sql import agents as agent_table
-    from store.sql import channels
-
-    lines = []
-    with engine.begin() as conn:
-        for name, email, _ in DEMO_AGENTS:
-            agent_id = conn.execute(select(agent_table.c.id).where(agent_table.c.email == email)).scalar()
-            if agent_id is not None:
-                lines.append(f"demo agent {name} <{email}> token: {agents.new_token(conn, agent_id)}")
-        channel = conn.execute(select(channels).where(channels.c.name == "Demo shop").order_by(channels.c.id)).first()
-    if channel is not None:
-        secret = full_config(channel).secret.get_secret_value()  # type: ignore[attr-defined]
-        lines.append(f"demo API channel {channel.id}: POST /webhooks/{channel.id} signed with secret {secret}")
-    return lines
-
-
-def no_agents(engine: Engine) -> bool:
-    from sqlalchemy import func, select
-
-    from store.sql import agents
-
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(agents)).scalar_one() == 0
-
-
 @app.command()
 def web(host: str = "0.0.0.0", port: int = 8000, workers_: Annotated[int, typer.Option("--workers")] = 1) -> None:
     """The HTTP server (webhooks, API) alone."""
@@ -264,7 +105,7 @@ def web(host: str = "0.0.0.0", port: int = 8000, workers_: Annotated[int, typer.
 
     setup_logging()
     config = settings()
-    open_database()
+    use_database()
     setup_broker()
     typer.echo(f"broker: {broker_label(config)}", err=True)
     if not config.redis_url:
@@ -294,7 +135,7 @@ def worker(threads: Optional[int] = None) -> None:
     import workers
 
     setup_logging()
-    open_database()
+    use_database()
     broker = setup_broker()
     typer.echo(f"broker: {broker_label(settings())}", err=True)
     running = workers.start_worker(broker, threads)
@@ -316,7 +157,7 @@ def scheduler() -> None:
     import workers
 
     setup_logging()
-    open_database()
+    use_database()
     setup_broker()
     typer.echo(f"broker: {broker_label(settings())}", err=True)
     stop = threading.Event()
@@ -334,7 +175,7 @@ def scheduler() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create the schema, or apply the migrations it lacks."""
-    open_database(create=True)
+    make_database()
 
 
 @token_app.command("create")
@@ -345,7 +186,7 @@ def token_create(
     """Print a new API token (and nothing else on stdout)."""
     from store import agents
 
-    engine = open_database()
+    engine = use_database()
     if admin or agent_id is None:
         typer.echo(agents.admin_token(engine))
         return
@@ -360,7 +201,7 @@ def admin_create(email: str, name: str = "Administrator") -> None:
     """Create an admin agent and print their token."""
     from store import agents
 
-    engine = open_database()
+    engine = use_database()
     try:
         _, token = agents.create_agent(engine, name=name, email=email, role="admin", capacity=0)
     except ValueError as exc:
