@@ -32,6 +32,26 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 _base_queues: dict[str, str] = {}
 
 
+def configured_url(broker_url: str | None, redis_url: str | None) -> str | None:
+    """The broker the settings choose: ``OMNIDESK_BROKER_URL``, else ``OMNIDESK_REDIS_URL``, else
+    None (in-process)."""
+    return broker_url or redis_url or None
+
+
+def describe(url: str | None, *, namespace: str, queue_prefix: str = "") -> str:
+    """The broker for people: kind, host and port, never a password."""
+    from urllib.parse import urlsplit
+
+    kind = broker_kind(url)
+    if kind == "stub":
+        return "in-process (neither OMNIDESK_BROKER_URL nor OMNIDESK_REDIS_URL is set)"
+    where = urlsplit(url)
+    if kind == "redis":
+        return f"Redis {where.hostname}:{where.port or 6379}{where.path or '/0'} (namespace {namespace})"
+    prefix = f", queue prefix {queue_prefix!r}" if queue_prefix else ""
+    return f"RabbitMQ {where.hostname}:{where.port or 5672}{prefix}"
+
+
 def broker_kind(url: str | None) -> str:
     """``rabbitmq``, ``redis`` or ``stub`` (in-process) for a broker URL; ValueError for others."""
     if not url:

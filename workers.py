@@ -44,7 +44,8 @@ def setup_broker(redis_url: str | None = None, *, namespace: str | None = None) 
     """Make the broker current and declare every actor on it."""
     settings = get_settings()
     # brokers.py: OMNIDESK_BROKER_URL (amqp:// RabbitMQ, redis://) wins, else redis_url, else in-process.
-    broker = brokers.create_broker(settings.broker_url or redis_url, namespace=namespace or settings.redis_namespace,
+    url = brokers.configured_url(settings.broker_url, redis_url)
+    broker = brokers.create_broker(url, namespace=namespace or settings.redis_namespace,
                                    heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS)
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(RouteAttempts())

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+CHECKOUT = Path(__file__).resolve().parents[1]  # bench/ is not installed: its children import it from here
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -110,7 +111,7 @@ class Processes:
     with it), output to a log file shown when something goes wrong."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
+        self.env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))}
         self.logs = Path(tempfile.mkdtemp(prefix="omnidesk-bench-"))
         self.keep_logs = False  # once shown, kept for a closer look
         self.started: list[tuple[str, subprocess.Popen[bytes]]] = []

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+if not __package__:  # run by path (python bench/x.py): import from the checkout, not from bench/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.common import DEFAULT_PG, emit, scratch_database, use_database
 from bench.mailgen import Expected, generate

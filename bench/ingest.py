@@ -59,9 +59,13 @@ import secrets
 import sys
 import time
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import psycopg
+
+if not __package__:  # run by path (python bench/x.py): import from the checkout, not from bench/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.common import (
     DEFAULT_PG,
@@ -311,7 +315,7 @@ def _measure(args: argparse.Namespace, env: dict[str, str], url: str, warmup: li
     base_ports, web_ports, path = ports[:args.web_workers], ports[args.web_workers:], f"/webhooks/{channel_id}"
     procs = Processes({**env, "OMNIDESK_PUBLIC_URL": f"http://127.0.0.1:{web_ports[0]}"})
     try:
-        baseline = {procs.start(f"baseline-{n}", "-m", "uvicorn", f"{__spec__.name}:baseline_app", "--factory",
+        baseline = {procs.start(f"baseline-{n}", "-m", "uvicorn", "bench.ingest:baseline_app", "--factory",
                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning").pid
                     for n, port in enumerate(base_ports)}
         web = {procs.omnidesk(f"web-{n}", "web", "--host", "127.0.0.1", "--port", str(port)).pid

@@ -76,3 +76,17 @@ def upgrade(url: str | None = None) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = get_engine(url)
     command.upgrade(config, "head")
+
+
+def schema_revision(url: str | None = None) -> str | None:
+    """The migration the database is at; None when it has no schema yet. Never creates a SQLite
+    file (connecting would): a missing one is a database without a schema."""
+    from alembic.runtime.migration import MigrationContext
+
+    url = normalise_url(url or get_settings().database_url)
+    parsed = make_url(url)
+    on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    if on_disk and not Path(str(parsed.database)).expanduser().exists():
+        return None
+    with get_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

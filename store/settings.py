@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 from pathlib import Path
 
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 class Settings(BaseSettings):
@@ -15,8 +18,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./omnidesk.db"
     redis_url: str | None = None  # unset: in-process broker
     public_url: str = "http://localhost:8000"
-    secret_key: str | None = None  # unset: generated once and kept beside the SQLite file
-    secret_key_file: Path = Path("./.omnidesk/secret_key")
+    secret_key: SecretStr | None = None  # unset: generated once and kept beside the SQLite file
+    # unset: .omnidesk/secret_key beside the SQLite file (in the current directory for PostgreSQL)
+    secret_key_file: Path | None = None
+    log_level: str = "INFO"
     # How long after resolving a new customer message reopens the conversation (else a new one).
     reopen_days: float = 7.0
     # A job that failed (or killed its worker) this many times is marked failed for an admin.
@@ -34,6 +39,42 @@ class Settings(BaseSettings):
     # A worker serves dramatiq's own Prometheus metrics on this port when set (see brokers.py).
     worker_metrics_port: int | None = None
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError(f"unknown log level {value!r}: one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file as an absolute path (relative URLs count from the current directory);
+        None for another database or an in-memory one."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database).expanduser().resolve()
+
+    def database_label(self) -> str:
+        """Which database this is, for a person and without a password: the SQLite file's absolute
+        path, or the server's host and database name."""
+        path = self.sqlite_path()
+        if path is not None:
+            return f"SQLite {path}"
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite":
+            return "SQLite in memory"
+        where = f"{url.host or 'localhost'}{f':{url.port}' if url.port else ''}"
+        return f"{url.get_backend_name().replace('postgresql', 'PostgreSQL')} {where}/{url.database or ''}"
+
+    def key_file(self) -> Path:
+        """Where a generated secret key is kept: beside the SQLite file, so that every command that
+        uses one database uses its key, wherever it is run from."""
+        if self.secret_key_file is not None:
+            return self.secret_key_file
+        path = self.sqlite_path()
+        return (path.parent if path is not None else Path.cwd()) / ".omnidesk" / "secret_key"
+
 
 @functools.cache
 def get_settings() -> Settings:
@@ -42,11 +83,11 @@ def get_settings() -> Settings:
 
 def secret_key(settings: Settings | None = None) -> str:
     """The key that encrypts channel secrets: the configured one, else one generated on first
-    use and kept in ``secret_key_file`` (mode 0600)."""
+    use and kept in :meth:`Settings.key_file` (mode 0600)."""
     settings = settings or get_settings()
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.secret_key_file
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        return settings.secret_key.get_secret_value()
+    path = settings.key_file()
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

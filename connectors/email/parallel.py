@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -125,8 +126,31 @@ def _executor() -> ProcessPoolExecutor:
     with _lock:
         if _pool is None:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            _pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context(method))
+            _pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context(method),
+                                        initializer=_ignore_sigint)
         return _pool
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def shutdown() -> None:
+    """End the pool and the helper processes multiprocessing started for it (the forkserver and
+    the resource tracker), waiting for them. Parsing still asked for afterwards starts a new pool."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+    # Both are started once per process and would otherwise outlive it if it is killed later.
+    # multiprocessing has no public call that stops them: its own tests' one, where it exists.
+    from multiprocessing import forkserver, resource_tracker
+
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(helper, "_stop", None)
+        if stop is not None:
+            stop()
 
 
 def _forget() -> None:
