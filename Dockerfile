@@ -6,8 +6,7 @@ COPY connectors ./connectors
 COPY router ./router
 COPY store ./store
 COPY web ./web
-COPY bench ./bench
-COPY workers.py cli.py ./
+COPY workers.py brokers.py cli.py cli_startup.py ./
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 omnidesk
 USER omnidesk
 EXPOSE 8000
