@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import secrets
@@ -17,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.fakes.shop import Shop
 
 PG_ADMIN_URL = os.environ.get("OMNIDESK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("OMNIDESK_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -95,6 +96,18 @@ def _engines() -> list[Any]:
         return [get_engine()] if get_engine.cache_info().currsize else []
     except Exception:  # noqa: BLE001
         return []
+
+
+def channel_and_contact(conn: Any, now: Any, name: str = "t") -> tuple[int, int]:
+    """A bare API channel and one contact, written straight into the store (for store tests)."""
+    from store.sql import channels, contacts
+
+    channel_id = conn.execute(channels.insert().values(
+        kind="api", name=name, config={}, enabled=True, status="ok", error_count=0, created_at=now,
+        updated_at=now).returning(channels.c.id)).scalar_one()
+    contact_id = conn.execute(contacts.insert().values(name="C", created_at=now)
+                              .returning(contacts.c.id)).scalar_one()
+    return channel_id, contact_id
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
@@ -226,38 +239,5 @@ def running_omnidesk(
                 os.environ[key] = value
 
 
-class CallbackServer:
-    """The shop's endpoint for replies: records each request; ``answers`` queues status codes
-    (and delays) to give before answering 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.answers: list[int | float] = []  # an int is a status; a float is a delay in seconds
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = 200
-                if outer.answers:
-                    answer = outer.answers.pop(0)
-                    if isinstance(answer, float):
-                        time.sleep(answer)
-                    else:
-                        status = answer
-                self.send_response(status)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/replies"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+# The shop's endpoint for replies (see tests/fakes/shop.py).
+CallbackServer = Shop

@@ -20,7 +20,8 @@ from store import agents as agent_store
 from store import assignment, jobs
 from store.inbound import Recorded, record_inbound
 from store.models import utcnow
-from store.sql import agents, assignments, channels, contacts, conversations, teams
+from store.sql import agents, assignments, conversations, teams
+from tests.support import channel_and_contact
 
 c = conversations.c
 
@@ -28,11 +29,7 @@ c = conversations.c
 def _world(engine: Engine) -> tuple[int, int]:
     now = utcnow()
     with engine.begin() as conn:
-        channel_id = conn.execute(channels.insert().values(
-            kind="api", name="t", config={}, enabled=True, status="ok", error_count=0, created_at=now,
-            updated_at=now).returning(channels.c.id)).scalar_one()
-        contact_id = conn.execute(contacts.insert().values(name="Customer", created_at=now)
-                                  .returning(contacts.c.id)).scalar_one()
+        channel_id, contact_id = channel_and_contact(conn, now, "t")
     return channel_id, contact_id
 
 

@@ -16,7 +16,8 @@ from router.queue import queue
 from router.route import fill_agent
 from store.assignment_batch import AVAILABLE, IN_QUEUE, QUEUE_ORDER, AgentState, ConversationState, queue_for_agent
 from store.models import utcnow
-from store.sql import agent_languages, agent_teams, agents, channels, contacts, conversations, teams
+from store.sql import agent_languages, agent_teams, agents, conversations, teams
+from tests.support import channel_and_contact
 
 LANGUAGES = ["de", "en", "fr"]
 
@@ -26,11 +27,7 @@ def _random_world(engine: Engine, rng: random.Random) -> tuple[list[AgentState],
     database; returns them as the rules see them (built from what was written, not read back)."""
     now = utcnow().replace(microsecond=0)
     with engine.begin() as conn:
-        channel_id = conn.execute(channels.insert().values(
-            kind="api", name="t", config={}, enabled=True, status="ok", error_count=0, created_at=now,
-            updated_at=now).returning(channels.c.id)).scalar_one()
-        contact_id = conn.execute(contacts.insert().values(name="C", created_at=now)
-                                  .returning(contacts.c.id)).scalar_one()
+        channel_id, contact_id = channel_and_contact(conn, now, "t")
         team_ids = [conn.execute(teams.insert().values(name=f"T{i}").returning(teams.c.id)).scalar_one()
                     for i in range(3)]
         pool = []

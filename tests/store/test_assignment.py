@@ -16,7 +16,8 @@ from router.route import fill_agent, route_conversations
 from store import agents as agent_store
 from store import assignment
 from store.models import utcnow
-from store.sql import agents, assignments, channels, contacts, conversations
+from store.sql import agents, assignments, conversations
+from tests.support import channel_and_contact
 
 c = conversations.c
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,11 +27,7 @@ def _conversations(engine: Engine, *waited: int | None, **values: Any) -> list[i
     """Open unassigned conversations, each waiting the given minutes (None: no waiting time)."""
     now = utcnow()
     with engine.begin() as conn:
-        channel_id = conn.execute(channels.insert().values(
-            kind="api", name="t", config={}, enabled=True, status="ok", error_count=0, created_at=now,
-            updated_at=now).returning(channels.c.id)).scalar_one()
-        contact_id = conn.execute(contacts.insert().values(name="C", created_at=now)
-                                  .returning(contacts.c.id)).scalar_one()
+        channel_id, contact_id = channel_and_contact(conn, now, "t")
         rows = [dict(channel_id=channel_id, contact_id=contact_id, status="open", priority=0, needs_routing=False,
                      waiting_since=None if m is None else now - timedelta(minutes=m), created_at=now,
                      updated_at=now) | values for m in waited]

@@ -14,7 +14,8 @@ from router.access import Viewer, may_see
 from store import agents as agent_store
 from store import conversations as conversation_store
 from store.models import utcnow
-from store.sql import channels, contacts, conversations
+from store.sql import conversations
+from tests.support import channel_and_contact
 
 
 def _world(engine: Engine, rnd: random.Random) -> tuple[list[Viewer], list[SimpleNamespace]]:
@@ -31,11 +32,7 @@ def _world(engine: Engine, rnd: random.Random) -> tuple[list[Viewer], list[Simpl
     now = utcnow()
     rows = []
     with engine.begin() as conn:
-        channel_id = conn.execute(channels.insert().values(
-            kind="api", name="Shop", config={}, enabled=True, status="ok", error_count=0, created_at=now,
-            updated_at=now).returning(channels.c.id)).scalar_one()
-        contact_id = conn.execute(contacts.insert().values(name="C", created_at=now)
-                                  .returning(contacts.c.id)).scalar_one()
+        channel_id, contact_id = channel_and_contact(conn, now, "Shop")
         for _ in range(80):
             assignee = rnd.choice([None, None, *(v.id for v in viewers)])
             team = rnd.choice([None, None, *team_ids])

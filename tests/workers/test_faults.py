@@ -26,8 +26,8 @@ from connectors.api import sign
 from store.db import normalise_url
 from store.sql import messages
 from tests import support
-from tests.connectors.api.shop import Shop
 from tests.deployment import Deployment
+from tests.fakes.shop import Shop
 from tests.workers.test_broker_rabbitmq import RABBITMQ_URL, queue_prefix
 
 CUSTOMERS, PER_CUSTOMER, REPLIES_PER_CONVERSATION = 100, 3, 3

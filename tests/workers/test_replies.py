@@ -19,7 +19,7 @@ from store import outbound
 from store.models import utcnow
 from store.sql import messages
 from tests import support
-from tests.connectors.api.shop import Answer, Shop
+from tests.fakes.shop import Answer, Shop
 from tests.workers.channels import conversation, extra_kinds  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.usefixtures("extra_kinds")

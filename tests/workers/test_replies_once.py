@@ -21,7 +21,7 @@ from store.db import normalise_url
 from store.settings import secret_key
 from store.sql import messages
 from tests import support
-from tests.connectors.api.shop import Answer, Shop
+from tests.fakes.shop import Answer, Shop
 from tests.support import Running, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent

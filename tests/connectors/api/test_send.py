@@ -14,7 +14,7 @@ import pytest
 from connectors.api import ApiConfig, ApiConnector, retry_after, sign
 from connectors.base import Identity, OutboundMessage
 from connectors.errors import PermanentError, TransientError
-from tests.connectors.api.shop import Answer, Shop
+from tests.fakes.shop import Answer, Shop
 
 SECRET = "a-shared-secret-of-the-shop"
 

@@ -20,12 +20,19 @@ class Answer:
     before: Callable[[], None] | None = None  # runs once the request is read, before the answer
 
 
+def as_answer(answer: Answer | int | float) -> Answer:
+    if isinstance(answer, Answer):
+        return answer
+    return Answer(delay=answer) if isinstance(answer, float) else Answer(status=answer)
+
+
 class Shop:
-    """Records ``(headers, body)`` of each POST; ``answers`` are used in order, then 200."""
+    """Records ``(headers, body)`` of each POST; ``answers`` are used in order, then 200. An answer
+    is an ``Answer``, or for short a status (int) or a delay in seconds (float) before a 200."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.answers: list[Answer] = []
+        self.answers: list[Answer | int | float] = []
         self.lock = threading.Lock()
         outer = self
 
@@ -34,7 +41,7 @@ class Shop:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with outer.lock:
                     outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    answer = outer.answers.pop(0) if outer.answers else Answer()
+                    answer = as_answer(outer.answers.pop(0) if outer.answers else Answer())
                 if answer.before is not None:
                     answer.before()
                 time.sleep(answer.delay)
