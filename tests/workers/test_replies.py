@@ -72,7 +72,7 @@ def test_a_reply_outside_the_channels_window_is_refused(store_engine: Engine, sh
     conv.customer_wrote(ago=timedelta(minutes=50))
     assert conv.reply("Within the hour")  # inside the window
     conv.customer_wrote(ago=timedelta(minutes=20))  # now 70 minutes ago
-    with pytest.raises(outbound.ReplyWindowClosed, match="within 1 hours"):
+    with pytest.raises(outbound.ReplyWindowClosed, match="within 1 hour of"):
         conv.reply("Too late")
     assert conv.reply("A note for colleagues", private=True)  # notes are never sent: always taken
     api = conversation(store_engine, "api", shop.url)  # no window on the API channel
