@@ -36,11 +36,15 @@ def budget(examples: int) -> settings:
 
 # Characters a customer (or an attacker) can put in a JSON string: NUL and other controls, lone
 # surrogates (JSON's \ud800 escapes), the BOM, right-to-left marks, astral planes.
+SPECIALS = ["\x00", "\ud800", "\udfff", "\ufeff", "\u202e", "\r", "\n", "\x7f", "\x9f", "😀"]
 HOSTILE_CHARS = st.one_of(
     st.characters(codec=None, categories=None),  # anything, surrogates included
-    st.sampled_from(["\x00", "\ud800", "\udfff", "\ufeff", "\u202e", "\r", "\n", "\x7f", "\x9f", "😀"]),
+    st.sampled_from(SPECIALS),
 )
-hostile_text = st.text(HOSTILE_CHARS, max_size=60)
+# Half the strings are made of the special characters alone, so that every field gets a NUL or a
+# lone surrogate early in a short run.
+hostile_text = st.one_of(st.text(HOSTILE_CHARS, max_size=60),
+                         st.text(st.sampled_from(SPECIALS), min_size=1, max_size=4))
 
 BIG_INTS = st.sampled_from([2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**30, -(10**40)])
 json_scalars = st.one_of(

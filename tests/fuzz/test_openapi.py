@@ -30,6 +30,10 @@ from sqlalchemy import update
 from tests.fuzz.strategies import SCALE, budget
 from tests.support import CallbackServer, Running
 
+# schemathesis' strategies use ``random`` inside, which hypothesis warns of at every example (and
+# each warning repeats the case's arguments, our bearer token among them).
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+
 SEED = 20261128
 EXAMPLES = 10  # per operation and way: ~20 operations x 3 ways
 
@@ -107,6 +111,7 @@ def fuzz(target: Target, operation: schemathesis.APIOperation, way: str) -> str 
 
 def test_no_operation_answers_5xx(target: Target) -> None:
     operations = [result.ok() for result in target.schema.get_all_operations()]
+    operations.sort(key=lambda op: op.method.upper() == "DELETE")  # the pinned rows stay for the others
     assert len(operations) >= 15, [op.label for op in operations]  # the document was read whole
     failures = [fuzz(target, op, way) for op in operations for way in ("positive", "negative", "pinned")]
     failures = [f for f in failures if f]
