@@ -32,6 +32,9 @@ def parse_signed(body: bytes) -> list[InboundMessage] | PayloadError:
         events = CONNECTOR.parse(request(body))
     except PayloadError as exc:
         return exc
+    except Exception as exc:  # the failure this fuzzer looks for: shown with its input
+        raise AssertionError(f"parse raised {type(exc).__name__}: {exc} for a body of {len(body)} bytes: "
+                             f"{body[:120]!r}...{body[-40:]!r}") from exc
     assert isinstance(events, list) and all(isinstance(e, InboundMessage) for e in events), events
     return events
 

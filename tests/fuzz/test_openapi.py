@@ -1,14 +1,16 @@
 """Fuzzing the HTTP API from its own OpenAPI document (schemathesis): every operation of the
 running server, sent with an admin's token, is never answered 5xx. Each operation is fuzzed three
-ways: data that fits the schema (ids anywhere in the integers, which mostly find nothing), data
-that breaks it (negative mode: wrong types, out-of-range values, missing fields), and data that
-fits it with the path's ids pinned to rows that exist, so the bodies reach the handlers' logic
-rather than a 404.
+ways: data that fits the schema (ids anywhere in the integers: mostly unknown rows, some past the
+database's integers), data that breaks it (negative mode: wrong types, out-of-range values,
+missing fields), and data that fits it with the path's ids pinned to rows that exist, so the
+bodies reach the handlers' logic rather than a 404.
 
 One test per backend runs every operation and lists every failure, each with the curl line that
-replays it (schemathesis' lazy pytest loader does not work with pytest 9: it sets a node attribute
-pytest no longer has). The budget: a few examples per operation and way (``OMNIDESK_FUZZ_EXAMPLES``
-multiplies it), a fixed seed, no example database.
+replays it. schemathesis is used as a library: its lazy pytest loader does not work with pytest 9
+(it sets a node attribute pytest no longer has), and its pytest plugin is switched off in
+pyproject.toml (it blanks the values in every hypothesis failure report). The budget: a few
+examples per operation and way (``OMNIDESK_FUZZ_EXAMPLES`` multiplies it), a fixed seed, no
+example database.
 """
 
 from __future__ import annotations
