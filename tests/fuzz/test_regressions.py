@@ -9,6 +9,7 @@ so most tests ask only for "not 5xx" and a JSON answer.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -155,3 +156,21 @@ def test_nul_in_admin_and_agent_fields(omnidesk: Running, shop: dict[str, int]) 
                  {"json": {"text": "a\x00b", "private": True}})]
     bad = answered_5xx(omnidesk, requests)
     assert not bad, "answered 5xx:\n" + "\n".join(bad)
+
+
+# -- what a failure logs --------------------------------------------------------------------------
+
+
+def test_failures_log_no_customer_text(omnidesk: Running, shop: dict[str, int], caplog: pytest.LogCaptureFixture
+                                       ) -> None:
+    """Customer text and SQL parameters never go to the logs at error level. A message the database
+    refused (NUL in its ids, on PostgreSQL) was logged at ERROR with the statement's parameters (the
+    customer's address among them), and so was an agent's name."""
+    marker = "customer-words-4711"
+    payload = {"message_id": "x\x00", "from": {"id": f"{marker}@mail.test\x00", "name": marker}, "text": marker}
+    send(omnidesk, "POST", f"/webhooks/{shop['channel']}", **signed(json.dumps(payload).encode()))
+    send(omnidesk, "POST", "/api/v1/agents", json={"name": f"{marker}\x00", "email": "m@shop.test"})
+    formatter = logging.Formatter()
+    leaked = [f"{r.name}: {r.getMessage()[:200]}" for r in caplog.records if r.levelno >= logging.ERROR
+              and marker in r.getMessage() + (formatter.formatException(r.exc_info) if r.exc_info else "")]
+    assert not leaked, "\n".join(leaked)
