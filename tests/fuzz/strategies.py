@@ -70,10 +70,13 @@ def nested(depth: int, leaf: str = "0", kind: str = "list") -> str:
 @st.composite
 def api_payloads(draw: st.DrawFn) -> bytes:
     """A body for the API channel: mostly message-shaped with hostile values, sometimes any JSON,
-    deep nesting, a huge number, or not JSON at all."""
-    shape = draw(st.sampled_from(["message", "message", "message", "any", "deep", "deep_field", "bytes"]))
+    deep nesting, numbers past int() and float range, or not JSON at all."""
+    shape = draw(st.sampled_from(["message", "message", "message", "any", "deep", "deep_field", "huge", "bytes"]))
     if shape == "bytes":
         return draw(st.binary(max_size=200))
+    if shape == "huge":  # past the 4300 digits int() takes from a string, and a float past the double range
+        digits = "9" * draw(st.sampled_from([20, 4_301, 50_000]))
+        return f'{{"message_id": "m", "from": {{"id": {digits}}}, "text": {digits}e999}}'.encode()
     if shape == "deep":
         return nested(draw(DEPTHS), kind=draw(st.sampled_from(["list", "dict"]))).encode()
     if shape == "any":
