@@ -31,6 +31,7 @@ HOSTILE = [
     b"From: \"\\\" <a@b>, <<>>, @,\r\n", b"Subject: [#99999999999] x\r\n", b"\r\n\t", b"x" * 2000,
     b"Content-Type: message/rfc822\r\n\r\n", b"Content-Type: multipart/report; report-type=delivery-status\r\n",
     b"Content-Type: text/html\r\n\r\n<script>", b"<img src=http://x>", b"&#0;&#xD800;",
+    b"Content-Type: \x00text/plain; name=\"a\x00.txt\"\r\nContent-Disposition: attachment\r\n",
 ]
 
 

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from connectors.api import SIGNATURE_HEADER, ApiConnector, sign
-from connectors.base import WebhookRequest, parse_config
+from connectors.base import InboundMessage, WebhookRequest, parse_config
+from connectors.email.parse import parse_email
 from connectors.errors import PayloadError
 from tests.support import CallbackServer, Running
 
@@ -156,6 +157,21 @@ def test_nul_in_admin_and_agent_fields(omnidesk: Running, shop: dict[str, int]) 
                  {"json": {"text": "a\x00b", "private": True}})]
     bad = answered_5xx(omnidesk, requests)
     assert not bad, "answered 5xx:\n" + "\n".join(bad)
+
+
+# -- the email parser ------------------------------------------------------------------------------
+
+
+def test_email_attachment_content_type_holds_no_nul() -> None:
+    """``parse_email`` promises no NUL or control character in any text or name: an attachment's
+    declared type kept its NUL, which PostgreSQL then refuses (the message is stored bare)."""
+    raw = (b'From: a@b.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           b'--b\r\nContent-Type: \x00text/plain\r\nContent-Disposition: attachment; filename="a.txt"\r\n\r\n'
+           b"file\r\n--b--\r\n")
+    event = parse_email(raw)
+    assert isinstance(event, InboundMessage) and len(event.attachments) == 1, event
+    content_type = event.attachments[0].content_type
+    assert content_type and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in content_type), repr(content_type)
 
 
 # -- what a failure logs --------------------------------------------------------------------------
