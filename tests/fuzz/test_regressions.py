@@ -4,8 +4,9 @@ involved).
 The requests here were answered 500 when they were found (a RecursionError, an int that does not
 fit the database's column, a date past the calendar, NUL where PostgreSQL refuses it). The right
 answer is a 4xx, or a 2xx where the input can be stored once cleaned; which one is the handler's
-choice, so these tests ask for "not 5xx" and a JSON error. Two more: the email parser kept a NUL in
-an attachment's type, and a failure logged an agent's name at ERROR.
+choice, so these tests ask for "not 5xx" and a JSON error (a null where a column takes none, and
+strings longer than PostgreSQL's columns, too). Two more: the email parser kept a NUL in an
+attachment's type, and a failure logged an agent's name at ERROR.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def answered_5xx(omnidesk: Running, requests: list[tuple[str, str, dict[str, Any
         response = send(omnidesk, method, path, **kwargs)
         json_answer = response.headers.get("content-type", "").startswith("application/json")
         if response.status_code >= 500 or (response.status_code >= 400 and not json_answer):
-            bad.append(f"{method} {path} {kwargs.get('json', kwargs.get('params', ''))!r} -> {response.status_code}")
+            sent = repr(kwargs.get("json", kwargs.get("params", "")))
+            bad.append(f"{method} {path} {sent[:120]} -> {response.status_code}")
     return bad
 
 
@@ -158,6 +160,21 @@ def test_nul_in_admin_and_agent_fields(omnidesk: Running, shop: dict[str, int]) 
                 ("PATCH", f"/api/v1/conversations/{shop['conversation']}", {"json": {"language": "e\x00"}}),
                 ("POST", f"/api/v1/conversations/{shop['conversation']}/messages",
                  {"json": {"text": "a\x00b", "private": True}})]
+    bad = answered_5xx(omnidesk, requests)
+    assert not bad, "answered 5xx:\n" + "\n".join(bad)
+
+
+# -- values the columns cannot hold -----------------------------------------------------------------
+
+
+def test_null_priority_and_overlong_skills_are_refused(omnidesk: Running, shop: dict[str, int]) -> None:
+    """``{"priority": null}`` reached a NOT NULL column (both backends); languages and team names
+    given with an agent have no length limit in the API, and PostgreSQL's columns do."""
+    long = "x" * 10_000
+    requests = [("PATCH", f"/api/v1/conversations/{shop['conversation']}", {"json": {"priority": None}}),
+                ("POST", "/api/v1/agents", {"json": {"name": "A", "email": "l1@shop.test", "languages": [long]}}),
+                ("POST", "/api/v1/agents", {"json": {"name": "A", "email": "l2@shop.test", "teams": [long]}}),
+                ("PATCH", f"/api/v1/agents/{shop['agent']}", {"json": {"languages": [long], "teams": [long]}})]
     bad = answered_5xx(omnidesk, requests)
     assert not bad, "answered 5xx:\n" + "\n".join(bad)
 
