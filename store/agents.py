@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, select, update
 
 from store.crypto import token_hash
-from store.models import utcnow
+from store.models import MAX_ID, utcnow
 from store.sql import agent_languages, agent_teams, agents, teams, tokens
 
 a = agents.c
-MAX_ID = 2**63 - 1  # ids are 64-bit in the database: a larger number names nothing
 
 
 def new_token(conn: Connection, agent_id: int) -> str:

@@ -14,12 +14,11 @@ from connectors import REGISTRY, connector_class
 from connectors.base import ChannelConfig, Connector, parse_config
 from connectors.errors import ConfigError
 from store import crypto
-from store.models import Channel, utcnow
+from store.models import MAX_ID, Channel, utcnow
 from store.settings import get_settings
 from store.sql import channels, conversations, identities
 
 ch = channels.c
-MAX_ID = 2**63 - 1  # ids are 64-bit in the database: a larger number names nothing
 
 
 def split_config(kind: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, or_, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from store.models import MAX_ID
 from store.sql import agent_teams, attachments, contacts, conversations, messages, teams
 
 c = conversations.c
@@ -20,7 +21,6 @@ m = messages.c
 f = attachments.c
 
 # Ids are 64-bit signed integers in the database: a larger number names nothing.
-MAX_ID = 2**63 - 1
 
 
 def visible_to(agent_id: int, *, admin: bool) -> ColumnElement[bool]:

@@ -8,6 +8,10 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# Ids are INTEGER columns: 32-bit on PostgreSQL. A larger number names nothing, and is refused
+# before it reaches the database (which would fail on it).
+MAX_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)

@@ -6,10 +6,10 @@ thread pool, so they never block the event loop.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from connectors import connector_class
 from connectors.base import parse_config
@@ -28,6 +28,7 @@ from web.schemas import (
     ChannelOut,
     FailedJobList,
     Id,
+    Input,
     PresenceOut,
     TeamList,
     TeamOut,
@@ -42,14 +43,14 @@ ADMIN_ONLY = errors(403)
 # -- channels -----------------------------------------------------------------------------------
 
 
-class ChannelIn(BaseModel):
+class ChannelIn(Input):
     kind: str = Field(max_length=20, description="`api` or `email`")
     name: str = Field(min_length=1, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict, description="the kind's settings; secrets write-only")
     enabled: bool = True
 
 
-class ChannelPatch(BaseModel):
+class ChannelPatch(Input):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     config: dict[str, Any] | None = Field(default=None, description="merged: secrets left out are kept")
     enabled: bool | None = None
@@ -147,28 +148,30 @@ def _notify_pollers(channel_id: int) -> None:
 
 # -- agents and teams ---------------------------------------------------------------------------
 
-TeamRef = Id | str  # a team's id or name (a new name makes a new team)
+TeamName = Annotated[str, Field(min_length=1, max_length=100)]
+TeamRef = Id | TeamName  # a team's id or name (a new name makes a new team)
+Language = Annotated[str, Field(min_length=1, max_length=20, description="a language code, e.g. `ca`")]
 
 
-class AgentIn(BaseModel):
+class AgentIn(Input):
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)
     role: Literal["agent", "admin"] = "agent"
     capacity: int = Field(default=5, ge=0, le=1000)
-    languages: list[str] = Field(default_factory=list)
+    languages: list[Language] = Field(default_factory=list)
     teams: list[TeamRef] = Field(default_factory=list, description="team ids or names (created if new)")
 
 
-class AgentPatch(BaseModel):
+class AgentPatch(Input):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     role: Literal["agent", "admin"] | None = None
     capacity: int | None = Field(default=None, ge=0, le=1000)
-    languages: list[str] | None = None
+    languages: list[Language] | None = None
     teams: list[TeamRef] | None = None
     active: bool | None = None
 
 
-class Presence(BaseModel):
+class Presence(Input):
     """The body is ``{"status": ...}``; any other key is refused by name."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "online"}]})
@@ -249,8 +252,8 @@ def set_presence(agent_id: Id, body: Presence, agent: CurrentAgent) -> PresenceO
     return PresenceOut(id=agent_id, status=body.status)
 
 
-class TeamIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+class TeamIn(Input):
+    name: TeamName
 
 
 @router.post("/teams", status_code=201, tags=["agents"], responses=errors(403, 409))

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from store import agents as agent_store
 from store import assignment, outbound
@@ -27,6 +27,7 @@ from web.schemas import (
     ConversationList,
     ConversationOut,
     Id,
+    Input,
     MessageOut,
     ReplyOut,
     RetryOut,
@@ -103,7 +104,7 @@ def _detail(conversation_id: int, found: Any = None) -> ConversationDetail:
     )
 
 
-class ReplyIn(BaseModel):
+class ReplyIn(Input):
     text: str = Field(min_length=1, max_length=100_000)
     private: bool = False
 
@@ -134,7 +135,7 @@ def retry_message(message_id: Id, agent: CurrentAgent) -> RetryOut:
     return RetryOut(id=message_id, status="pending")
 
 
-class AssignIn(BaseModel):
+class AssignIn(Input):
     agent_id: Id | None = Field(description="the agent to assign; null puts the conversation back in the queue")
 
 
@@ -176,7 +177,7 @@ def reopen(conversation_id: Id, agent: CurrentAgent) -> ConversationDetail:
     return _detail(conversation_id)
 
 
-class ConversationPatch(BaseModel):
+class ConversationPatch(Input):
     model_config = ConfigDict(extra="forbid")
 
     priority: int | None = Field(default=None, ge=0, le=10, description="higher is answered first")
@@ -184,6 +185,14 @@ class ConversationPatch(BaseModel):
     language: str | None = Field(default=None, max_length=20)
     status: Literal["open", "pending", "snoozed"] | None = None
     snoozed_until: datetime | None = Field(default=None, description="with status snoozed: when it opens again")
+
+    @model_validator(mode="after")
+    def _not_null(self) -> ConversationPatch:
+        """Leaving a field out keeps it; null is no value for these."""
+        for name in ("priority", "status"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null (leave it out to keep it)")
+        return self
 
     @field_validator("snoozed_until")
     @classmethod

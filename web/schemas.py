@@ -1,7 +1,8 @@
 """What the API answers, as typed models: the OpenAPI document at ``/docs`` is built from these.
 
-Ids in paths, queries and bodies are :data:`Id`: a positive 64-bit integer, as the database keeps
-them; anything larger is refused with 422 before it reaches the database.
+Ids in paths, queries and bodies are :data:`Id`: a positive integer up to ``store.models.MAX_ID``
+(the columns are 32-bit on PostgreSQL); anything larger is refused with 422 before it reaches the
+database.
 """
 
 from __future__ import annotations
@@ -10,11 +11,35 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from store.conversations import MAX_ID
+from store.models import MAX_ID
 
 Id = Annotated[int, Ge(1), Le(MAX_ID)]
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters (\\u0000)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+    return value
+
+
+class Input(BaseModel):
+    """Every request body: no text in it may hold NUL, which PostgreSQL cannot store (refused here
+    with 422, the same on SQLite, rather than failing in the database)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        return _no_nul(data)
 
 
 class ErrorOut(BaseModel):

@@ -21,6 +21,7 @@ from connectors.base import Connector, WebhookRequest
 from connectors.errors import AuthError, PayloadError, UnsupportedEvent
 from store.channels import connector_for, load_channel
 from store.db import get_engine
+from store.models import MAX_ID
 from store.settings import get_settings
 from web import asgi
 from web.intake import intake
@@ -29,7 +30,6 @@ log = logging.getLogger("omnidesk.web.webhooks")
 router = APIRouter(tags=["webhooks"])
 
 MAX_BODY = 5 * 1024 * 1024
-MAX_ID = 2**31 - 1  # channel ids are 32-bit integers in the schema: a larger one names no channel
 _CACHE_SECONDS = 5.0
 _connectors: dict[int, tuple[float, Any, Connector]] = {}
 

@@ -124,10 +124,20 @@ def _filename(part: Message, ctype: str, subject: str | None = None) -> str:
     return f"attachment{extension}"
 
 
+_MIME_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+
+
+def content_type(part: Message) -> str:
+    """The part's type; one that is not a valid ``type/subtype`` token (control characters, NUL)
+    counts as ``text/plain``, as RFC 2045 section 5.2 says of an invalid Content-Type."""
+    ctype = part.get_content_type()
+    return ctype if _MIME_TYPE.fullmatch(ctype) else "text/plain"
+
+
 def _collect(part: Message, body: _Body, limit: int, depth: int = 0) -> None:
     if depth > 40:
         return
-    ctype = part.get_content_type()
+    ctype = content_type(part)
     children = part.get_payload() if part.is_multipart() else None
     if ctype == "multipart/alternative" and isinstance(children, list):
         alternatives = []

@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import CallbackServer, Running
 
-HUGE = [2**63, 10**23]
+HUGE = [2**31, 2**63, 10**23]  # past the 32-bit id columns, past 64 bits, past everything
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
