@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, select, update
 
 from store.crypto import token_hash
+from store.dialect import for_update
 from store.models import MAX_ID, utcnow
 from store.sql import agent_languages, agent_teams, agents, teams, tokens
 
@@ -169,11 +170,23 @@ def update_agent(
     with engine.begin() as conn:
         if get(conn, agent_id) is None:
             return False
+        if values.get("role", "admin") != "admin" or values.get("active", True) is False:
+            _keep_an_admin(conn, agent_id)
         if values:
             conn.execute(update(agents).where(a.id == agent_id).values(**values))
         set_skills(conn, agent_id, languages=languages,
                    team_ids=resolve_teams(conn, team_refs) if team_refs is not None else None)
     return True
+
+
+def _keep_an_admin(conn: Connection, agent_id: int) -> None:
+    """Demoting or deactivating ``agent_id`` must leave another active admin, or nobody could
+    manage the shop any more: ValueError. The active admins are locked, so two such changes at
+    once cannot both pass."""
+    admins = conn.execute(for_update(conn, select(a.id).where(a.role == "admin", a.active.is_(True))
+                                     .order_by(a.id), of=agents)).scalars().all()
+    if admins == [agent_id]:
+        raise ValueError(f"agent {agent_id} is the last active admin; make another admin first")
 
 
 def create_team(engine: Engine, name: str) -> int:

@@ -222,7 +222,7 @@ def get_agent(agent_id: Id, _agent: CurrentAgent) -> AgentOut:
     return _agent_out(agent_id)
 
 
-@router.patch("/agents/{agent_id}", tags=["agents"], responses=errors(403, 404))
+@router.patch("/agents/{agent_id}", tags=["agents"], responses=errors(403, 404, 409, 422))
 def update_agent(agent_id: Id, body: AgentPatch, _admin: Admin) -> AgentOut:
     """Change an agent; more capacity (or being active again) pulls waiting conversations."""
     try:
@@ -232,6 +232,8 @@ def update_agent(agent_id: Id, body: AgentPatch, _admin: Admin) -> AgentOut:
         )
     except LookupError as exc:
         raise HTTPException(422, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
     if not found:
         raise HTTPException(404, f"no agent {agent_id}")
     ring_pull(agent_id)

@@ -242,3 +242,17 @@ def test_manual_assignment_notes_and_snooze(omnidesk: Running, callback: Callbac
     assert resolved["status"] == "resolved" and resolved["resolved_at"]
     assert omnidesk.api("PATCH", f"/conversations/{conv['id']}", json={"status": "pending"}).status_code == 409
     assert omnidesk.ok("POST", f"/conversations/{conv['id']}/reopen")["status"] == "open"
+
+
+def test_the_last_active_admin_stays_an_admin(omnidesk: Running) -> None:
+    """Demoting or deactivating the only active admin would leave nobody to manage the shop: 409,
+    nothing changed; once there is another admin, either change is allowed."""
+    me = omnidesk.ok("GET", "/me")
+    for change in ({"role": "agent"}, {"active": False}):
+        refused = omnidesk.api("PATCH", f"/agents/{me['id']}", json=change)
+        assert refused.status_code == 409 and "last active admin" in refused.json()["detail"]
+    assert omnidesk.ok("GET", "/me")["role"] == "admin"
+    other = omnidesk.ok("POST", "/agents", json={"name": "Bo", "email": "bo@shop.test", "role": "admin"})
+    omnidesk.ok("PATCH", f"/agents/{me['id']}", json={"role": "agent"})
+    refused = omnidesk.api("PATCH", f"/agents/{other['id']}", json={"active": False}, token=other["token"])
+    assert refused.status_code == 409  # now the last one is Bo
