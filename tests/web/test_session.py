@@ -5,6 +5,7 @@ one-time invite links and resets, and the demo agents' logins."""
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Iterator
@@ -194,6 +195,32 @@ def test_unknown_emails_take_as_long_as_wrong_passwords(omnidesk: Running, monke
         unknown = statistics.median(took(f"nobody{n}@shop.test") for n in range(5))
     # Without the dummy hash an unknown email is answered in a few ms, an argon2 check takes far more.
     assert unknown > wrong * 0.5, (unknown, wrong)
+
+
+@SQLITE_ONLY
+def test_demo_agents_sign_in_with_the_password_printed_on_every_start(
+    omnidesk: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli_startup import show_logins
+
+    def started() -> dict[str, str]:
+        show_logins(omnidesk.engine, demo=True)
+        return dict(re.findall(r"^demo inbox login (\S+) password: (\S+)$", capsys.readouterr().out, re.M))
+
+    logins = started()
+    assert sorted(logins) == ["ana@demo.shop", "jan@demo.shop", "rita@demo.shop"]
+    with browser(omnidesk) as web:
+        signed = sign_in(web, "ana@demo.shop", logins["ana@demo.shop"])
+        assert signed.status_code == 200, signed.text
+        ana_id = signed.json()["agent"]["id"]
+        assert sign_in(web, "jan@demo.shop", logins["ana@demo.shop"]).status_code == 401  # one each
+        assert started() == logins  # the next start: the same logins, and the session kept
+        assert web.get("/me").json()["id"] == ana_id
+        # Reset (an invite link): the next start sets the demo password again.
+        omnidesk.ok("POST", f"/agents/{ana_id}/invite")
+        assert sign_in(web, "ana@demo.shop", logins["ana@demo.shop"]).status_code == 401
+        assert started() == logins
+        assert sign_in(web, "ana@demo.shop", logins["ana@demo.shop"]).status_code == 200
 
 
 def limits(monkeypatch: pytest.MonkeyPatch, *, per_email: int, per_ip: int, window: int) -> None:
