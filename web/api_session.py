@@ -23,7 +23,7 @@ from store.db import get_engine
 from store.models import utcnow
 from store.settings import get_settings
 from web.api_admin import agent_out
-from web.deps import SESSION_COOKIE, cookie, current_session
+from web.deps import SESSION_COOKIE, current_session, session_cookie
 from web.schemas import AgentOut, Input, errors
 
 router = APIRouter(tags=["session"])
@@ -101,7 +101,7 @@ def sign_in(body: SignIn, request: Request, response: Response) -> SessionOut:
 
 
 @router.get("/session", responses=errors(401))
-def who(request: Request, session_id: Annotated[str | None, Depends(cookie)]) -> SessionOut:
+def who(request: Request, session_id: Annotated[str | None, Depends(session_cookie)]) -> SessionOut:
     """Who is signed in with this browser's cookie, and the session's CSRF token; 401 when
     nobody (API tokens: see ``GET /me``)."""
     if not session_id:
@@ -110,7 +110,7 @@ def who(request: Request, session_id: Annotated[str | None, Depends(cookie)]) ->
 
 
 @router.delete("/session", status_code=204, response_class=Response, responses=errors(403))
-def sign_out(request: Request, session_id: Annotated[str | None, Depends(cookie)]) -> Response:
+def sign_out(request: Request, session_id: Annotated[str | None, Depends(session_cookie)]) -> Response:
     """Sign out: the session ends and the cookie is cleared. Without a live session there is
     nothing to end (204 all the same); with one, the CSRF token is needed (403)."""
     if session_id and session_store.current(get_engine(), session_id) is not None:

@@ -1,8 +1,12 @@
 """Request dependencies: who is calling (a bearer token or the inbox's session cookie -> agent),
 and what they may see.
 
-Two ways in, declared through ``HTTPBearer`` and ``APIKeyCookie`` so that the OpenAPI document says
-how to authenticate (``/docs`` shows an "Authorize" button); the checks and their messages are ours.
+The bearer scheme is declared through ``HTTPBearer`` so that the OpenAPI document says how to
+authenticate (``/docs`` shows an "Authorize" button); the checks and their messages are ours. The
+cookie is read as it is, not declared as a second scheme: it is the inbox's own, set by
+``POST /api/v1/session``, and a declared cookie would make the API's fuzzers forge cookie headers
+instead of calling the operations.
+
 A bearer token, when sent, decides alone. A session cookie is sent by the browser on its own, also
 on requests another site makes it send, so every write with it (any method but GET, HEAD and
 OPTIONS) must also carry the session's CSRF token in ``X-CSRF-Token``, which only our own pages
@@ -16,7 +20,7 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from router.access import Viewer, Visible, may_see
@@ -29,10 +33,14 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 bearer = HTTPBearer(auto_error=False, description="an API token: `omnidesk token create --admin`, or an "
-                                                  "agent's token from `POST /agents`")
-cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
-                      description="the inbox's session, from `POST /api/v1/session`; writes with it also need "
-                                  f"the session's `csrf_token` in the `{CSRF_HEADER}` header")
+                                                  "agent's token from `POST /agents`. Browsers use the session "
+                                                  f"cookie of `POST /api/v1/session` instead (writes with it also "
+                                                  f"send the session's `csrf_token` in `{CSRF_HEADER}`)")
+
+
+def session_cookie(request: Request) -> str | None:
+    """The inbox's session cookie, if the browser sent one."""
+    return request.cookies.get(SESSION_COOKIE) or None
 
 
 def engine() -> Engine:
@@ -42,7 +50,7 @@ def engine() -> Engine:
 def current_agent(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    session_id: Annotated[str | None, Depends(cookie)],
+    session_id: Annotated[str | None, Depends(session_cookie)],
 ) -> Any:
     """The active agent whose bearer token, or else whose session cookie, the request carries;
     401 otherwise; 403 for a write with the cookie but without its CSRF token."""

@@ -28,22 +28,16 @@ def _schema(document: dict[str, Any], ref: str) -> dict[str, Any]:
     return document["components"]["schemas"][ref.rsplit("/", 1)[1]]
 
 
-def test_the_api_declares_the_bearer_scheme_and_the_session_cookie(document: dict[str, Any]) -> None:
+def test_the_api_declares_the_bearer_scheme(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
-    assert sorted(schemes) == ["APIKeyCookie", "HTTPBearer"]
-    assert schemes["HTTPBearer"]["type"] == "http" and schemes["HTTPBearer"]["scheme"] == "bearer"
-    assert schemes["APIKeyCookie"]["in"] == "cookie" and schemes["APIKeyCookie"]["name"] == "omnidesk_session"
-    # Signing in and setting a password with an invite link need neither; the session, its cookie.
-    public = {("post", "/api/v1/session"), ("get", "/api/v1/invites/{token}"), ("post", "/api/v1/invites/{token}")}
-    session = {("get", "/api/v1/session"), ("delete", "/api/v1/session")}
+    [(name, scheme)] = schemes.items()
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
     for method, path, op in _operations(document):
-        if path.startswith("/api/v1/") and (method, path) not in public:
-            either = [{"HTTPBearer": []}, {"APIKeyCookie": []}]
-            assert op.get("security") == ([{"APIKeyCookie": []}] if (method, path) in session else either), path
-            signing_out = (method, path) == ("delete", "/api/v1/session")  # never 401: nothing to end is done
-            assert "401" in op["responses"] or signing_out, (method, path)
-        if (method, path) in public:
+        if path.startswith(("/api/v1/session", "/api/v1/invites/")):  # signing in: no token, or the cookie
             assert "security" not in op, (method, path)
+        elif path.startswith("/api/v1/"):
+            assert op.get("security") == [{name: []}], (method, path)
+            assert "401" in op["responses"], (method, path)
 
 
 def test_errors_are_documented_as_a_string_detail(document: dict[str, Any]) -> None:
