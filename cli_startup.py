@@ -133,7 +133,7 @@ def show_logins(engine: Engine, *, demo: bool) -> None:
         typer.echo("for an admin API token, run `omnidesk token create --admin` in this directory "
                    "(or with the same OMNIDESK_DATABASE_URL)")
     if demo:
-        from store.demo import add_demo
+        from store.demo import add_demo, admin_login
 
         said: list[str] = []
 
@@ -145,6 +145,9 @@ def show_logins(engine: Engine, *, demo: bool) -> None:
         if not said:  # the demo shop was made on an earlier start
             for line in demo_logins(engine):
                 typer.echo(line)
+        admin = admin_login(engine)
+        if admin is not None:
+            typer.echo(admin)
 
 
 def demo_logins(engine: Engine) -> list[str]:

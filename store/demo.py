@@ -51,6 +51,16 @@ def demo_password(email: str) -> str:
     return base64.urlsafe_b64encode(digest[:12]).decode()
 
 
+def admin_login(engine: Engine) -> str | None:
+    """The inbox login of the first active admin (the one ``omnidesk up`` made), with the demo
+    password scheme: in demo mode the admin pages can be tried at once too."""
+    with engine.connect() as conn:
+        email = conn.execute(select(agent_table.c.email).where(agent_table.c.role == "admin",
+                             agent_table.c.active.is_(True)).order_by(agent_table.c.id).limit(1)).scalar()
+    password = restore_password(engine, email) if email is not None else None
+    return login_line(email, password) if email is not None and password is not None else None
+
+
 def login_line(email: str, password: str) -> str:
     return f"demo inbox login {email} password: {password}"
 

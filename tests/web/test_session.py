@@ -208,7 +208,10 @@ def test_demo_agents_sign_in_with_the_password_printed_on_every_start(
         return dict(re.findall(r"^demo inbox login (\S+) password: (\S+)$", capsys.readouterr().out, re.M))
 
     logins = started()
-    assert sorted(logins) == ["ana@demo.shop", "jan@demo.shop", "rita@demo.shop"]
+    assert sorted(logins) == ["admin@localhost", "ana@demo.shop", "jan@demo.shop", "rita@demo.shop"]
+    with browser(omnidesk) as admin:  # the admin too: the admin calls work with the cookie
+        assert sign_in(admin, "admin@localhost", logins["admin@localhost"]).status_code == 200
+        assert admin.get("/channels").status_code == 200
     with browser(omnidesk) as web:
         signed = sign_in(web, "ana@demo.shop", logins["ana@demo.shop"])
         assert signed.status_code == 200, signed.text
