@@ -124,7 +124,7 @@ def broker_label(config: Settings) -> str:
 
 def show_logins(engine: Engine, *, demo: bool) -> None:
     """The admin token on the first start (how to get one after); with ``demo`` the demo shop's
-    logins on every start (fresh agent tokens: only their hashes are kept)."""
+    logins on every start (fresh agent tokens: only their hashes are kept; the inbox passwords)."""
     from store import agents
 
     if no_agents(engine):
@@ -133,7 +133,7 @@ def show_logins(engine: Engine, *, demo: bool) -> None:
         typer.echo("for an admin API token, run `omnidesk token create --admin` in this directory "
                    "(or with the same OMNIDESK_DATABASE_URL)")
     if demo:
-        from store.demo import add_demo
+        from store.demo import add_demo, admin_login
 
         said: list[str] = []
 
@@ -145,16 +145,20 @@ def show_logins(engine: Engine, *, demo: bool) -> None:
         if not said:  # the demo shop was made on an earlier start
             for line in demo_logins(engine):
                 typer.echo(line)
+        admin = admin_login(engine)
+        if admin is not None:
+            typer.echo(admin)
 
 
 def demo_logins(engine: Engine) -> list[str]:
     """The lines ``add_demo`` printed when it made the shop: new tokens for its agents, and its
-    channel's secret, decrypted with the kept key."""
+    channel's secret, decrypted with the kept key; then the agents' inbox logins (email and
+    password, see ``store.demo``)."""
     from sqlalchemy import select
 
     from store import agents
     from store.channels import full_config
-    from store.demo import DEMO_AGENTS
+    from store.demo import DEMO_AGENTS, login_line, restore_password
     from store.sql import agents as agent_table
     from store.sql import channels
 
@@ -165,6 +169,10 @@ def demo_logins(engine: Engine) -> list[str]:
             if agent_id is not None:
                 lines.append(f"demo agent {name} <{email}> token: {agents.new_token(conn, agent_id)}")
         channel = conn.execute(select(channels).where(channels.c.name == "Demo shop").order_by(channels.c.id)).first()
+    for _, email, _ in DEMO_AGENTS:
+        password = restore_password(engine, email)
+        if password is not None:
+            lines.append(login_line(email, password))
     if channel is not None:
         secret = full_config(channel).secret.get_secret_value()  # type: ignore[attr-defined]
         lines.append(f"demo API channel {channel.id}: POST /webhooks/{channel.id} signed with secret {secret}")

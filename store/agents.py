@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
+from store import invites, passwords, sessions
 from store.crypto import token_hash
 from store.dialect import for_update
 from store.models import MAX_ID, utcnow
@@ -33,16 +34,19 @@ def create_agent(
     languages: Iterable[str] = (),
     team_ids: Iterable[int | str] = (),
     presence: str = "offline",
+    password: str | None = None,
 ) -> tuple[int, str]:
-    """Create an agent and their first token. ``team_ids``: ids or names (a new name makes a new
-    team). Raises ValueError if the email is taken, LookupError for an unknown team id."""
+    """Create an agent and their first token; with ``password`` they can sign in at once.
+    ``team_ids``: ids or names (a new name makes a new team). Raises ValueError if the email is
+    taken or the password too short or long, LookupError for an unknown team id."""
+    hashed = passwords.hash_password(password) if password is not None else None  # slow: before the lock
     with engine.begin() as conn:
         if conn.execute(select(a.id).where(a.email == email.lower())).first():
             raise ValueError(f"an agent with email {email} exists")
         agent_id = conn.execute(
             agents.insert()
             .values(name=name, email=email.lower(), role=role, capacity=capacity, presence=presence,
-                    active_count=0, active=True, created_at=utcnow())
+                    active_count=0, active=True, created_at=utcnow(), password_hash=hashed)
             .returning(a.id)
         ).scalar_one()
         set_skills(conn, agent_id, languages=languages, team_ids=resolve_teams(conn, team_ids))
@@ -161,22 +165,48 @@ def resolve_teams(conn: Connection, refs: Iterable[int | str]) -> list[int]:
 
 def update_agent(
     engine: Engine, agent_id: int, values: dict[str, Any], *, languages: Iterable[str] | None = None,
-    team_refs: Iterable[int | str] | None = None,
+    team_refs: Iterable[int | str] | None = None, password: str | None = None,
 ) -> bool:
     """Change an agent's name, role, capacity or ``active`` flag, languages and teams (ids or
-    names); False when there is no such agent. LookupError for an unknown team id."""
+    names), or password; False when there is no such agent. LookupError for an unknown team id,
+    ValueError for a password too short or long.
+
+    A new password ends the agent's sessions (a reset). Disabling an agent ends their sessions and
+    revokes their API tokens and unused invites at once: nothing of theirs signs in any more."""
     if not 0 < agent_id <= MAX_ID:
         return False
+    hashed = passwords.hash_password(password) if password is not None else None
     with engine.begin() as conn:
         if get(conn, agent_id) is None:
             return False
         if values.get("role", "admin") != "admin" or values.get("active", True) is False:
             _keep_an_admin(conn, agent_id)
+        if hashed is not None:
+            values = {**values, "password_hash": hashed}
+            sessions.revoke_all(conn, agent_id)
         if values:
             conn.execute(update(agents).where(a.id == agent_id).values(**values))
+        if values.get("active", True) is False:
+            revoke_access(conn, agent_id)
         set_skills(conn, agent_id, languages=languages,
                    team_ids=resolve_teams(conn, team_refs) if team_refs is not None else None)
     return True
+
+
+def revoke_access(conn: Connection, agent_id: int) -> None:
+    """End everything that lets an agent in: sessions, API tokens, unused invite links."""
+    sessions.revoke_all(conn, agent_id)
+    conn.execute(delete(tokens).where(tokens.c.agent_id == agent_id))
+    invites.void(conn, agent_id)
+
+
+def issue_token(engine: Engine, agent_id: int) -> str | None:
+    """A new API token for an active agent (shown once); None when there is no such agent."""
+    if not 0 < agent_id <= MAX_ID:
+        return None
+    with engine.begin() as conn:
+        row = get(conn, agent_id)
+        return new_token(conn, agent_id) if row is not None and row.active else None
 
 
 def _keep_an_admin(conn: Connection, agent_id: int) -> None:

@@ -85,6 +85,7 @@ class Agent(SQLModel, table=True):
     last_assigned_at: datetime | None = _ts(default=None)
     active: bool = True  # deactivated agents keep their history but cannot log in
     created_at: datetime = _ts(default_factory=utcnow)
+    password_hash: str | None = Field(default=None, max_length=200)  # argon2id; None: cannot sign in
 
 
 class AgentTeam(SQLModel, table=True):
@@ -107,6 +108,51 @@ class ApiToken(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     agent_id: int = Field(foreign_key="agents.id", index=True)
     token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class AgentSession(SQLModel, table=True):
+    """A signed-in browser. The cookie carries the session id; only its SHA-256 digest is kept.
+    ``csrf_token`` is the proof a cookie-authenticated write must send back (``X-CSRF-Token``)."""
+
+    __tablename__ = "sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    agent_id: int = Field(foreign_key="agents.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+    last_seen_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+
+
+class Invite(SQLModel, table=True):
+    """A one-time link with which an agent sets their password (an invitation or a reset)."""
+
+    __tablename__ = "invites"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    agent_id: int = Field(foreign_key="agents.id", index=True)
+    created_by: int | None = Field(default=None, foreign_key="agents.id")
+    created_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+    used_at: datetime | None = _ts(default=None)
+
+
+class SignInFailure(SQLModel, table=True):
+    """A refused sign-in, counted per email and per client address for the rate limit; rows
+    older than the window are deleted as new ones come."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (
+        Index("ix_sign_in_failures_email", "email", "created_at"),
+        Index("ix_sign_in_failures_ip", "ip", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)
+    ip: str = Field(max_length=64)
     created_at: datetime = _ts(default_factory=utcnow)
 
 

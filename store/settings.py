@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     broker_queue_prefix: str = ""  # RabbitMQ: prefix of the queue names (several installations, one vhost)
     # A worker serves dramatiq's own Prometheus metrics on this port when set (see brokers.py).
     worker_metrics_port: int | None = None
+    # Sign-in: refused attempts allowed per email and per client address within the window
+    # (seconds) before 429; how long a session lasts, and idle; how long an invite link is valid.
+    sign_in_max_failures: int = 5
+    sign_in_max_failures_per_ip: int = 20
+    sign_in_window: float = 900.0
+    session_hours: float = 168.0
+    session_idle_hours: float = 12.0
+    invite_hours: float = 72.0
 
     @field_validator("log_level")
     @classmethod

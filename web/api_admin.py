@@ -1,4 +1,5 @@
-"""Admin API: channels, agents, teams, failed jobs. Agents may read themselves and set presence.
+"""Admin API: channels, agents (with passwords, invite links, tokens), teams, failed jobs. Agents
+may read themselves and set presence.
 
 Handlers that wait on the database or a provider are plain ``def``: FastAPI runs them in its
 thread pool, so they never block the event loop.
@@ -6,19 +7,22 @@ thread pool, so they never block the event loop.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors import connector_class
 from connectors.base import parse_config
 from connectors.errors import ConfigError
 from store import agents as agent_store
 from store import channels as channel_store
-from store import crypto
+from store import crypto, passwords
+from store import invites as invite_store
 from store.db import get_engine
 from store.queries import failed_jobs as failed_job_rows
+from store.settings import get_settings
 from web.deps import Admin, CurrentAgent
 from web.schemas import (
     AgentCreated,
@@ -151,6 +155,8 @@ def _notify_pollers(channel_id: int) -> None:
 TeamName = Annotated[str, Field(min_length=1, max_length=100)]
 TeamRef = Id | TeamName  # a team's id or name (a new name makes a new team)
 Language = Annotated[str, Field(min_length=1, max_length=20, description="a language code, e.g. `ca`")]
+Password = Annotated[str, Field(min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH,
+                                description=f"at least {passwords.MIN_LENGTH} characters; write-only")]
 
 
 class AgentIn(Input):
@@ -160,6 +166,7 @@ class AgentIn(Input):
     capacity: int = Field(default=5, ge=0, le=1000)
     languages: list[Language] = Field(default_factory=list)
     teams: list[TeamRef] = Field(default_factory=list, description="team ids or names (created if new)")
+    password: Password | None = Field(default=None, description="to sign in to the inbox (or send an invite link)")
 
 
 class AgentPatch(Input):
@@ -168,7 +175,8 @@ class AgentPatch(Input):
     capacity: int | None = Field(default=None, ge=0, le=1000)
     languages: list[Language] | None = None
     teams: list[TeamRef] | None = None
-    active: bool | None = None
+    active: bool | None = Field(default=None, description="false: signed out, tokens and invite links revoked")
+    password: Password | None = Field(default=None, description="a new password; the agent's sessions end")
 
 
 class Presence(Input):
@@ -179,7 +187,7 @@ class Presence(Input):
     status: Literal["online", "away", "offline"] = Field(description="the agent's presence")
 
 
-def _agent_out(agent_id: int) -> AgentOut:
+def agent_out(agent_id: int) -> AgentOut:
     [(row, langs, teams)] = agent_store.describe(get_engine(), [agent_id])
     return _as_out(row, langs, teams)
 
@@ -196,13 +204,13 @@ def create_agent(body: AgentIn, _admin: Admin) -> AgentCreated:
     try:
         agent_id, token = agent_store.create_agent(
             get_engine(), name=body.name, email=body.email, role=body.role, capacity=body.capacity,
-            languages=body.languages, team_ids=body.teams,
+            languages=body.languages, team_ids=body.teams, password=body.password,
         )
     except LookupError as exc:
         raise HTTPException(422, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from None
-    return AgentCreated(**_agent_out(agent_id).model_dump(), token=token)
+    return AgentCreated(**agent_out(agent_id).model_dump(), token=token)
 
 
 @router.get("/agents", tags=["agents"])
@@ -212,14 +220,14 @@ def list_agents(_agent: CurrentAgent) -> AgentList:
 
 @router.get("/me", tags=["agents"])
 def me(agent: CurrentAgent) -> AgentOut:
-    return _agent_out(agent.id)
+    return agent_out(agent.id)
 
 
 @router.get("/agents/{agent_id}", tags=["agents"], responses=errors(404))
 def get_agent(agent_id: Id, _agent: CurrentAgent) -> AgentOut:
     if agent_store.find(get_engine(), agent_id) is None:
         raise HTTPException(404, f"no agent {agent_id}")
-    return _agent_out(agent_id)
+    return agent_out(agent_id)
 
 
 @router.patch("/agents/{agent_id}", tags=["agents"], responses=errors(403, 404, 409, 422))
@@ -227,8 +235,8 @@ def update_agent(agent_id: Id, body: AgentPatch, _admin: Admin) -> AgentOut:
     """Change an agent; more capacity (or being active again) pulls waiting conversations."""
     try:
         found = agent_store.update_agent(
-            get_engine(), agent_id, body.model_dump(exclude_none=True, exclude={"languages", "teams"}),
-            languages=body.languages, team_refs=body.teams,
+            get_engine(), agent_id, body.model_dump(exclude_none=True, exclude={"languages", "teams", "password"}),
+            languages=body.languages, team_refs=body.teams, password=body.password,
         )
     except LookupError as exc:
         raise HTTPException(422, str(exc)) from None
@@ -237,7 +245,38 @@ def update_agent(agent_id: Id, body: AgentPatch, _admin: Admin) -> AgentOut:
     if not found:
         raise HTTPException(404, f"no agent {agent_id}")
     ring_pull(agent_id)
-    return _agent_out(agent_id)
+    return agent_out(agent_id)
+
+
+class InviteLink(BaseModel):
+    url: str = Field(description="the one-time link (shown once) where the agent sets their password")
+    expires_at: datetime
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="the agent's new API token, shown once")
+
+
+@router.post("/agents/{agent_id}/invite", status_code=201, tags=["agents"], responses=errors(403, 404, 409))
+def invite_agent(agent_id: Id, admin: Admin) -> InviteLink:
+    """A one-time link for the agent to set their password: an invitation, or a reset. Their
+    earlier links, password and sessions end now (their API tokens stay)."""
+    try:
+        made = invite_store.create(get_engine(), agent_id, by=admin.id)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    if made is None:
+        raise HTTPException(404, f"no agent {agent_id}")
+    return InviteLink(url=f"{get_settings().public_url.rstrip('/')}/invite/{made.token}", expires_at=made.expires_at)
+
+
+@router.post("/agents/{agent_id}/token", status_code=201, tags=["agents"], responses=errors(403, 404))
+def new_agent_token(agent_id: Id, _admin: Admin) -> TokenOut:
+    """A new API token for an active agent (an integration's, or after one was revoked)."""
+    token = agent_store.issue_token(get_engine(), agent_id)
+    if token is None:
+        raise HTTPException(404, f"no active agent {agent_id}")
+    return TokenOut(token=token)
 
 
 @router.put("/agents/{agent_id}/presence", tags=["agents"], responses=errors(403, 404))

@@ -62,7 +62,7 @@ def errors_as_strings(document: dict[str, Any]) -> dict[str, Any]:
 def create_app(*, demo: bool = False) -> FastAPI:
     """The web app. ``demo`` (or the environment's ``OMNIDESK_DEMO=1``, for uvicorn's factory)
     adds the demo shop's callback endpoint, which ``omnidesk up --demo`` points its channel at."""
-    from web import api_admin, api_conversations, health, webhooks
+    from web import api_admin, api_conversations, api_session, health, webhooks
     from web import metrics as prometheus_metrics
 
     demo = demo or os.environ.get("OMNIDESK_DEMO", "").strip() == "1"
@@ -73,7 +73,8 @@ def create_app(*, demo: bool = False) -> FastAPI:
         description=(
             "Omnichannel customer service: one inbox for every channel, routing to agents, replies "
             f"delivered on the customer's channel. Channel kinds available: {', '.join(sorted(REGISTRY))}.\n\n"
-            "Calls under `/api/v1` take `Authorization: Bearer <token>` (Authorize above). Errors answer "
+            "Calls under `/api/v1` take `Authorization: Bearer <token>` (Authorize above), or the inbox's "
+            "session cookie from `POST /api/v1/session` (writes with it need its `X-CSRF-Token`). Errors answer "
             '`{"detail": "<message>"}`; lists answer `{"items": [...], "next": <cursor or null>}`.'
         ),
     )
@@ -82,6 +83,7 @@ def create_app(*, demo: bool = False) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(api_admin.router, prefix="/api/v1")
     app.include_router(api_conversations.router, prefix="/api/v1")
+    app.include_router(api_session.router, prefix="/api/v1")
     if demo:
         from web import demo as demo_shop
 
