@@ -113,20 +113,15 @@ def _unnest_insert(table: Table, names: tuple[str, ...], conflict: tuple[str, ..
     return stmt
 
 
-# Events (store.events): written in the transaction of their change, numbered in commit order.
-# On PostgreSQL the insert takes a transaction-scoped advisory lock first, so the transactions
-# that write events commit one after the other in the order of their ids: a reader that has seen
-# event N will never see a smaller id appear later. The same statement NOTIFYs the listeners
-# (delivered only once the transaction commits). On SQLite every writer holds the database's
-# write lock from BEGIN, which gives the same order.
-EVENTS_CHANNEL = "omnidesk_events"
-WROTE_EVENTS = "omnidesk.wrote_events"  # set in the connection's info; see store.events
-_GATE = f"gate AS MATERIALIZED (SELECT pg_advisory_xact_lock(7202611), pg_notify('{EVENTS_CHANNEL}', ''))"
-_EVENTS = text(f"""
-WITH {_GATE}
+# Events (store.events): written in the transaction of their change. Nothing here orders the
+# writers' commits (that would serialise them): on PostgreSQL a transaction may commit after one
+# that took a later id, and readers wait for such gaps (store.events.Reader). The connection's
+# info remembers its engine, for the wake-ups rung once the transaction is over (store.wakeups).
+WROTE_EVENTS = "omnidesk.wrote_events"
+_EVENTS = text("""
 INSERT INTO events (created_at, type, conversation_id, agent_id, data)
 SELECT e.created_at, e.type, e.conversation_id, e.agent_id, CAST(e.data AS json)
-FROM gate, unnest(CAST(:created_at AS timestamp[]), CAST(:type AS varchar[]), CAST(:conversation_id AS integer[]),
+FROM unnest(CAST(:created_at AS timestamp[]), CAST(:type AS varchar[]), CAST(:conversation_id AS integer[]),
                   CAST(:agent_id AS integer[]), CAST(:data AS text[]))
      WITH ORDINALITY AS e(created_at, type, conversation_id, agent_id, data, position)
 ORDER BY e.position
@@ -135,10 +130,10 @@ ORDER BY e.position
 
 def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert event rows (created_at, type, conversation_id, agent_id, data) in one statement, in
-    order, in the caller's transaction; see the note above on their order."""
+    order, in the caller's transaction."""
     if not rows:
         return
-    conn.info[WROTE_EVENTS] = True
+    conn.info[WROTE_EVENTS] = conn.engine
     if not is_postgres(conn):
         conn.execute(_events.insert(), list(rows))
         return
@@ -171,7 +166,8 @@ def write_picks(
     On PostgreSQL one statement whatever the number of picks (the three writes as CTEs over
     arrays); on SQLite one prepared statement a table, executed for each row."""
     if is_postgres(conn):
-        conn.info[WROTE_EVENTS] = conn.info.get(WROTE_EVENTS, False) or announce
+        if announce:
+            conn.info[WROTE_EVENTS] = conn.engine
         row = conn.execute(_PICKS_ANNOUNCED if announce else _PICKS, {
             "agent": [x[0] for x in loads], "taken": [x[1] for x in loads], "at": [x[2] for x in loads],
             "conversation": [x[0] for x in picks], "assignee": [x[1] for x in picks],
@@ -216,11 +212,11 @@ SELECT (SELECT count(*) FROM took), (SELECT count(*) FROM moved), (SELECT count(
 """
 # The same, with each conversation moved announced by its event (see insert_events).
 _PICKS = text(_PICKS_SQL)
-_PICKS_ANNOUNCED = text(_PICKS_SQL.replace("), logged AS (", f"""), {_GATE}, told AS (
+_PICKS_ANNOUNCED = text(_PICKS_SQL.replace("), logged AS (", """), told AS (
   INSERT INTO events (created_at, type, conversation_id, data)
   SELECT stamp, 'conversation.updated', id,
          json_build_object('assignee_id', agent, 'reason', CAST(:reason AS varchar))
-  FROM moved, gate ORDER BY id
+  FROM moved ORDER BY id
   RETURNING id
 ), logged AS ("""))
 

@@ -3,8 +3,16 @@ transaction as the change, so there is no event without its change and no change
 
 Writers build rows with :func:`event` and write them with :func:`append` (one multi-row INSERT a
 transaction: gather a transaction's events and append them once, as its last statement). The ids
-are the stream's order, in commit order (see ``store.dialect.insert_events``). Readers ask for
-the events after the last id they saw (:func:`read_after`), filtered by what the agent may see.
+are the stream's order. Readers ask for the events after the last id they saw (:class:`Reader`),
+filtered by what the agent may see.
+
+Ids are drawn when a transaction inserts and seen when it commits, so on PostgreSQL a reader may
+see id N+1 before N (the transaction that took N has not committed yet), or never see N (it
+rolled back). Serialising the writers' commits would rule that out at a price the hot path would
+pay; instead a reader never steps over a missing id until it is settled: filled, or missing for
+SETTLE seconds while later ones are there (a rollback), or followed by an event older than OLD
+seconds. Events are written as a transaction's last statement, so a committing transaction
+fills its ids within milliseconds.
 
 Types: ``message.created`` (in, out, notes), ``message.status`` (a reply's delivery status),
 ``conversation.created``, ``conversation.updated`` (assignment, status, priority, team, language),
@@ -18,25 +26,27 @@ only crossed numbers no transaction committed.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+import itertools
+import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select, update
-from sqlalchemy import event as sa_event
-from sqlalchemy.pool import Pool
+from sqlalchemy import Connection, Engine, case, delete, func, or_, select, true, update
 
+from store import wakeups  # noqa: F401 - registers the wake-up rung after a transaction that wrote events
 from store.conversations import visible_to
-from store.dialect import EVENTS_CHANNEL, WROTE_EVENTS, insert_events
+from store.dialect import insert_events
 from store.models import Event, utcnow
 from store.sql import conversations
 
-__all__ = ["EVENTS_CHANNEL", "PRUNED", "append", "event", "head", "horizon", "on_written", "prune", "read_after"]
+__all__ = ["PRUNED", "Reader", "append", "event", "head", "horizon", "prune"]
 
 events = Event.__table__  # type: ignore[attr-defined]
 e = events.c
 PRUNED = "pruned"  # the mark of the pruned horizon; never sent
+SETTLE = 2.0  # seconds a reader waits for a missing id while later ones are there
+OLD = 60.0  # seconds after which an event's missing predecessors are settled for any reader
 
 
 def event(type_: str, conversation_id: int | None = None, *, agent_id: int | None = None,
@@ -66,22 +76,59 @@ def horizon(engine: Engine) -> int:
     return first.id if first is not None and first.type == PRUNED else 0
 
 
-def read_after(engine: Engine, after: int, *, agent_id: int, admin: bool, limit: int = 500) -> list[Any]:
-    """The events after id ``after`` that the agent may see, oldest first, at most ``limit``.
+class Reader:
+    """One subscriber's place in the stream: the events after ``after`` that the agent may see.
 
     Visibility is the conversation's now (``store.conversations.visible_to``, the SQL form of
     ``router.access.may_see``), when the events are read: an agent gets the events of the
     conversations they may see at that moment, including the earlier events of one that has just
     become theirs, and none of one they may no longer see, except the event that took it from
     them (its ``agent_id`` names them), so their inbox can drop it. Events about no conversation
-    (presence) go to everyone."""
-    query = select(e.id, e.type, e.conversation_id, e.agent_id, e.data, e.created_at).where(
-        e.id > after, e.type != PRUNED)
-    if not admin:
-        query = query.outerjoin(conversations, conversations.c.id == e.conversation_id).where(
-            or_(e.conversation_id.is_(None), e.agent_id == agent_id, visible_to(agent_id, admin=False)))
-    with engine.connect() as conn:
-        return list(conn.execute(query.order_by(e.id).limit(limit)).all())
+    (presence) go to everyone. ``after`` moves over the events the agent may not see too."""
+
+    def __init__(self, engine: Engine, after: int, *, agent_id: int, admin: bool, settle: float = SETTLE) -> None:
+        self.engine, self.after, self.agent_id, self.admin, self.settle = engine, after, agent_id, admin, settle
+        self._gap: tuple[int, float] | None = None  # the missing id waited for, since (monotonic)
+
+    @classmethod
+    def at_head(cls, engine: Engine, **kw: Any) -> Reader:
+        """A reader of what comes next: after the newest event, or before the oldest id still missing
+        among the recent ones (a transaction that has not committed yet)."""
+        with engine.connect() as conn:
+            recent = conn.execute(select(e.id, e.created_at).order_by(e.id.desc()).limit(200)).all()
+        after = recent[0].id if recent else 0
+        young = utcnow() - timedelta(seconds=OLD)
+        for newer, older in itertools.pairwise(recent):
+            if newer.id - older.id > 1 and newer.created_at > young:
+                after = older.id
+        return cls(engine, after, **kw)
+
+    def read(self, limit: int = 500) -> list[Any]:
+        """The next events the agent may see, oldest first (at most ``limit`` read)."""
+        mine = true() if self.admin else or_(e.conversation_id.is_(None), e.agent_id == self.agent_id,
+                                             visible_to(self.agent_id, admin=False))
+        query = (select(e.id, e.type, e.conversation_id, e.agent_id, e.data, e.created_at,
+                        case((mine, True), else_=False).label("visible"))
+                 .outerjoin(conversations, conversations.c.id == e.conversation_id)
+                 .where(e.id > self.after).order_by(e.id).limit(limit))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        found = []
+        for row in rows:
+            if row.id != self.after + 1 and not self._settled(self.after + 1, row.created_at):
+                break
+            self.after = row.id
+            if row.visible and row.type != PRUNED:
+                found.append(row)
+        return found
+
+    def _settled(self, missing: int, next_created: datetime) -> bool:
+        if next_created < utcnow() - timedelta(seconds=OLD):
+            return True
+        now = time.monotonic()
+        if self._gap is None or self._gap[0] != missing:
+            self._gap = (missing, now)
+        return now - self._gap[1] >= self.settle
 
 
 def prune(engine: Engine, keep_hours: float, *, chunk: int = 10_000) -> int:
@@ -100,35 +147,3 @@ def prune(engine: Engine, keep_hours: float, *, chunk: int = 10_000) -> int:
         conn.execute(update(events).where(e.id == last).values(type=PRUNED, conversation_id=None, agent_id=None,
                                                                 data={}))
         return conn.execute(delete(events).where(e.id < last)).rowcount + 1
-
-
-# -- in-process wake-ups -----------------------------------------------------------------------
-# A connection that wrote events rings the callbacks when it goes back to the pool, after its
-# transaction ended (committed, or rolled back: then the ring is spurious, which costs one read).
-
-_callbacks: list[Callable[[], None]] = []
-_lock = threading.Lock()
-
-
-def on_written(callback: Callable[[], None]) -> Callable[[], None]:
-    """Call ``callback`` (from the writer's thread; it must be quick and thread-safe) whenever this
-    process has written events. Returns the function that stops it."""
-    with _lock:
-        _callbacks.append(callback)
-
-    def stop() -> None:
-        with _lock:
-            if callback in _callbacks:
-                _callbacks.remove(callback)
-
-    return stop
-
-
-@sa_event.listens_for(Pool, "checkin")
-def _rung(_dbapi_connection: Any, record: Any) -> None:
-    if record is None or not record.info.pop(WROTE_EVENTS, False):
-        return
-    with _lock:
-        callbacks = list(_callbacks)
-    for callback in callbacks:
-        callback()

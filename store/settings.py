@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     broker_queue_prefix: str = ""  # RabbitMQ: prefix of the queue names (several installations, one vhost)
     # A worker serves dramatiq's own Prometheus metrics on this port when set (see brokers.py).
     worker_metrics_port: int | None = None
+    # The event stream (GET /api/v1/events): events older than this are pruned by the sweep; a
+    # ": ping" comment this often keeps proxies from closing a quiet stream; the table is read at
+    # least this often, should a wake-up be missed.
+    events_keep_hours: float = 72.0
+    events_ping: float = 15.0
+    events_poll: float = 5.0
 
     @field_validator("log_level")
     @classmethod

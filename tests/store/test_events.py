@@ -14,7 +14,8 @@ from sqlalchemy import Engine, select, update
 
 from connectors.base import Identity, InboundMessage, SendResult, StatusUpdate
 from store import agents as agent_store
-from store import assignment, events, outbound
+from store import assignment, events, outbound, wakeups
+from store.dialect import is_postgres
 from store.inbound import record_inbound
 from store.inbound.batch import record_batch
 from store.models import utcnow
@@ -140,8 +141,11 @@ def test_readers_get_what_they_may_see(store_engine: Engine) -> None:
     assignment.update_conversation(engine, teams, {"team_id": team_id})
     agent_store.set_presence(engine, bob, "online")
 
+    def read(after: int, agent: int, *, admin: bool = False, limit: int = 500) -> list[Any]:
+        return events.Reader(engine, after, agent_id=agent, admin=admin).read(limit)
+
     def seen_by(agent: int, *, admin: bool = False) -> set[int | None]:
-        return {row.conversation_id for row in events.read_after(engine, 0, agent_id=agent, admin=admin)}
+        return {row.conversation_id for row in read(0, agent, admin=admin)}
 
     assert seen_by(ann) == {queue, annes, None}  # the queue, hers, presence
     assert seen_by(bob) == {queue, teams, None}  # the queue, his team's
@@ -149,13 +153,15 @@ def test_readers_get_what_they_may_see(store_engine: Engine) -> None:
     # Visibility is the conversation's now: Ann's goes to Bob; Ann gets the one event that took it.
     seen = events.head(engine)
     assignment.assign_manually(engine, annes, bob, by=admin)
-    [taken] = events.read_after(engine, seen, agent_id=ann, admin=False)
+    [taken] = read(seen, ann)
     assert (taken.conversation_id, taken.agent_id, taken.data["assignee_id"]) == (annes, ann, bob)
-    assert {row.conversation_id for row in events.read_after(engine, 0, agent_id=ann, admin=False)
-            if row.agent_id != ann} == {queue, None}
+    assert {row.conversation_id for row in read(0, ann) if row.agent_id != ann} == {queue, None}
     assert annes in seen_by(bob)
-    ordered = [row.id for row in events.read_after(engine, 0, agent_id=admin, admin=True, limit=3)]
+    ordered = [row.id for row in read(0, admin, admin=True, limit=3)]
     assert ordered == sorted(ordered) and len(ordered) == 3
+    # The reader's place moves over what the agent may not see: nothing read twice.
+    reader = events.Reader(engine, 0, agent_id=bob, admin=False)
+    assert reader.read() and reader.after == events.head(engine) and reader.read() == []
 
 
 def test_prune_keeps_a_horizon_and_never_reuses_ids(store_engine: Engine) -> None:
@@ -169,20 +175,22 @@ def test_prune_keeps_a_horizon_and_never_reuses_ids(store_engine: Engine) -> Non
         conn.execute(update(events.events).where(E.id <= ids[1]).values(created_at=utcnow() - timedelta(hours=2)))
     assert events.prune(engine, 1) == 2
     assert events.horizon(engine) == ids[1]
-    assert [row.id for row in events.read_after(engine, 0, agent_id=agent, admin=True)] == [ids[2]]
+    assert [row.id for row in events.Reader(engine, 0, agent_id=agent, admin=True).read()] == [ids[2]]
     with engine.begin() as conn:
         conn.execute(update(events.events).values(created_at=utcnow() - timedelta(hours=2)))
     assert events.prune(engine, 1) == 2 and events.horizon(engine) == ids[2]
-    assert events.read_after(engine, 0, agent_id=agent, admin=True) == []
+    assert events.Reader(engine, 0, agent_id=agent, admin=True).read() == []
     agent_store.set_presence(engine, agent, "online")
     assert events.head(engine) > ids[2]  # the horizon's mark keeps the numbers going up
 
 
-def test_ids_follow_commit_order(store_engine: Engine) -> None:
-    """A transaction that writes events holds the stream's order until it commits, so a reader that
-    saw id N never sees a smaller id appear later (PostgreSQL: the advisory lock; SQLite: one writer)."""
+def test_a_reader_never_steps_over_an_uncommitted_event(store_engine: Engine) -> None:
+    """A transaction that took an id and has not committed holds readers back: they get its event
+    and the later ones in order once it commits (on SQLite the later writer waits; on PostgreSQL it
+    commits first and its event waits), and step over an id that was rolled back."""
     engine = store_engine
     agent = _agent(engine, "Ann")
+    reader = events.Reader.at_head(engine, agent_id=agent, admin=True, settle=0.5)
     done = threading.Event()
 
     def second() -> None:
@@ -193,18 +201,32 @@ def test_ids_follow_commit_order(store_engine: Engine) -> None:
         events.append(conn, [events.event("agent.presence", agent_id=agent, presence="online")])
         thread = threading.Thread(target=second)
         thread.start()
-        time.sleep(0.5)
-        assert not done.is_set(), "a second writer went ahead of an uncommitted event"
+        time.sleep(0.3)
+        if is_postgres(engine):  # (on SQLite a reader waits for the writer, as the second writer does)
+            assert done.is_set(), "the second writer should not wait for the first"
+            assert reader.read() == [], "an event was read past an uncommitted one"
     thread.join(10)
     assert done.is_set()
-    assert [row.data["presence"] for row in _all(engine)] == ["online", "away"]
+    assert [row.data["presence"] for row in reader.read()] == ["online", "away"]
+    # A rolled-back id (PostgreSQL's sequence does not give it back) delays the reader, once.
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        events.append(conn, [events.event("agent.presence", agent_id=agent, presence="lost")])
+        raise RuntimeError("rolled back")
+    agent_store.set_presence(engine, agent, "offline")
+    got = []
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        got = reader.read()
+        time.sleep(0.1)
+    assert [row.data["presence"] for row in got] == ["offline"]
+    assert reader.after == events.head(engine)
 
 
 def test_writers_ring_in_process(store_engine: Engine) -> None:
     engine = store_engine
     agent = _agent(engine, "Ann")
     rings: list[str] = []
-    stop = events.on_written(lambda: rings.append("ring"))
+    stop = wakeups.on_written(lambda: rings.append("ring"))
     try:
         with engine.connect() as conn:
             conn.execute(select(conversations.c.id)).all()  # a reader rings nobody
