@@ -47,6 +47,7 @@ e = events.c
 PRUNED = "pruned"  # the mark of the pruned horizon; never sent
 SETTLE = 2.0  # seconds a reader waits for a missing id while later ones are there
 OLD = 60.0  # seconds after which an event's missing predecessors are settled for any reader
+RECENT = 10.0  # a new reader starts before a missing id followed by events this young
 
 
 def event(type_: str, conversation_id: int | None = None, *, agent_id: int | None = None,
@@ -89,6 +90,7 @@ class Reader:
     def __init__(self, engine: Engine, after: int, *, agent_id: int, admin: bool, settle: float = SETTLE) -> None:
         self.engine, self.after, self.agent_id, self.admin, self.settle = engine, after, agent_id, admin, settle
         self._gap: tuple[int, float] | None = None  # the missing id waited for, since (monotonic)
+        self.held = False  # the last read stopped at a missing id: read again soon
 
     @classmethod
     def at_head(cls, engine: Engine, **kw: Any) -> Reader:
@@ -97,7 +99,7 @@ class Reader:
         with engine.connect() as conn:
             recent = conn.execute(select(e.id, e.created_at).order_by(e.id.desc()).limit(200)).all()
         after = recent[0].id if recent else 0
-        young = utcnow() - timedelta(seconds=OLD)
+        young = utcnow() - timedelta(seconds=RECENT)
         for newer, older in itertools.pairwise(recent):
             if newer.id - older.id > 1 and newer.created_at > young:
                 after = older.id
@@ -114,8 +116,10 @@ class Reader:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         found = []
+        self.held = False
         for row in rows:
             if row.id != self.after + 1 and not self._settled(self.after + 1, row.created_at):
+                self.held = True
                 break
             self.after = row.id
             if row.visible and row.type != PRUNED:
