@@ -6,8 +6,9 @@ that is missed only delays, since the stream also reads the table every few seco
   back to the pool, its transaction over. The embedded default (SQLite, ``omnidesk up``) writes
   everything in one process, so this is all it needs.
 - Across processes, on PostgreSQL: the same moment wakes a :class:`Notifier` thread of the
-  writing process, which sends ``NOTIFY`` on a connection of its own, coalescing the writes that
-  came meanwhile; web processes ``LISTEN`` (:class:`Wakeups`).
+  writing process, which sends ``NOTIFY`` on a connection of its own (outside the pool, with
+  ``synchronous_commit`` off: a wake-up needs no disk flush), coalescing the writes that came
+  meanwhile; web processes ``LISTEN`` (:class:`Wakeups`).
 
 PostgreSQL's NOTIFY rather than Redis pub/sub: it is there wherever PostgreSQL is (a RabbitMQ
 deployment has no Redis) and needs no second client. It is sent after the writer's commit, not
@@ -23,8 +24,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import Pool
 
 from store.db import normalise_url
@@ -73,12 +74,18 @@ def _transaction_over(_dbapi_connection: Any, record: Any) -> None:
         notifier.ring()
 
 
+def conninfo(url: URL | str) -> str:
+    """A libpq connection string for a PostgreSQL URL (the password kept: never for a log)."""
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    return make_url(normalise_url(text)).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class Notifier:
-    """Sends ``NOTIFY`` for one engine from a thread of its own, once for all the rings that came
-    while it was sending: the writer never waits for it."""
+    """Sends ``NOTIFY`` for one engine's database from a thread of its own, once for all the rings
+    that came while it was sending: the writer never waits for it."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = weakref.ref(engine)
+        self._conninfo = conninfo(engine.url)
         self._due = threading.Event()
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
@@ -91,22 +98,31 @@ class Notifier:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            if not self._due.wait(IDLE):
-                with self._guard:  # a ring after this finds no thread and starts one
-                    if not self._due.is_set():
-                        self._thread = None
-                        return
-                continue
-            self._due.clear()
-            engine = self._engine()
-            if engine is None:
-                return
-            try:
-                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
-            except Exception as exc:  # noqa: BLE001 - a lost wake-up only delays (the stream polls)
-                log.warning("could not announce new events (%s)", type(exc).__name__)
+        import psycopg
+
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            while True:
+                if not self._due.wait(IDLE):
+                    with self._guard:  # a ring after this finds no thread and starts one
+                        if not self._due.is_set():
+                            self._thread = None
+                            return
+                    continue
+                self._due.clear()
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+                        conn.execute("SET synchronous_commit TO off")
+                    conn.execute(f"NOTIFY {CHANNEL}")
+                except Exception as exc:  # noqa: BLE001 - a lost wake-up only delays (the stream polls)
+                    log.warning("could not announce new events (%s)", type(exc).__name__)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 class Wakeups:
@@ -116,8 +132,7 @@ class Wakeups:
     def __init__(self, database_url: str, ring: Callable[[], None]) -> None:
         self._ring = ring
         url = make_url(normalise_url(database_url))
-        self._conninfo = (url.set(drivername="postgresql").render_as_string(hide_password=False)
-                          if url.get_backend_name() == "postgresql" else None)
+        self._conninfo = conninfo(url) if url.get_backend_name() == "postgresql" else None
         self._halt = threading.Event()
         self._unhook: Callable[[], None] | None = None
 
