@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,7 @@ log = logging.getLogger("omnidesk.store.wakeups")
 CHANNEL = "omnidesk_events"
 RECONNECT = 1.0  # seconds before listening again after the connection failed
 IDLE = 30.0  # seconds a notifier thread waits for work before it ends (a new one starts on demand)
+SPACING = 0.05  # seconds between two NOTIFYs of a process: what is written meanwhile shares the next
 
 _callbacks: list[Callable[[], None]] = []
 _notifiers: weakref.WeakKeyDictionary[Engine, Notifier] = weakref.WeakKeyDictionary()
@@ -115,6 +117,7 @@ class Notifier:
                         conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
                         conn.execute("SET synchronous_commit TO off")
                     conn.execute(f"NOTIFY {CHANNEL}")
+                    time.sleep(SPACING)  # a busy writer notifies 20 times a second, not once a transaction
                 except Exception as exc:  # noqa: BLE001 - a lost wake-up only delays (the stream polls)
                     log.warning("could not announce new events (%s)", type(exc).__name__)
                     if conn is not None:
