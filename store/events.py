@@ -16,7 +16,7 @@ fills its ids within milliseconds.
 
 Types: ``message.created`` (in, out, notes), ``message.status`` (a reply's delivery status),
 ``conversation.created``, ``conversation.updated`` (assignment, status, priority, team, language),
-``agent.presence``. ``conversation_id`` names the conversation; ``agent_id`` the agent an event is
+``agent.presence``, ``agent.typing``. ``conversation_id`` names the conversation; ``agent_id`` the agent an event is
 about (presence; the agent a conversation was taken from).
 
 Pruning (:func:`prune`) keeps one mark: the newest pruned id stays as a row of type ``pruned``, so a
@@ -40,7 +40,7 @@ from store.dialect import insert_events
 from store.models import Event, utcnow
 from store.sql import conversations
 
-__all__ = ["PRUNED", "Reader", "append", "event", "head", "horizon", "prune"]
+__all__ = ["PRUNED", "Reader", "append", "event", "head", "horizon", "prune", "record"]
 
 events = Event.__table__  # type: ignore[attr-defined]
 e = events.c
@@ -62,6 +62,12 @@ def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Write ``rows`` in ``conn``'s transaction, in one statement; nothing for no rows. Call it as
     the transaction's last statement: on PostgreSQL it holds the stream's order until commit."""
     insert_events(conn, rows)
+
+
+def record(engine: Engine, row: dict[str, Any]) -> None:
+    """An event that is a change of its own (an agent typing), in a transaction of its own."""
+    with engine.begin() as conn:
+        append(conn, [row])
 
 
 def head(engine: Engine) -> int:

@@ -23,17 +23,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from store import agents as agent_store
-from store import events
+from store import conversations, events
 from store.db import get_engine
 from store.settings import get_settings
 from store.wakeups import Wakeups
-from web.deps import CurrentAgent
-from web.schemas import errors
+from web.deps import CurrentAgent, check_visible
+from web.schemas import Id, errors
 
 router = APIRouter(tags=["events"], responses=errors(401, 422))
 
@@ -131,6 +131,15 @@ async def stream_events(
             opening = frame(newest, {"type": "reset"})
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(_stream(request, reader, opening), media_type="text/event-stream", headers=headers)
+
+
+@router.post("/conversations/{conversation_id}/typing", status_code=204, responses=errors(404))
+def typing(conversation_id: Id, agent: CurrentAgent) -> Response:
+    """The caller is typing in this conversation: an ``agent.typing`` event for those who see it
+    (send it every few seconds while typing)."""
+    check_visible(agent, conversations.summary(get_engine(), conversation_id), "no such conversation")
+    events.record(get_engine(), events.event("agent.typing", conversation_id, agent_id=agent.id))
+    return Response(status_code=204)
 
 
 async def _stream(request: Request, reader: events.Reader, opening: str) -> AsyncIterator[str]:

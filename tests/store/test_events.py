@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select, update
 from connectors.base import Identity, InboundMessage, SendResult, StatusUpdate
 from store import agents as agent_store
 from store import assignment, events, outbound, wakeups
+from store import conversations as store_conversations
 from store.dialect import is_postgres
 from store.inbound import record_inbound
 from store.inbound.batch import record_batch
@@ -95,6 +96,13 @@ def test_replies_statuses_and_receipts_write_events(store_engine: Engine) -> Non
     with pytest.raises(LookupError):
         outbound.create_reply(engine, 999_999, agent_id=None, text="nobody")
     assert len(_all(engine, seen)) == 4
+    seen = events.head(engine)
+    second = outbound.create_reply(engine, conv, agent_id=None, text="again")
+    assert outbound.claim(engine, second) is not None
+    outbound.mark_failed(engine, second, "refused")
+    assert store_conversations.retry(engine, second) and not store_conversations.retry(engine, second)
+    assert [(kind, data.get("status")) for kind, _, data in _kinds(engine, seen)] == [
+        ("message.created", None), ("message.status", "failed"), ("message.status", "pending")]
 
 
 def test_assignment_moves_write_events(store_engine: Engine) -> None:

@@ -164,6 +164,9 @@ def test_an_agent_gets_only_what_they_may_see(desk: Running, callback: CallbackS
     desk.ok("POST", f"/conversations/{x}/assign", json={"agent_id": bob["id"]})
     _inbound(desk, channel, "x2", thread="x")
     desk.ok("POST", f"/conversations/{x}/messages", json={"text": "Bob's answer"})
+    assert desk.api("POST", f"/conversations/{x}/typing", token=bob["token"]).status_code == 204
+    refused = desk.api("POST", f"/conversations/{x}/typing", token=ann["token"])
+    assert refused.status_code == 404 and refused.json() == {"detail": "no such conversation"}
     desk.ok("PUT", f"/agents/{ann['id']}/presence", json={"status": "away"})  # seen by all: the end mark
     ann_got = watching_ann.events_until(_has("agent.presence", agent_id=ann["id"]))
     bob_got = watching_bob.events_until(_has("agent.presence", agent_id=ann["id"]))
@@ -171,6 +174,7 @@ def test_an_agent_gets_only_what_they_may_see(desk: Running, callback: CallbackS
     assert _has("message.created", conversation_id=x, direction="out")(bob_got)
     assert _has("conversation.updated", conversation_id=x, assignee_id=bob["id"])(bob_got)
     assert _has("message.created", conversation_id=x, direction="in")(bob_got)
+    assert _has("agent.typing", conversation_id=x, agent_id=bob["id"])(bob_got)
     desk.ok("PATCH", f"/conversations/{y}", json={"priority": 2})  # the queue: Ann sees it
     desk.ok("PUT", f"/agents/{ann['id']}/presence", json={"status": "offline"})
     assert _has("conversation.updated", conversation_id=y, priority=2)(
