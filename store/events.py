@@ -16,8 +16,8 @@ fills its ids within milliseconds.
 
 Types: ``message.created`` (in, out, notes), ``message.status`` (a reply's delivery status),
 ``conversation.created``, ``conversation.updated`` (assignment, status, priority, team, language),
-``agent.presence``, ``agent.typing``. ``conversation_id`` names the conversation; ``agent_id`` the agent an event is
-about (presence; the agent a conversation was taken from).
+``agent.presence``, ``agent.typing``. ``conversation_id`` names the conversation; ``agent_id`` the
+agent an event is about (presence, typing; the agent a conversation was taken from).
 
 Pruning (:func:`prune`) keeps one mark: the newest pruned id stays as a row of type ``pruned``, so a
 reader can tell a cursor from before the pruned horizon (it missed events: reset) from one that
@@ -60,7 +60,7 @@ def event(type_: str, conversation_id: int | None = None, *, agent_id: int | Non
 
 def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Write ``rows`` in ``conn``'s transaction, in one statement; nothing for no rows. Call it as
-    the transaction's last statement: on PostgreSQL it holds the stream's order until commit."""
+    the transaction's last statement: readers wait at an id drawn and not yet committed."""
     insert_events(conn, rows)
 
 

@@ -219,6 +219,14 @@ def _pings_and_refusals(desk: Running) -> None:
             comments.append(value)
     assert "ping" in comments
     quiet.close()
+    # A deactivated agent's stream ends at the next ping's check.
+    agent = desk.agent("Ann", online=False)
+    watching = Subscriber(desk, agent["token"])
+    desk.ok("PATCH", f"/agents/{agent['id']}", json={"active": False})
+    deadline = time.monotonic() + 5
+    while (kind := watching.received.get(timeout=5)[0]) != "closed":
+        assert time.monotonic() < deadline, "the stream went on"
+    assert kind == "closed"
     assert desk.http.get("/api/v1/events").status_code == 401
     bad = desk.http.get("/api/v1/events", headers={"Authorization": f"Bearer {desk.admin_token}",
                                                    "Last-Event-ID": "abc"})
