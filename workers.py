@@ -29,6 +29,7 @@ from store import channels as channel_store
 from store import jobs, outbound
 from store.assignment import wake_snoozed
 from store.db import get_engine
+from store.events import prune as prune_events
 from store.inbound import Recorded, record_inbound
 from store.models import utcnow
 from store.settings import get_settings
@@ -365,6 +366,7 @@ def sweep() -> None:
     if any((due.route, due.deliver, due.poll)):
         log.info("sweep: %d route, %d deliver, %d pull, %d poll", len(due.route), len(due.deliver),
                  len(due.pull), len(due.poll))
+    prune_events(get_engine(), settings.events_keep_hours)  # the event stream's old rows
 
 
 ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, poll_channel, sweep]

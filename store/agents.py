@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from store import invites, passwords, sessions
 from store.crypto import token_hash
 from store.dialect import for_update
+from store.events import append, event
 from store.models import MAX_ID, utcnow
 from store.sql import agent_languages, agent_teams, agents, teams, tokens
 
@@ -81,7 +82,8 @@ def skills(conn: Connection, agent_id: int) -> tuple[list[str], list[int]]:
 def set_presence(engine: Engine, agent_id: int, presence: str) -> bool:
     """Returns whether the agent may now take more conversations (the caller pulls the queue)."""
     with engine.begin() as conn:
-        conn.execute(update(agents).where(a.id == agent_id).values(presence=presence))
+        if conn.execute(update(agents).where(a.id == agent_id).values(presence=presence)).rowcount:
+            append(conn, [event("agent.presence", agent_id=agent_id, presence=presence)])
     return presence == "online"
 
 

@@ -9,6 +9,9 @@ order, and the manual paths here lock the same rows in the same order.
 
 A conversation that goes (back) to the queue gets a waiting time if it had none, so it queues
 behind those waiting longer, neither ahead of nor after everyone (``router.queue``).
+
+Each move writes its ``conversation.updated`` event (store.events) as the transaction's last
+statement; the routing writer does it within its one statement.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 
 from store.dialect import for_update, write_picks
+from store.events import append, event
 from store.models import utcnow
 from store.sql import agents, assignments, conversations
 
@@ -40,12 +44,13 @@ class Outcome:
 
 
 def write_assignments(conn: Connection, picks: Sequence[tuple[int, int, datetime]], now: datetime, *,
-                      reason: str, by: int | None = None, over_capacity: bool = False) -> None:
+                      reason: str, by: int | None = None, over_capacity: bool = False, announce: bool = True) -> None:
     """Write assignments (conversation id, agent id, at): each agent takes capacity for its
     conversations (never past its capacity unless ``over_capacity``: a person's decision), each
     conversation, still open and unassigned, gets its assignee and stops needing routing, and
     each is logged with ``reason`` and ``by``. The caller holds the rows' locks, so any miss
-    means another writer got past them: ConcurrentChange, and the transaction rolls back."""
+    means another writer got past them: ConcurrentChange, and the transaction rolls back.
+    ``announce``: each conversation gets its ``conversation.updated`` event (else the caller writes it)."""
     if not picks:
         return
     loads: dict[int, tuple[int, datetime]] = {}
@@ -53,7 +58,7 @@ def write_assignments(conn: Connection, picks: Sequence[tuple[int, int, datetime
         count, last = loads.get(agent_id, (0, at))
         loads[agent_id] = (count + 1, max(last, at))
     got, moved, logged = write_picks(conn, [(ag, n, at) for ag, (n, at) in sorted(loads.items())], picks, now,
-                                     reason=reason, by=by, over_capacity=over_capacity)
+                                     reason=reason, by=by, over_capacity=over_capacity, announce=announce)
     if got != len(loads):
         raise ConcurrentChange("an agent changed under its lock")
     if moved != len(picks) or logged != len(picks):
@@ -113,7 +118,10 @@ def assign_manually(engine: Engine, conversation_id: int, agent_id: int | None, 
             )
         else:
             write_assignments(conn, [(conversation_id, agent_id, now)], now, reason="manual", by=by,
-                              over_capacity=True)
+                              over_capacity=True, announce=False)
+        # Addressed to the agent who lost it too (agent_id), who may no longer see it: their inbox drops it.
+        append(conn, [event("conversation.updated", conversation_id, at=now, agent_id=freed if freed != agent_id
+                            else None, assignee_id=agent_id, reason="manual" if agent_id else "unassigned")])
         return freed if freed != agent_id else None
 
 
@@ -133,15 +141,17 @@ def resolve(engine: Engine, conversation_id: int, by: int | None) -> int | None:
                     waiting_since=None, updated_at=now)
             .returning(conversations.c.assignee_id)
         ).first()
-        if row is None or row.assignee_id is None:
+        if row is None:
             return None
-        conn.execute(update(agents).where(a.id == row.assignee_id).values(active_count=a.active_count - 1))
-        conn.execute(
-            assignments.insert().values(
-                conversation_id=conversation_id, agent_id=row.assignee_id, by_agent_id=by, reason="resolved",
-                created_at=now,
+        if row.assignee_id is not None:
+            conn.execute(update(agents).where(a.id == row.assignee_id).values(active_count=a.active_count - 1))
+            conn.execute(
+                assignments.insert().values(
+                    conversation_id=conversation_id, agent_id=row.assignee_id, by_agent_id=by, reason="resolved",
+                    created_at=now,
+                )
             )
-        )
+        append(conn, [event("conversation.updated", conversation_id, at=now, status="resolved")])
         return row.assignee_id
 
 
@@ -168,6 +178,7 @@ def reopen(engine: Engine, conversation_id: int) -> bool:
             )
             if row.assignee_id is not None:
                 conn.execute(update(agents).where(a.id == row.assignee_id).values(active_count=a.active_count + 1))
+            append(conn, [event("conversation.updated", conversation_id, at=now, status="open")])
             return row.assignee_id is None
         if row.status in ("pending", "snoozed"):
             conn.execute(
@@ -175,6 +186,7 @@ def reopen(engine: Engine, conversation_id: int) -> bool:
                 .values(status="open", snoozed_until=None, updated_at=now,
                         **(_queued(now) if row.assignee_id is None else {}))
             )
+            append(conn, [event("conversation.updated", conversation_id, at=now, status="open")])
         return False
 
 
@@ -216,6 +228,9 @@ def update_conversation(
         if rerouted:
             values.update(needs_routing=True, route_attempts=0, route_error=None, **_queued(now))
         conn.execute(update(conversations).where(c.id == conversation_id).values(**values))
+        shown = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()
+                 if k in ("priority", "team_id", "language", "status", "snoozed_until")}
+        append(conn, [event("conversation.updated", conversation_id, at=now, **shown)])
         return rerouted
 
 
@@ -236,4 +251,5 @@ def wake_snoozed(engine: Engine) -> list[int]:
                 update(conversations).where(c.id.in_(unassigned))
                 .values(needs_routing=True, route_attempts=0, **_queued(now))
             )
+        append(conn, [event("conversation.updated", r.id, at=now, status="open") for r in woken])
     return unassigned

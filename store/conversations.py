@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, or_, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from store.models import MAX_ID
+from store.dialect import insert_events
+from store.models import MAX_ID, utcnow
 from store.sql import agent_teams, attachments, contacts, conversations, messages, teams
 
 c = conversations.c
@@ -127,10 +128,15 @@ def retry(engine: Engine, message_id: int) -> bool:
     """Put a failed reply back to ``pending`` with fresh attempts; False when it is not a failed
     reply (any more)."""
     with engine.begin() as conn:
-        return bool(conn.execute(
+        moved = conn.execute(
             update(messages).where(m.id == message_id, m.direction == "out", m.status == "failed")
-            .values(status="pending", attempts=0, next_attempt_at=None)
-        ).rowcount)
+            .values(status="pending", attempts=0, next_attempt_at=None).returning(m.conversation_id)
+        ).first()
+        if moved is not None:  # its stream event (store.events; built here: that module reads this one)
+            insert_events(conn, [{"created_at": utcnow(), "type": "message.status", "agent_id": None,
+                                  "conversation_id": moved.conversation_id,
+                                  "data": {"message_id": message_id, "status": "pending"}}])
+        return moved is not None
 
 
 def attachment(engine: Engine, attachment_id: int) -> Any:

@@ -1,5 +1,5 @@
 """Where SQLite and PostgreSQL differ, in one place: row locks, the autocommit statement, the
-inserts (``ON CONFLICT``, arrays) and the writer of routing picks. Everything else in the store
+inserts (``ON CONFLICT``, arrays), the writer of routing picks and the writer of events. Everything else in the store
 writes one form of SQL for both.
 
 SQLite has no row locks: every write transaction takes the database's write lock at BEGIN
@@ -10,6 +10,7 @@ PostgreSQL give, and the lock clauses here are no-ops there.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -112,6 +113,37 @@ def _unnest_insert(table: Table, names: tuple[str, ...], conflict: tuple[str, ..
     return stmt
 
 
+# Events (store.events): written in the transaction of their change. Nothing here orders the
+# writers' commits (that would serialise them): on PostgreSQL a transaction may commit after one
+# that took a later id, and readers wait for such gaps (store.events.Reader). The connection's
+# info remembers its engine, for the wake-ups rung once the transaction is over (store.wakeups).
+WROTE_EVENTS = "omnidesk.wrote_events"
+_EVENTS = text("""
+INSERT INTO events (created_at, type, conversation_id, agent_id, data)
+SELECT e.created_at, e.type, e.conversation_id, e.agent_id, CAST(e.data AS json)
+FROM unnest(CAST(:created_at AS timestamp[]), CAST(:type AS varchar[]), CAST(:conversation_id AS integer[]),
+                  CAST(:agent_id AS integer[]), CAST(:data AS text[]))
+     WITH ORDINALITY AS e(created_at, type, conversation_id, agent_id, data, position)
+ORDER BY e.position
+""")
+
+
+def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert event rows (created_at, type, conversation_id, agent_id, data) in one statement, in
+    order, in the caller's transaction."""
+    if not rows:
+        return
+    conn.info[WROTE_EVENTS] = conn.engine
+    if not is_postgres(conn):
+        conn.execute(_events.insert(), list(rows))
+        return
+    conn.execute(_EVENTS, {
+        "created_at": [r["created_at"] for r in rows], "type": [r["type"] for r in rows],
+        "conversation_id": [r["conversation_id"] for r in rows], "agent_id": [r["agent_id"] for r in rows],
+        "data": [json.dumps(r["data"], separators=(",", ":")) for r in rows],
+    })
+
+
 def write_picks(
     conn: Connection,
     loads: Sequence[tuple[int, int, datetime]],
@@ -121,18 +153,22 @@ def write_picks(
     reason: str,
     by: int | None = None,
     over_capacity: bool = False,
+    announce: bool = True,
 ) -> tuple[int, int, int]:
     """Write assignments: each agent of ``loads`` (agent id, conversations taken, last assigned
     at) takes its conversations' capacity, unless that would pass its capacity (and
     ``over_capacity`` is false); each conversation of ``picks`` (conversation id, agent id, at)
     still open and unassigned gets its assignee and stops needing routing; each one moved is
     logged with ``reason`` and ``by``. Returns how many agents, conversations and log rows were
-    written, for the caller to check against what it asked.
+    written, for the caller to check against what it asked. ``announce``: each conversation moved
+    also gets its ``conversation.updated`` event (``assignee_id``, ``reason``).
 
     On PostgreSQL one statement whatever the number of picks (the three writes as CTEs over
     arrays); on SQLite one prepared statement a table, executed for each row."""
     if is_postgres(conn):
-        row = conn.execute(_PICKS, {
+        if announce:
+            conn.info[WROTE_EVENTS] = conn.engine
+        row = conn.execute(_PICKS_ANNOUNCED if announce else _PICKS, {
             "agent": [x[0] for x in loads], "taken": [x[1] for x in loads], "at": [x[2] for x in loads],
             "conversation": [x[0] for x in picks], "assignee": [x[1] for x in picks],
             "stamp": [x[2] for x in picks], "now": now, "reason": reason, "by": by, "over": over_capacity,
@@ -145,12 +181,16 @@ def write_picks(
     logged = len(insert_many(conn, _assignments, [
         {"conversation_id": conv, "agent_id": agent, "by_agent_id": by, "reason": reason, "created_at": at}
         for conv, agent, at in picks], returning=("id",)))
+    if announce:  # every pick: should one not have moved, the caller rolls the whole transaction back
+        insert_events(conn, [{"created_at": at, "type": "conversation.updated", "conversation_id": conv,
+                              "agent_id": None, "data": {"assignee_id": agent, "reason": reason}}
+                             for conv, agent, at in picks])
     return got, moved, logged
 
 
 # The three writes of picks in one statement (PostgreSQL). The CTEs see one snapshot and touch
 # different tables; the assignments are logged for the conversations actually moved.
-_PICKS = text("""
+_PICKS_SQL = """
 WITH took AS (
   UPDATE agents SET active_count = agents.active_count + t.taken, last_assigned_at = t.at
   FROM unnest(CAST(:agent AS integer[]), CAST(:taken AS integer[]), CAST(:at AS timestamp[])) AS t(agent, taken, at)
@@ -169,11 +209,21 @@ WITH took AS (
   RETURNING id
 )
 SELECT (SELECT count(*) FROM took), (SELECT count(*) FROM moved), (SELECT count(*) FROM logged)
-""")
+"""
+# The same, with each conversation moved announced by its event (see insert_events).
+_PICKS = text(_PICKS_SQL)
+_PICKS_ANNOUNCED = text(_PICKS_SQL.replace("), logged AS (", """), told AS (
+  INSERT INTO events (created_at, type, conversation_id, data)
+  SELECT stamp, 'conversation.updated', id,
+         json_build_object('assignee_id', agent, 'reason', CAST(:reason AS varchar))
+  FROM moved ORDER BY id
+  RETURNING id
+), logged AS ("""))
 
 _agents: Table = models.Agent.__table__  # type: ignore[assignment]
 _conversations: Table = models.Conversation.__table__  # type: ignore[assignment]
 _assignments: Table = models.Assignment.__table__  # type: ignore[assignment]
+_events: Table = models.Event.__table__  # type: ignore[assignment]
 _AGENTS_BY_ROW = (
     update(_agents)
     .where(_agents.c.id == bindparam("agent"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # Ids are INTEGER columns: 32-bit on PostgreSQL. A larger number names nothing, and is refused
@@ -261,6 +261,23 @@ class Assignment(SQLModel, table=True):
     by_agent_id: int | None = Field(default=None, foreign_key="agents.id")  # None: the router
     reason: str = Field(max_length=40)  # routed | pulled | manual | unassigned | resolved
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """A change an agent may see, written in the transaction of the change (store.events). ``id``
+    is the stream's order: 64-bit, never reused (AUTOINCREMENT on SQLite, so pruning every row
+    cannot bring an old number back)."""
+
+    __tablename__ = "events"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"),
+                                                            primary_key=True))
+    created_at: datetime = _ts(default_factory=utcnow)
+    type: str = Field(max_length=40)  # message.created, message.status, conversation.updated, ...
+    conversation_id: int | None = None  # None: not about a conversation (presence)
+    agent_id: int | None = None  # the agent it is about (presence, typing; who lost a conversation)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 def _partial_indexes() -> None:

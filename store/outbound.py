@@ -9,6 +9,9 @@ customer, and the deliver job decides whether a second send is safe.
 The outcome of a send is written on a healthy connection: a write that fails because the
 connection broke (PostgreSQL restarted, connections terminated) is tried again on a fresh one, so
 a database blip between the send and its record never leaves the reply to be sent twice.
+
+Each reply or note stored writes its ``message.created`` event, each status recorded its
+``message.status`` event (store.events), in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import Update
 
 from connectors import connector_class
 from connectors.base import Identity, OutboundMessage, SendResult
+from store.events import append, event
 from store.models import utcnow
 from store.sql import channels, clean, contacts, conversations, identities, messages, participants
 
@@ -95,6 +99,8 @@ def create_reply(
                 .where(c.id == conversation_id, c.first_response_at.is_(None))
                 .values(first_response_at=now)
             )
+        append(conn, [event("message.created", conversation_id, at=now, message_id=message_id, direction="out",
+                            private=private)])
         return message_id
 
 
@@ -203,7 +209,7 @@ def mark_sent(engine: Engine, message_id: int, result: SendResult) -> None:
     _record(engine, update(messages)
             .where(m.id == message_id, m.status == "sending")
             .values(status=result.status, external_id=result.external_id or m.external_id, sent_at=utcnow(),
-                    lease_until=None, status_reason=None, next_attempt_at=None))
+                    lease_until=None, status_reason=None, next_attempt_at=None), result.status)
 
 
 def mark_retry(engine: Engine, message_id: int, reason: str, delay: float) -> None:
@@ -211,22 +217,28 @@ def mark_retry(engine: Engine, message_id: int, reason: str, delay: float) -> No
     _record(engine, update(messages)
             .where(m.id == message_id, m.status == "sending")
             .values(status="pending", status_reason=clean(reason), lease_until=None,
-                    next_attempt_at=utcnow() + timedelta(seconds=delay)))
+                    next_attempt_at=utcnow() + timedelta(seconds=delay)), "pending")
 
 
 def mark_failed(engine: Engine, message_id: int, reason: str) -> None:
     _record(engine, update(messages)
             .where(m.id == message_id, m.status.in_(("pending", "sending")))
-            .values(status="failed", status_reason=clean(reason), lease_until=None, next_attempt_at=None))
+            .values(status="failed", status_reason=clean(reason), lease_until=None, next_attempt_at=None), "failed")
 
 
-def _record(engine: Engine, statement: Executable) -> None:
+def _record(engine: Engine, statement: Update, status: str | None = None) -> None:
     """Run one idempotent status write, again on a fresh connection when the connection broke
-    (the pool drops a broken connection, and the others of its age, when the error is raised)."""
+    (the pool drops a broken connection, and the others of its age, when the error is raised).
+    ``status``: the write moves a reply to it; the move (if any) writes its ``message.status`` event."""
+    if status is not None:
+        statement = statement.returning(m.id, m.conversation_id)
     for delay in (*RECORD_DELAYS, None):
         try:
             with engine.begin() as conn:
-                conn.execute(statement)
+                result = conn.execute(statement)
+                moved = result.all() if status is not None else ()
+                append(conn, [event("message.status", row.conversation_id, message_id=row.id, status=status)
+                              for row in moved])
             return
         except (OperationalError, InterfaceError, DBAPIError) as exc:
             broken = exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     session_hours: float = 168.0
     session_idle_hours: float = 12.0
     invite_hours: float = 72.0
+    # The event stream (GET /api/v1/events): events older than this are pruned by the sweep; a
+    # ": ping" comment this often keeps proxies from closing a quiet stream; the table is read at
+    # least this often, should a wake-up be missed.
+    events_keep_hours: float = 72.0
+    events_ping: float = 15.0
+    events_poll: float = 5.0
 
     @field_validator("log_level")
     @classmethod

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, or_, select
 
 from connectors.base import Event, InboundMessage, StatusUpdate
+from store.events import append as append_events
+from store.events import event as stream_event
 from store.inbound.contacts import add_participants, contacts_for_many
 from store.inbound.receipts import apply_status
 from store.inbound.rows import (
@@ -35,35 +37,48 @@ def record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> 
     """Store ``events`` on ``conn``, in its transaction, with a handful of statements for the
     whole batch (see :func:`store_many`); NUL is cleaned from them first. A message a concurrent
     writer stores meanwhile raises :class:`Duplicate`, which must undo the whole transaction:
-    the caller then stores the events one by one."""
+    the caller then stores the events one by one. The batch's stream events (store.events) are
+    written last, in one statement."""
     events = [clean_event(e) for e in events]
     known = stored_messages(conn, channel_id,
                             {e.external_id[:ID_LENGTH] for e in events if isinstance(e, InboundMessage)})
     results: list[Recorded | None] = [None] * len(events)
     fresh: dict[str, int] = {}  # external id -> position of its first copy in this batch
+    told: list[dict[str, Any]] = []  # the stream's events of this batch
     for n, event in enumerate(events):
         if isinstance(event, StatusUpdate):
-            results[n] = apply_status(conn, channel_id, event)
+            results[n] = moved = apply_status(conn, channel_id, event)
+            if moved.message_id is not None and not moved.duplicate:
+                told.append(_status_event(moved, event.status))
         elif event.external_id[:ID_LENGTH] in known:
             results[n] = Recorded(*known[event.external_id[:ID_LENGTH]], duplicate=True)
         elif event.external_id[:ID_LENGTH] not in fresh:
             fresh[event.external_id[:ID_LENGTH]] = n
     if fresh:
-        stored = store_many(conn, channel_id, [events[n] for n in fresh.values()])  # type: ignore[misc]
+        stored = store_many(conn, channel_id, [events[n] for n in fresh.values()], told)  # type: ignore[misc]
         for n, recorded in zip(fresh.values(), stored, strict=True):
             results[n] = recorded
     for n, event in enumerate(events):
         if results[n] is None:  # a second copy of a message earlier in this batch
             first = results[fresh[event.external_id[:ID_LENGTH]]]
             results[n] = Recorded(first.message_id, first.conversation_id, duplicate=True)  # type: ignore[union-attr]
+    append_events(conn, told)
     return results  # type: ignore[return-value]
 
 
-def store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessage]) -> list[Recorded]:
-    """New messages (none of them stored yet, no two alike) in few statements whatever their number."""
+def _status_event(moved: Recorded, status: str) -> dict[str, Any]:
+    return stream_event("message.status", moved.conversation_id, message_id=moved.message_id, status=status)
+
+
+def store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessage],
+               told: list[dict[str, Any]] | None = None) -> list[Recorded]:
+    """New messages (none of them stored yet, no two alike) in few statements whatever their number.
+    ``told`` gets their stream events: each conversation started (``conversation.created``) or
+    written to (``conversation.updated``, open again), then each message (``message.created``)."""
     now = utcnow()
     contact_ids = contacts_for_many(conn, channel_id, [m.sender for m in batch], now)
-    threads = conversations_for_many(conn, channel_id, batch, contact_ids, now)
+    created: set[int] = set()
+    threads = conversations_for_many(conn, channel_id, batch, contact_ids, now, created=created)
     rows = [message_row(channel_id, conversation_id, contact_id, msg, now)
             for msg, contact_id, (conversation_id, _) in zip(batch, contact_ids, threads, strict=True)]
     stored = dict(insert_many(conn, messages, rows, conflict=["channel_id", "external_id"],
@@ -81,6 +96,14 @@ def store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessage
     for msg, (conversation_id, _) in zip(batch, threads, strict=True):
         if msg.participants:
             add_participants(conn, channel_id, conversation_id, msg.participants)
+    if told is not None:
+        told.extend(
+            stream_event("conversation.created", conv, at=now) if conv in created
+            else stream_event("conversation.updated", conv, at=now, status="open")
+            for conv in dict.fromkeys(conversation_id for conversation_id, _ in threads))
+        told.extend(stream_event("message.created", conversation_id, at=now, direction="in",
+                                 message_id=stored[msg.external_id[:ID_LENGTH]])
+                    for msg, (conversation_id, _) in zip(batch, threads, strict=True))
     return [
         Recorded(stored[msg.external_id[:ID_LENGTH]], conversation_id, needs_routing=needs_routing)
         for msg, (conversation_id, needs_routing) in zip(batch, threads, strict=True)
@@ -88,14 +111,17 @@ def store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessage
 
 
 def conversations_for_many(
-    conn: Connection, channel_id: int, batch: Sequence[InboundMessage], contact_ids: Sequence[int], now: Any
+    conn: Connection, channel_id: int, batch: Sequence[InboundMessage], contact_ids: Sequence[int], now: Any, *,
+    created: set[int] | None = None,
 ) -> list[tuple[int, bool]]:
     """:func:`conversation_for` for a batch, in order. The common case - a message whose thread
     key names the conversation (a chat, a phone number, a shop's thread), without references or
     ticket number - costs one look for the whole batch and one multi-row insert of the new
     conversations; a message that joins an open conversation of its own sender costs one update.
     Everything else (references, ticket numbers, reopening, a second person on a thread) takes
-    the one-message path, which sees what this batch wrote before it."""
+    the one-message path, which sees what this batch wrote before it. ``created`` gets the ids of
+    the conversations started."""
+    created = set() if created is None else created
     c = conversations.c
     simple = [not m.thread_refs and not m.ticket_number and bool(m.thread_key) for m in batch]
     keys = list({m.thread_key[:ID_LENGTH] for m, s in zip(batch, simple, strict=True) if s})  # type: ignore[index]
@@ -128,10 +154,11 @@ def conversations_for_many(
                               returning=("id",), in_order=True)
             for n, row in zip(fresh, ids, strict=True):
                 results[n] = (row.id, True)
+                created.add(row.id)
             fresh.clear()
         if not pending:
             return
-        created = dict(insert_many(
+        opened = dict(insert_many(
             conn,
             conversations,
             [conversation_row(channel_id, contact_ids[first], batch[first], key, now)
@@ -139,14 +166,15 @@ def conversations_for_many(
             conflict=["channel_id", "open_key"],
             returning=("open_key", "id"),
         ))
+        created.update(opened.values())
         for key, positions in pending.items():
             alone.add(key)  # created: later messages of the thread find it the one-message way
-            if key in created:
+            if key in opened:
                 for n in positions:
-                    results[n] = (created[key], n == positions[0])
+                    results[n] = (opened[key], n == positions[0])
             else:  # a concurrent first message of this thread won, or this batch opened it meanwhile
                 for n in positions:
-                    results[n] = conversation_for(conn, channel_id, contact_ids[n], batch[n], now)
+                    results[n] = conversation_for(conn, channel_id, contact_ids[n], batch[n], now, created=created)
         pending.clear()
 
     for n, msg in enumerate(batch):
@@ -159,11 +187,11 @@ def conversations_for_many(
             if results[parent] is None:  # the parent's conversation is still to be created
                 create_pending()
             results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now,
-                                           found=results[parent][0])  # type: ignore[index]
+                                           found=results[parent][0], created=created)  # type: ignore[index]
             if key:
                 alone.add(key)
         elif stored is not None:  # a reply to a stored message: its conversation (or the reopen rule)
-            results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now, found=stored[1])
+            results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now, found=stored[1], created=created)
             if key:
                 alone.add(key)
         elif not key and not msg.ticket_number:  # no thread to look for: a new conversation
@@ -177,7 +205,8 @@ def conversations_for_many(
             results[n] = (open_rows[key].id, touch(conn, open_rows[key], msg, now))
             alone.add(key)  # touched: the row read above is stale now
         else:  # the references named nothing stored: the ticket number, the thread key
-            results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now, refs_checked=True)
+            results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now, refs_checked=True,
+                                           created=created)
             if key:
                 alone.add(key)
         earlier[msg.external_id[:ID_LENGTH]] = n

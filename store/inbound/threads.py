@@ -21,12 +21,12 @@ from store.sql import conversations, insert_ignore, messages, participants
 
 def conversation_for(
     conn: Connection, channel_id: int, contact_id: int, msg: InboundMessage, now: Any, *, found: int | None = None,
-    refs_checked: bool = False,
+    refs_checked: bool = False, created: set[int] | None = None,
 ) -> tuple[int, bool]:
     """Find the conversation the message belongs to (reopening it when recently resolved) or
     start one. Returns (conversation id, whether it needs routing). ``found``: the conversation
     of the message it replies to, when the caller knows it already; ``refs_checked``: the caller
-    found none of its references stored."""
+    found none of its references stored; ``created``: gets the id of a conversation started here."""
     c = conversations.c
     row = None
     if found is not None:
@@ -67,7 +67,7 @@ def conversation_for(
         if row.contact_id != contact_id:  # someone else on the thread (a Cc'd colleague) wrote
             add_participant(conn, row.id, contact_id, msg.sender.email)
         return row.id, touch(conn, row, msg, now)
-    return _create_conversation(conn, channel_id, contact_id, msg, now)
+    return _create_conversation(conn, channel_id, contact_id, msg, now, created)
 
 
 def conversation_columns() -> Any:
@@ -111,7 +111,7 @@ def touch(conn: Connection, row: Any, msg: InboundMessage, now: Any) -> bool:
 
 
 def _create_conversation(
-    conn: Connection, channel_id: int, contact_id: int, msg: InboundMessage, now: Any
+    conn: Connection, channel_id: int, contact_id: int, msg: InboundMessage, now: Any, created: set[int] | None
 ) -> tuple[int, bool]:
     c = conversations.c
     key = msg.thread_key[:ID_LENGTH] if msg.thread_key else None
@@ -121,6 +121,8 @@ def _create_conversation(
         .returning(c.id)
     ).scalar()
     if conv_id is not None:
+        if created is not None:
+            created.add(conv_id)
         return conv_id, True
     row = _load(conn, c.channel_id == channel_id, c.open_key == key)  # a concurrent first message won
     return row.id, touch(conn, row, msg, now)

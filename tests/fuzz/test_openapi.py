@@ -112,7 +112,9 @@ def fuzz(target: Target, operation: schemathesis.APIOperation, way: str) -> str 
 
 
 def test_no_operation_answers_5xx(target: Target) -> None:
-    operations = [result.ok() for result in target.schema.get_all_operations()]
+    # GET /events is a stream that never ends (its refusals are tested in tests/web/test_events.py).
+    operations = [op for op in (result.ok() for result in target.schema.get_all_operations())
+                  if op.path != "/api/v1/events"]
     operations.sort(key=lambda op: op.method.upper() == "DELETE")  # the pinned rows stay for the others
     assert len(operations) >= 15, [op.label for op in operations]  # the document was read whole
     failures = [fuzz(target, op, way) for op in operations for way in ("positive", "negative", "pinned")]
