@@ -93,7 +93,7 @@ def up(
     finally:
         say_stopping()
         stop.set()
-        worker.stop()
+        workers.stop_worker(worker)
         scheduler.join(timeout=10)
         end_children()
 
@@ -143,7 +143,7 @@ def worker(threads: Optional[int] = None) -> None:
 
     def stopping() -> None:
         say_stopping()
-        running.stop()
+        workers.stop_worker(running)
 
     try:
         workers.run_forever(threading.Event(), on_stop=stopping)

@@ -372,6 +372,12 @@ def sweep() -> None:
 ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, poll_channel, sweep]
 
 
+def stop_worker(worker: dramatiq.Worker) -> None:
+    """Stop taking jobs; let running ones finish within ``shutdown_grace``, then give up on them
+    (dramatiq would wait ten minutes: longer than any supervisor waits before SIGKILL)."""
+    worker.stop(timeout=int(get_settings().shutdown_grace * 1000))
+
+
 def start_worker(broker: dramatiq.Broker, threads: int | None = None) -> dramatiq.Worker:
     brokers.enable_worker_metrics(broker, get_settings().worker_metrics_port)  # dramatiq's, when asked
     worker = dramatiq.Worker(broker, worker_threads=threads or get_settings().worker_threads, worker_timeout=100)

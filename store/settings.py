@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     # Work the store says is still to do is re-enqueued when it is older than this (seconds).
     sweep_grace: float = 10.0
     worker_threads: int = 8
+    # On SIGTERM/SIGINT a worker lets running jobs finish for at most this long (seconds), then exits;
+    # what it abandons is found again by the sweep (leases run out). Keep it under your supervisor's
+    # kill timeout (docker compose: stop_grace_period, 10 s by default; ours sets 30 s).
+    shutdown_grace: float = 20.0
     redis_namespace: str = "omnidesk"
     # The broker, when not Redis at redis_url: amqp://user:pass@host:5672/vhost for RabbitMQ (durable
     # queues), or redis://. Unset: redis_url, else the in-process broker. See brokers.py.

@@ -98,3 +98,34 @@ def test_separate_processes_survive_a_killed_worker(pg_url: str, callback: Callb
             assert _totals(engine) == (200, 150, 150)
         finally:
             engine.dispose()
+
+
+def test_a_stopped_worker_gives_a_hanging_job_its_grace_then_exits(pg_url: str, tmp_path: Path) -> None:
+    """SIGTERM while a send hangs: the worker waits OMNIDESK_SHUTDOWN_GRACE for it, not the ten
+    minutes dramatiq would, and exits cleanly (a supervisor's SIGKILL never has to come)."""
+    import signal
+    import time
+
+    from tests.fakes.shop import Answer, Shop
+
+    shop = Shop()
+    shop.answers = [Answer(delay=60.0)]
+    try:
+        with Deployment(pg_url, tmp_path, OMNIDESK_SHUTDOWN_GRACE="2") as desk:
+            agent = desk.ok("POST", "/agents", json={"name": "Ana", "email": "ana@shop.test", "capacity": 5})
+            desk.ok("PUT", f"/agents/{agent['id']}/presence", json={"status": "online"})
+            channel = desk.ok("POST", "/channels", json={"kind": "api", "name": "shop",
+                                                         "config": {"secret": "s" * 24, "callback_url": shop.url}})
+            body = json.dumps({"message_id": "m1", "from": {"id": "c1"}, "text": "hello"}).encode()
+            assert desk.api.post(f"/webhooks/{channel['id']}", content=body,
+                                 headers={"X-Omnidesk-Signature": sign("s" * 24, body)}).status_code == 202
+            conv = wait_for(lambda: desk.ok("GET", "/conversations")["items"], what="the conversation")[0]
+            desk.ok("POST", f"/conversations/{conv['id']}/messages", json={"text": "on its way"})
+            wait_for(lambda: shop.requests, timeout=30, what="the send that hangs")
+            assert desk.worker is not None
+            started = time.monotonic()
+            desk.worker.send_signal(signal.SIGTERM)
+            assert desk.worker.wait(timeout=30) == 0
+            assert time.monotonic() - started < 10
+    finally:
+        shop.close()
