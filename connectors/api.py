@@ -78,6 +78,8 @@ class ApiConnector(Connector):
         expected = sign(self.config.secret.get_secret_value(), request.body)
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise AuthError("missing or invalid X-Omnidesk-Signature")
+        if request.method != "POST" or request.route:
+            raise PayloadError("the API channel takes messages only as POST /webhooks/{channel_id}")
         try:
             data = json.loads(request.body)
         except (ValueError, RecursionError):  # RecursionError: a body nested thousands deep

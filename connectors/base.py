@@ -5,9 +5,12 @@ pushes (webhooks) and pulls (polls) into frozen :class:`InboundMessage` / :class
 values, and sends :class:`OutboundMessage` values, translating the vendor's failures into our two
 error kinds (see :mod:`connectors.errors`).
 
-Pushes::
+Pushes (``POST /webhooks/{id}`` and its sub-routes such as ``/webhooks/{id}/status``, and
+``GET /webhooks/{id}`` for a provider's challenge; ``request.route`` says which)::
 
     events = connector.parse(WebhookRequest(...))        # raises AuthError, PayloadError
+    ...store events...
+    reply = connector.answer(request)                    # the body the provider expects, or None
 
 Pulls (the caller commits each batch, with its cursor, before asking for the next one; resuming
 the iterator is the acknowledgement, after which the connector may flag or move what it imported)::
@@ -140,11 +143,22 @@ class WebhookRequest:
     """The parts of an HTTP request a connector may look at. ``url`` is the public URL the
     provider called (rebuilt from the configured public base, not the Host header)."""
 
-    method: str
+    method: str  # POST, or GET for a provider's challenge (X's CRC)
     url: str
     headers: Mapping[str, str]  # lower-case names
     query: Mapping[str, str]
     body: bytes
+    route: str = ""  # the path after /webhooks/{id}/, e.g. "status" (Twilio receipts), "voice"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookAnswer:
+    """The body a provider expects back from a webhook, where it expects more than a status code:
+    TwiML for Twilio, the CRC response token for X."""
+
+    body: bytes
+    content_type: str = "application/json"
+    status: int = 200
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -243,8 +257,14 @@ class Connector(ABC):
 
     def parse(self, request: WebhookRequest) -> list[Event]:
         """Authenticate a webhook and normalise it. Raises AuthError (checked first, always),
-        PayloadError, or UnsupportedEvent for an authenticated event the channel does not use."""
+        PayloadError, or UnsupportedEvent for an authenticated event the channel does not use.
+        A connector without sub-routes or GET challenges refuses them here (PayloadError)."""
         raise PayloadError(f"{self.kind} channels take no webhooks")
+
+    def answer(self, request: WebhookRequest) -> WebhookAnswer | None:
+        """What to answer a webhook that :meth:`parse` accepted, once its events are stored (e.g.
+        empty TwiML, a voicemail prompt, X's CRC token); None answers our own JSON (202)."""
+        return None
 
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[PollBatch]:
         """Yield what is new since ``cursor`` in batches; see the module docstring."""

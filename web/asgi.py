@@ -18,7 +18,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-_WEBHOOK = re.compile(r"/webhooks/(\d{1,30})")  # long ids too: the handler answers 404 past the largest
+# long ids too: the handler answers 404 past the largest
+_WEBHOOK = re.compile(r"/webhooks/(\d{1,30})(?:/([a-z][a-z0-9_-]{0,30}))?")
 
 
 class BodyTooLarge(Exception):
@@ -26,11 +27,18 @@ class BodyTooLarge(Exception):
 
 
 def webhook_channel(scope: Scope) -> int | None:
-    """The channel id of a webhook post (``POST /webhooks/{int}``), else None."""
-    if scope["type"] != "http" or scope["method"] != "POST":
+    """The channel id of a webhook (``POST /webhooks/{int}`` or ``/webhooks/{int}/{route}``, or a
+    GET of either, a provider's challenge), else None."""
+    if scope["type"] != "http" or scope["method"] not in ("POST", "GET"):
         return None
     match = _WEBHOOK.fullmatch(scope["path"])
     return int(match.group(1)) if match else None
+
+
+def webhook_route(path: str) -> str:
+    """The part of a webhook path after ``/webhooks/{id}/`` ("" for none)."""
+    match = _WEBHOOK.fullmatch(path)
+    return (match.group(2) or "") if match else ""
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -57,7 +65,11 @@ def headers(scope: Scope) -> dict[str, str]:
 
 
 async def send_json(send: Send, status: int, content: Any) -> None:
-    body = json.dumps(content, separators=(",", ":")).encode()
+    await send_body(send, status, json.dumps(content, separators=(",", ":")).encode())
+
+
+async def send_body(send: Send, status: int, body: bytes, content_type: str = "application/json") -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", content_type.encode("latin-1")),
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

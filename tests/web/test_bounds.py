@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.api import sign
 from tests.support import CallbackServer, Running
 
 HUGE = [2**31, 2**63, 10**23]  # past the 32-bit id columns, past 64 bits, past everything
@@ -44,8 +45,17 @@ def test_huge_ids_are_refused_not_crashed_on(omnidesk: Running, callback: Callba
             answer = omnidesk.api(method, path, json=body)
             assert answer.status_code in (404, 422), (method, path, answer.status_code, answer.text)
             assert isinstance(answer.json()["detail"], str)
-        hook = omnidesk.http.post(f"/webhooks/{big}", content=b"{}")
-        assert hook.status_code == 404, hook.text
+        for hook in (omnidesk.http.post(f"/webhooks/{big}", content=b"{}"),
+                     omnidesk.http.post(f"/webhooks/{big}/status", content=b"{}"),
+                     omnidesk.http.get(f"/webhooks/{big}")):
+            assert hook.status_code == 404, hook.text
+    # The API channel takes its messages at /webhooks/{id} only: a signed post to a sub-route or a
+    # GET is refused, and nothing is stored.
+    body = b'{"message_id": "m-2", "from": {"id": "c"}, "text": "again"}'
+    for method, path in (("POST", f"/webhooks/{channel_id}/status"), ("GET", f"/webhooks/{channel_id}")):
+        hook = omnidesk.http.request(method, path, content=body, headers={"X-Omnidesk-Signature": sign(secret, body)})
+        assert hook.status_code == 400 and "only as POST" in hook.json()["detail"], hook.text
+    assert len(omnidesk.ok("GET", f"/conversations/{conv['id']}")["messages"]) == 1
     # Nothing was half done: no agent Eve, Ana's teams as they were.
     assert [a["name"] for a in omnidesk.ok("GET", "/agents")["items"]].count("Eve") == 0
     assert omnidesk.ok("GET", f"/agents/{ana['id']}")["teams"] == []

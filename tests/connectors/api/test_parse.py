@@ -86,3 +86,13 @@ def test_a_body_nested_deep_is_a_payload_error(depth: int) -> None:
     nested = head + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
     with pytest.raises(PayloadError, match="not JSON"):
         connector().parse(request(nested))
+
+
+def test_sub_routes_and_gets_are_refused_even_when_signed() -> None:
+    body = json.dumps({"message_id": "m1", "from": {"id": "c1"}, "text": "hi"}).encode()
+    headers = {"x-omnidesk-signature": sign(SECRET, body)}
+    for method, route in (("POST", "status"), ("GET", "")):
+        hook = WebhookRequest(method=method, url="http://desk.test/webhooks/1", headers=headers, query={},
+                              body=body, route=route)
+        with pytest.raises(PayloadError, match="only as POST"):
+            connector().parse(hook)
