@@ -4,7 +4,8 @@
     ├── TransientError(retry_after)   the same call may work later: network, 5xx, 429, 4xx SMTP
     ├── PermanentError(reason)        it never will: unsubscribed, blocked, invalid address, 5xx SMTP
     ├── ConfigError                   the channel's settings are wrong or its login is refused
-    ├── AuthError                     a webhook's signature or secret is missing or wrong (401)
+    ├── AuthError(status)             a webhook's signature or secret is missing or wrong (401, or
+    │                                 the status the provider's documentation names, e.g. 403)
     ├── PayloadError                  a webhook body we cannot read (400)
     └── UnsupportedEvent(event)       a well-formed, authenticated event we do not use (200, ignored:
                                       the provider must not retry it forever)
@@ -44,7 +45,12 @@ class ConfigError(ConnectorError):
 
 
 class AuthError(ConnectorError):
-    pass
+    """``status``: what the webhook answers. 401 unless the channel's provider expects another
+    (Twilio's and Telegram's documentation: 403 for a bad signature or secret token)."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PayloadError(ConnectorError):

@@ -108,7 +108,7 @@ async def handle(channel_id: int, path: str, query: str, headers: Mapping[str, s
     try:
         events = connector.parse(hook)  # signature and payload checks: pure and quick
     except AuthError as exc:
-        return _json(401, {"detail": str(exc)})
+        return _json(exc.status, {"detail": str(exc)})
     except PayloadError as exc:
         return _json(400, {"detail": str(exc)})
     except RecursionError:  # a body nested too deep for any parser: the sender's fault, not ours
