@@ -62,7 +62,7 @@ def errors_as_strings(document: dict[str, Any]) -> dict[str, Any]:
 def create_app(*, demo: bool = False) -> FastAPI:
     """The web app. ``demo`` (or the environment's ``OMNIDESK_DEMO=1``, for uvicorn's factory)
     adds the demo shop's callback endpoint, which ``omnidesk up --demo`` points its channel at."""
-    from web import api_admin, api_conversations, api_session, health, webhooks
+    from web import api_admin, api_conversations, api_session, health, pages, webhooks
     from web import events as event_stream
     from web import metrics as prometheus_metrics
 
@@ -71,6 +71,8 @@ def create_app(*, demo: bool = False) -> FastAPI:
         webhook_handler=webhooks.serve,
         title="omnidesk",
         version="0.1.0",
+        docs_url=None,  # served by web.pages from local files (no CDN)
+        redoc_url=None,
         description=(
             "Omnichannel customer service: one inbox for every channel, routing to agents, replies "
             f"delivered on the customer's channel. Channel kinds available: {', '.join(sorted(REGISTRY))}.\n\n"
@@ -86,6 +88,7 @@ def create_app(*, demo: bool = False) -> FastAPI:
     app.include_router(api_conversations.router, prefix="/api/v1")
     app.include_router(api_session.router, prefix="/api/v1")
     app.include_router(event_stream.router, prefix="/api/v1")  # GET /api/v1/events
+    pages.mount(app)  # /, /invite/{token}, /ui/..., /docs
     if demo:
         from web import demo as demo_shop
 

@@ -1,0 +1,100 @@
+"""Signing in to the inbox in real Chromium, on both deployments: the form at ``/`` (inputs
+``email`` and ``password``), a wrong pair, the rate limit's message, staying signed in across a
+reload, signing out; the page's security headers; and /docs served without any other host."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.web.browser.desks import PASSWORD, Desk
+
+CSP_PARTS = ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'",
+             "base-uri 'none'", "connect-src 'self'"]
+
+
+def watch_errors(page: Any) -> list[str]:
+    """Script errors of the page (uncaught exceptions, errors logged; not answers such as the 401
+    of ``GET /session`` before signing in), for a test to assert none happened."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    return errors
+
+
+def test_sign_in_wrong_pair_then_right_then_out(desk: Desk, page: Any) -> None:
+    ana = desk.agent("Ana Puig")
+    errors = watch_errors(page)
+    page.goto("/")
+    form = page.locator("#signin-form")
+    assert form.locator("input[name=email]").is_visible() and form.locator("input[name=password]").is_visible()
+
+    page.fill("input[name=email]", ana["email"])
+    page.fill("input[name=password]", "not the password")
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#signin-error:has-text('Wrong email or password')")
+    assert not page.locator("#shell").is_visible()
+
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#me-name")
+    assert page.inner_text("#me-name") == "Ana Puig"
+    assert page.locator("#presence").get_attribute("aria-pressed") == "true"
+    assert not page.locator("#signin").is_visible()
+
+    page.reload()  # the session cookie keeps the agent signed in
+    page.wait_for_selector("#me-name")
+    url_before = page.url
+    page.click("text=Sign out")
+    page.wait_for_selector("#signin-form input[name=email]", state="visible")
+    page.reload()
+    page.wait_for_selector("#signin-form input[name=email]", state="visible")
+    assert not page.locator("#shell").is_visible()
+    assert url_before.startswith(desk.url)
+    assert errors == []
+
+
+def test_rate_limit_message(desk: Desk, page: Any) -> None:
+    bo = desk.agent("Bo Nowak", online=False)
+    page.goto("/")
+    page.fill("input[name=email]", bo["email"])
+    for _ in range(8):
+        page.fill("input[name=password]", "wrong wrong wrong")
+        page.click("#signin-form button[type=submit]")
+        page.wait_for_selector("#signin-error:not(:empty)")
+        message = page.inner_text("#signin-error")
+        if "Too many attempts" in message:
+            break
+        page.locator("#signin-error").evaluate("el => el.textContent = ''")
+    assert re.search(r"Too many attempts\. Try again in \d+ min\.", message), message
+    # Even the right password is refused while the limit holds, with the same message.
+    page.fill("input[name=password]", PASSWORD)
+    page.locator("#signin-error").evaluate("el => el.textContent = ''")
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#signin-error:not(:empty)")
+    assert "Too many attempts" in page.inner_text("#signin-error")
+
+
+def test_page_headers(desk: Desk) -> None:
+    for path in ("/", "/ui/app.js", "/ui/i18n/pl.json", "/invite/some-token"):
+        answer = desk.http.get(path)
+        assert answer.status_code == 200, path
+        csp = answer.headers["content-security-policy"]
+        assert all(part in csp for part in CSP_PARTS), (path, csp)
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    index = desk.http.get("/")
+    assert index.headers["cache-control"] == "no-cache"
+    assert 'name="email"' in index.text and 'name="password"' in index.text
+    assert "<script>" not in index.text  # no inline script: the CSP forbids it
+    assert desk.http.get("/ui/../pages.py").status_code == 404
+
+
+def test_docs_served_locally(desk: Desk, page: Any) -> None:
+    outside: list[str] = []
+    page.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: (outside.append(route.request.url),
+                                                                        route.abort()))
+    page.goto("/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "omnidesk" in page.inner_text(".swagger-ui .info .title")
+    assert outside == []
