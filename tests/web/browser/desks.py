@@ -44,6 +44,13 @@ class Desk:
             self.ok("PUT", f"/agents/{agent['id']}/presence", json={"status": "online"})
         return agent
 
+    def only_online(self, *agent_ids: int) -> None:
+        """Every other agent offline, so the router gives new conversations to these."""
+        for agent in self.ok("GET", "/agents")["items"]:
+            status = "online" if agent["id"] in agent_ids else "offline"
+            if agent["presence"] != status:
+                self.ok("PUT", f"/agents/{agent['id']}/presence", json={"status": status})
+
     def api_channel(self, callback_url: str) -> tuple[int, str]:
         secret = secrets.token_urlsafe(24)
         channel = self.ok("POST", "/channels", json={

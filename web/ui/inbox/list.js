@@ -4,6 +4,7 @@
 import { h, fill } from "../lib/dom.js";
 import { get } from "../lib/api.js";
 import { t, duration, formatTime } from "../lib/i18n.js";
+import { recent } from "./state.js";
 
 const STATUSES = ["open", "pending", "snoozed", "resolved"];
 let channels = null;
@@ -93,6 +94,8 @@ export async function listView(ctx, view, params) {
     if (!answer) return;
     items = answer.items.filter((i) => view !== "mine" || i.assignee_id === ctx.me.id);
     items.sort((a, b) => sortKey(b).localeCompare(sortKey(a)) || b.id - a.id);
+    recent.ids = items.map((i) => i.id);
+    recent.view = view;
     const focused = document.activeElement?.closest?.(".conv-item")?.dataset.id;
     fill(list, items.map((item) => itemRow(item)));
     empty.hidden = items.length > 0;
@@ -117,5 +120,13 @@ export async function listView(ctx, view, params) {
     },
     reload: load,
     destroy() { clearTimeout(timer); },
+    key(e, editing) {
+      if (editing || !["j", "k"].includes(e.key)) return;
+      e.preventDefault();
+      const links = [...list.querySelectorAll(".conv-link")];
+      const at = links.indexOf(document.activeElement);
+      const next = links[e.key === "j" ? Math.min(at + 1, links.length - 1) : Math.max(at - 1, 0)];
+      if (next) next.focus();  // Enter opens it (a link)
+    },
   };
 }

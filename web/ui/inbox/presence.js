@@ -57,8 +57,8 @@ export const presence = {
       status = event.status === "online" ? "online" : "away";
       label();
     }
-    if (event.type === "conversation.updated" && event.assignee_id === me.id && event.previous_assignee_id !== me.id
-        && "assignee_id" in event) {
+    // An assignment's event names the new assignee (status changes do not).
+    if (event.type === "conversation.updated" && "assignee_id" in event && event.assignee_id === me.id) {
       notify(event);
     }
   },
