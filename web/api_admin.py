@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors import connector_class
+from connectors import REGISTRY, connector_class
 from connectors.base import parse_config
 from connectors.errors import ConfigError
 from store import agents as agent_store
 from store import channels as channel_store
 from store import crypto, passwords
 from store import invites as invite_store
+from store import teams as team_store
 from store.db import get_engine
 from store.queries import failed_jobs as failed_job_rows
 from store.settings import get_settings
@@ -48,7 +49,8 @@ ADMIN_ONLY = errors(403)
 
 
 class ChannelIn(Input):
-    kind: str = Field(max_length=20, description="`api` or `email`")
+    kind: str = Field(max_length=20, description="a channel kind this server knows",
+                      json_schema_extra={"enum": sorted(REGISTRY)})
     name: str = Field(min_length=1, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict, description="the kind's settings; secrets write-only")
     enabled: bool = True
@@ -308,6 +310,28 @@ def create_team(body: TeamIn, _admin: Admin) -> TeamOut:
 @router.get("/teams", tags=["agents"])
 def list_teams(_agent: CurrentAgent) -> TeamList:
     return TeamList(items=[TeamOut(id=r.id, name=r.name) for r in agent_store.list_teams(get_engine())])
+
+
+@router.patch("/teams/{team_id}", tags=["agents"], responses=errors(403, 404, 409))
+def rename_team(team_id: Id, body: TeamIn, _admin: Admin) -> TeamOut:
+    try:
+        found = team_store.rename_team(get_engine(), team_id, body.name)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not found:
+        raise HTTPException(404, f"no team {team_id}")
+    return TeamOut(id=team_id, name=body.name)
+
+
+@router.delete("/teams/{team_id}", status_code=204, tags=["agents"], responses=errors(403, 404, 409))
+def delete_team(team_id: Id, _admin: Admin) -> Response:
+    """Delete a team (its agents stay, without it); one that conversations belong to is refused."""
+    used = team_store.delete_team(get_engine(), team_id)
+    if used is None:
+        raise HTTPException(404, f"no team {team_id}")
+    if used:
+        raise HTTPException(409, f"team {team_id} has {used} conversations; it cannot be deleted")
+    return Response(status_code=204)
 
 
 # -- failed jobs --------------------------------------------------------------------------------
