@@ -12,6 +12,7 @@ import { conversationView } from "./inbox/conversation.js";
 import { searchView } from "./inbox/search.js";
 import { presence } from "./inbox/presence.js";
 import { shortcuts } from "./inbox/keys.js";
+import { ADMIN_ROUTE, adminView } from "./admin/index.js";
 
 // [pattern on the part after "#", view, needs a signed-in agent]
 export const ROUTES = [
@@ -19,12 +20,14 @@ export const ROUTES = [
   [/^\/conversations\/(\d+)$/, conversationView, true],
   [/^\/search$/, searchView, true],
   [/^\/(mine|unassigned|all)?$/, listView, true],
+  [ADMIN_ROUTE, adminView, true],
 ];
 // Header navigation: [hash, catalogue key, admins only, counts key]
 export const NAV = [
   ["#/mine", "nav.mine", false, "mine"],
   ["#/unassigned", "nav.unassigned", false, "unassigned"],
   ["#/all", "nav.all", false, "all"],
+  ["#/admin", "admin.nav", true, null],
 ];
 
 const state = { me: null, view: null, shell: null, counts: null };

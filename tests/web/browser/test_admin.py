@@ -1,0 +1,187 @@
+"""The admin pages in real Chromium, on both deployments: an admin creates an API channel and
+sees its webhook URL (and tests it, and sees a refused setting's reason); invites an agent who
+follows the one-time link, sets a password and signs in; edits an agent's teams; creates a canned
+response that an agent then uses in the composer. An agent gets no admin navigation, a "not
+allowed" view at the admin URLs, and 403 from the API behind them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fakes.shop import Shop
+from tests.web.browser.desks import Desk, sign_in
+from tests.web.browser.test_signin import watch_errors
+
+
+@pytest.fixture(scope="module")
+def shop(desk: Desk) -> Iterator[Shop]:
+    server = Shop()
+    yield server
+    server.close()
+
+
+def admin(desk: Desk, page: Any, name: str = "Olga Admin") -> dict[str, Any]:
+    """A new admin, signed in on ``page``."""
+    agent = desk.agent(name, role="admin", online=False)
+    sign_in(page, agent["email"])
+    return agent
+
+
+def test_admin_creates_an_api_channel_and_sees_its_webhook(desk: Desk, page: Any, shop: Shop) -> None:
+    admin(desk, page)
+    errors = watch_errors(page)
+    page.click(".nav-link:has-text('Admin')")
+    page.locator("#channels-table").wait_for()
+    page.click("#new-channel")
+    assert page.locator("#kind-settings").is_hidden()  # the kind comes first
+    page.select_option("#channel-kind", "api")
+    page.fill("#channel-name", "Web shop orders")
+    page.fill("input[name=secret]", "s3cret-s3cret-s3cret")
+    page.fill("input[name=callback_url]", shop.url)
+    page.click("#channel-form button[type=submit]")
+
+    page.wait_for_url(re.compile(r"#/admin/channels/\d+$"))
+    channel_id = int(page.url.rsplit("/", 1)[1])
+    made = desk.ok("GET", f"/channels/{channel_id}")
+    assert made["name"] == "Web shop orders" and made["kind"] == "api"
+    assert page.input_value("#channel-webhook") == made["webhook_url"] == f"{desk.url}/webhooks/{channel_id}"
+    # The secret is write-only: empty on the form, "unchanged" in its place, never in the page.
+    assert page.input_value("input[name=secret]") == ""
+    assert page.get_attribute("input[name=secret]", "placeholder") == "unchanged"
+    assert "s3cret" not in page.content()
+
+    page.click("#channel-test")
+    page.locator("#channel-test-result[data-result=ok]").wait_for()
+
+    # A setting the server refuses: its reason shows, nothing changes.
+    page.fill("input[name=callback_url]", "ftp://nowhere")
+    page.click("#channel-form button[type=submit]")
+    page.locator("#channel-error:has-text('callback_url')").wait_for()
+    assert desk.ok("GET", f"/channels/{channel_id}")["config"]["callback_url"] == shop.url
+
+    # In the list: its row with the same webhook URL; disable it from there.
+    page.click(".admin-tab:has-text('Channels')")
+    row = page.locator(f"#channels-table tr[data-id='{channel_id}']")
+    assert row.locator("input.copy-value").input_value() == made["webhook_url"]
+    row.locator("button:has-text('Disable')").click()
+    page.locator(f"#channels-table tr[data-id='{channel_id}'] [data-status=disabled]").wait_for()
+    assert desk.ok("GET", f"/channels/{channel_id}")["enabled"] is False
+    assert errors == []
+
+
+def test_invite_an_agent_who_sets_a_password_and_signs_in(desk: Desk, new_page: Any) -> None:
+    page = new_page()
+    admin(desk, page)
+    page.goto("/#/admin/agents")
+    page.fill("#invite-form input[name=name]", "Nora Ferrer")
+    email = f"nora.{desk.kind}@shop.test"
+    page.fill("#invite-form input[name=email]", email)
+    page.click("#invite-form button[type=submit]")
+    link = page.locator("#invite-link")
+    link.wait_for()
+    url = link.input_value()
+    assert re.fullmatch(rf"{re.escape(desk.url)}/invite/[\w-]+", url), url
+    page.locator("#agents-table tr", has_text=email).wait_for()
+
+    nora = new_page()
+    nora.goto(url)
+    nora.fill("#invite-password", "a long enough password")
+    nora.fill("#invite-again", "a long enough password")
+    nora.click("#public button[type=submit]")
+    nora.wait_for_selector("#me-name:has-text('Nora Ferrer')")
+    nora.click("text=Sign out")
+    sign_in(nora, email, "a long enough password")
+    assert nora.inner_text("#me-name") == "Nora Ferrer"
+    # The link was for once.
+    again = new_page()
+    again.goto(url)
+    again.locator("#public [role=alert]").wait_for()
+
+
+def test_edit_an_agents_teams_and_deactivate_them(desk: Desk, page: Any) -> None:
+    suffix = desk.kind
+    sales = desk.ok("POST", "/teams", json={"name": f"Sales {suffix}"})
+    returns = desk.ok("POST", "/teams", json={"name": f"Returns {suffix}"})
+    pau = desk.agent("Pau Serra", online=False, teams=[sales["id"]])
+    admin(desk, page)
+    page.goto(f"/#/admin/agents/{pau['id']}")
+    teams = page.locator("#agent-teams")
+    teams.locator("label", has_text=f"Sales {suffix}").locator("input").uncheck()
+    teams.locator("label", has_text=f"Returns {suffix}").locator("input").check()
+    page.fill("#agent-capacity", "7")
+    page.fill("#agent-languages", "ca, ES")
+    page.click("#agent-form button[type=submit]")
+    page.locator(".toast", has_text="Saved").wait_for()
+    after = desk.ok("GET", f"/agents/{pau['id']}")
+    assert after["teams"] == [returns["id"]] and after["capacity"] == 7 and after["languages"] == ["ca", "es"]
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#agent-active")
+    page.locator("#agent-state:has-text('Deactivated')").wait_for()
+    assert desk.ok("GET", f"/agents/{pau['id']}")["active"] is False
+    page.click("#agent-active")  # reactivating asks nothing
+    page.locator("#agent-state:has-text('Active: can')").wait_for()
+    page.click("#agent-token")
+    token = page.locator("#new-token").input_value()
+    assert desk.ok("GET", "/me", token=token)["id"] == pau["id"]
+
+    # The team list shows who is in each; a taken name is refused with the server's reason.
+    page.goto("/#/admin/teams")
+    item = page.locator(f".team[data-id='{returns['id']}']")
+    assert "Pau Serra" in item.inner_text()
+    item.locator("input[name=name]").fill(f"Sales {suffix}")
+    item.locator("button[type=submit]").click()
+    page.locator("#teams-error:has-text('exists')").wait_for()
+
+
+def test_canned_response_made_by_an_admin_used_by_an_agent(desk: Desk, new_page: Any, shop: Shop) -> None:
+    page = new_page()
+    admin(desk, page)
+    shortcut = f"thanks{desk.kind}"
+    page.goto("/#/admin/canned")
+    page.click("#new-canned")
+    page.locator("#placeholders-title").wait_for()
+    assert "{{contact.first_name}}" in page.inner_text(".placeholders")
+    page.fill("#canned-shortcut", shortcut)
+    page.fill("#canned-title", "Thanks for the order")
+    page.fill("#canned-text", "Gràcies, {{contact.first_name}}! Comanda #{{conversation.number}}.")
+    page.click("#canned-form button[type=submit]")
+    page.locator("#canned-table tr", has_text=f"/{shortcut}").wait_for()
+
+    ana = desk.agent("Ana Vidal")
+    desk.only_online(ana["id"])
+    channel = desk.api_channel(shop.url)
+    desk.inbound(channel, "On és el meu paquet?", customer=f"marta-{desk.kind}", name="Marta Vila")
+    agent_page = new_page()
+    sign_in(agent_page, ana["email"])
+    agent_page.locator(".conv-item", has_text="Marta Vila").locator("a").click()
+    number = desk.ok("GET", agent_page.url.split("#")[1])["number"]
+    agent_page.fill("#composer-text", "")
+    agent_page.type("#composer-text", f"/{shortcut}")
+    agent_page.locator("#canned-list [role=option]", has_text=f"/{shortcut}").wait_for()
+    agent_page.press("#composer-text", "Enter")
+    assert agent_page.input_value("#composer-text") == f"Gràcies, Marta! Comanda #{number}."
+
+
+def test_an_agent_cannot_reach_the_admin_pages(desk: Desk, page: Any) -> None:
+    bo = desk.agent("Bo Lind", online=False)
+    sign_in(page, bo["email"])
+    assert page.locator(".nav-link:has-text('Admin')").count() == 0
+    for path in ("#/admin", "#/admin/channels/new", "#/admin/agents", f"#/admin/agents/{bo['id']}", "#/admin/teams",
+                 "#/admin/canned"):
+        page.goto("/" + path)
+        page.locator("#admin-denied").wait_for()
+        assert page.locator("#view form, #view table").count() == 0, path
+    # The API behind the pages refuses the agent's own session too.
+    statuses = page.evaluate("""async () => {
+        const csrf = (await (await fetch('/api/v1/session')).json()).csrf_token;
+        const write = {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+                       body: JSON.stringify({name: 'Mine', shortcut: 'mine', title: 'Mine', text: 'Mine'})};
+        return [(await fetch('/api/v1/channels')).status, (await fetch('/api/v1/teams', write)).status,
+                (await fetch('/api/v1/canned-responses', write)).status];
+    }""")
+    assert statuses == [403, 403, 403], statuses
