@@ -123,7 +123,7 @@ async function render() {
 
 function onEvent(event) {
   if (event.type === "reset") {
-    toast(t("stream.reset"), "info", 10000);
+    if (!event.local) toast(t("stream.reset"), "info", 10000);
     refreshCounts();
     if (state.view && state.view.reload) state.view.reload();
     return;

@@ -8,6 +8,7 @@ import { messageNode, updateMessage } from "./messages.js";
 import { composer } from "./composer.js";
 import { contactPanel } from "./contact.js";
 import { recent } from "./state.js";
+import { retrying } from "../lib/retry.js";
 
 const TYPING_SHOWN_MS = 6000;
 let agents = null;
@@ -103,13 +104,13 @@ export async function conversationView(ctx, id) {
   const assignToMe = () => act(() => post(`/conversations/${conversation.id}/assign`, { agent_id: ctx.me.id }));
   const resolve = () => act(() => post(`/conversations/${conversation.id}/resolve`));
 
-  async function refresh() {
+  const refresh = retrying(async () => {
     const fresh = await get(`/conversations/${id}`, { quiet: true }).catch((err) => (err.status === 404 ? null : undefined));
-    if (fresh === undefined) return;  // offline: the stream brings it again
+    if (fresh === undefined) return false;  // no answer (offline): tried again
     if (fresh === null) {
       gone = true;
       fill(head, h("h1", {}, t("conversation.not_found")), h("p", { role: "alert" }, t("conversation.no_longer")));
-      return;
+      return true;
     }
     conversation = fresh;
     drawHead();
@@ -119,7 +120,8 @@ export async function conversationView(ctx, id) {
       announce(t("conversation.new_messages", { n: incoming.length }));
       markRead();
     }
-  }
+    return true;
+  });
 
   function announce(text) {
     const live = document.getElementById("live");
@@ -170,6 +172,7 @@ export async function conversationView(ctx, id) {
     reload: refresh,
     destroy() {
       clearTimeout(timer);
+      refresh.stop();
       clearTimeout(readTimer);
       typers.forEach((x) => clearTimeout(x));
     },

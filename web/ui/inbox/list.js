@@ -5,6 +5,7 @@ import { h, fill } from "../lib/dom.js";
 import { get } from "../lib/api.js";
 import { t, duration, formatTime } from "../lib/i18n.js";
 import { recent } from "./state.js";
+import { retrying } from "../lib/retry.js";
 
 const STATUSES = ["open", "pending", "snoozed", "resolved"];
 let channels = null;
@@ -89,9 +90,9 @@ export async function listView(ctx, view, params) {
       options.map(([value, text]) => h("option", { value, selected: String(value) === String(filters[name]) }, text))));
   }
 
-  async function load() {
+  const load = retrying(async () => {
     const answer = await get(query(view, filters, ctx.me), { quiet: true }).catch(() => null);
-    if (!answer) return;
+    if (!answer) return false;
     items = answer.items.filter((i) => view !== "mine" || i.assignee_id === ctx.me.id);
     items.sort((a, b) => sortKey(b).localeCompare(sortKey(a)) || b.id - a.id);
     recent.ids = items.map((i) => i.id);
@@ -100,7 +101,8 @@ export async function listView(ctx, view, params) {
     fill(list, items.map((item) => itemRow(item)));
     empty.hidden = items.length > 0;
     if (focused) list.querySelector(`[data-id="${focused}"] a`)?.focus();
-  }
+    return true;
+  });
 
   const node = h("section", { class: "inbox-list" },
     h("h1", { class: "view-title" }, t(`nav.${view}`)),
@@ -119,7 +121,7 @@ export async function listView(ctx, view, params) {
       timer = setTimeout(load, 150);
     },
     reload: load,
-    destroy() { clearTimeout(timer); },
+    destroy() { clearTimeout(timer); load.stop(); },
     key(e, editing) {
       if (editing || !["j", "k"].includes(e.key)) return;
       e.preventDefault();

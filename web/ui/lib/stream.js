@@ -3,7 +3,8 @@
 // missed, in order. Should the EventSource give up (an HTTP error while reconnecting), a new one
 // resumes with ?after=<last id seen>. Each event is handed on once: ids only grow, so an id at or
 // below the last one seen is a repeat and dropped. {"type": "reset"}: what was missed is gone
-// (pruned); the handler reloads its view.
+// (pruned); the handler reloads its view. {"type": "reset", "local": true} is the page's own: it
+// lost its place without having seen any event, and reloads quietly.
 
 let source = null;
 let lastId = null;
@@ -54,7 +55,17 @@ export function disconnect() {
   lastId = null;
 }
 
-// Back on the network: do not wait for the browser's retry delay.
+// The browser says the network is gone (a lid closed, Wi-Fi lost): the connection is dead even
+// if it does not know it yet. Close it, and on the way back resume after the last id seen (or,
+// having seen none, reload the view: a stream opened now starts at the newest event).
+window.addEventListener("offline", () => {
+  if (stopped || !source) return;
+  source.close();
+  source = null;
+  document.body.classList.add("stream-down");
+});
 window.addEventListener("online", () => {
-  if (!stopped && lastId !== null && source && source.readyState !== EventSource.OPEN) open();
+  if (stopped || (source && source.readyState === EventSource.OPEN)) return;
+  if (lastId === null) handler({ type: "reset", id: null, local: true });
+  open();
 });
