@@ -86,6 +86,12 @@ def test_invite_an_agent_who_sets_a_password_and_signs_in(desk: Desk, new_page: 
     url = link.input_value()
     assert re.fullmatch(rf"{re.escape(desk.url)}/invite/[\w-]+", url), url
     page.locator("#agents-table tr", has_text=email).wait_for()
+    # The same email again: the server's reason shows by the form.
+    page.fill("#invite-form input[name=name]", "Nora Again")
+    page.fill("#invite-form input[name=email]", email)
+    page.click("#invite-form button[type=submit]")
+    page.locator("#invite-error:not(:empty)").wait_for()
+    assert page.inner_text("#invite-error") == f"an agent with email {email} exists"
 
     nora = new_page()
     nora.goto(url)
