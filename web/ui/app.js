@@ -6,7 +6,7 @@ import { get, post, put, patch, del, setCsrf, onSignedOut } from "./lib/api.js";
 import { t, setLocale, pick, getLocale, LOCALES, LOCALE_NAMES } from "./lib/i18n.js";
 import * as stream from "./lib/stream.js";
 import { toast } from "./lib/toast.js";
-import { showSignIn, inviteView } from "./inbox/signin.js";
+import { showSignIn, wireSignIn, inviteView } from "./inbox/signin.js";
 import { listView, countsInto } from "./inbox/list.js";
 import { conversationView } from "./inbox/conversation.js";
 import { searchView } from "./inbox/search.js";
@@ -98,7 +98,7 @@ async function render() {
   for (const [pattern, view, signedIn] of ROUTES) {
     const match = path.match(pattern);
     if (!match) continue;
-    if (signedIn && !state.me) return showSignIn(onSignedIn);
+    if (signedIn && !state.me) return showSignIn();
     if (!signedIn) {
       if (state.view && state.view.destroy) state.view.destroy();
       state.view = await view(ctx, ...match.slice(1));
@@ -161,10 +161,11 @@ function ended() {
   state.me = null;
   setCsrf("");
   $("#shell").hidden = true;
-  showSignIn(onSignedIn);
+  showSignIn();
 }
 
 async function boot() {
+  wireSignIn(onSignedIn);
   // An invite link is /invite/<token>: the same page, routed by hash.
   const invite = location.pathname.match(/^\/invite\/([^/]+)$/);
   if (invite) history.replaceState(null, "", `/#/invite/${invite[1]}`);
@@ -176,7 +177,7 @@ async function boot() {
   if (path.startsWith("/invite/")) return render();
   const session = await get("/session", { quiet: true }).catch(() => null);
   if (session) await onSignedIn(session);
-  else showSignIn(onSignedIn);
+  else showSignIn();
 }
 
 boot();

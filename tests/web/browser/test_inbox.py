@@ -95,3 +95,68 @@ def test_assign_to_colleague_who_sees_it_arrive(desk: Desk, new_page: Any, chann
     arrived.locator("a").click()
     theirs.locator(".msg[data-direction=in]", has_text="canviar la talla").wait_for()
     assert navigations == [], navigations
+
+
+def test_failed_reply_shows_reason_and_retry_delivers(desk: Desk, page: Any, shop: Shop,
+                                                      channel: tuple[int, str]) -> None:
+    from tests.fakes.shop import Answer
+
+    fia = desk.agent("Fia Roig")
+    desk.only_online(fia["id"])
+    sign_in(page, fia["email"])
+    desk.inbound(channel, "Voldria tornar unes sabates", customer="quim-3", name="Quim Prat")
+    page.locator(".conv-item a", has_text="Quim Prat").click()
+    page.locator(".msg[data-direction=in]").wait_for()
+
+    shop.answers.append(Answer(status=400))  # the shop refuses this one: a permanent failure
+    page.fill("#composer-text", "Cap problema, t'envio l'etiqueta")
+    page.click("#composer button[type=submit]")
+    reply = page.locator(".msg[data-direction=out]", has_text="l'etiqueta")
+    reply.locator(".tick[data-status=failed]").wait_for()
+    assert "Not delivered:" in reply.locator(".failure").inner_text()
+    reply.locator("button.retry").click()  # the shop answers 200 now
+    reply.locator(".tick[data-status=sent], .tick[data-status=delivered]").wait_for()
+    assert reply.locator(".failure").count() == 0
+    assert [b["text"] for b in shop.bodies() if b["to"]["id"] == "quim-3"] == ["Cap problema, t'envio l'etiqueta"] * 2
+
+
+def test_keyboard_alone(desk: Desk, page: Any, channel: tuple[int, str]) -> None:
+    """j/k, Enter, r, n, a, e, ?, Esc and Ctrl+Enter: a conversation handled without the mouse."""
+    gil = desk.agent("Gil Mas")
+    sign_in(page, gil["email"])
+    desk.only_online()  # nobody online: the conversations wait, unassigned, in the shared queue
+    for customer in ("Uri", "Vera"):
+        desk.inbound(channel, f"Hola, soc en {customer}", customer=customer.lower(), name=customer)
+    page.goto("/#/unassigned")
+    page.locator(".conv-item", has_text="Vera").wait_for()
+    page.locator(".conv-item", has_text="Uri").wait_for()
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    focused = page.evaluate("() => document.activeElement.closest('.conv-item').dataset.id")
+    first = page.locator(".conv-item").first.get_attribute("data-id")
+    assert focused == first
+    page.keyboard.press("Enter")
+    page.locator("#messages .msg").first.wait_for()
+    page.keyboard.press("a")  # assign to me
+    page.locator("#assign-me").wait_for(state="detached")  # shown only while it is someone else's
+    assert page.locator("#assignee").input_value() == str(gil["id"])
+    assert desk.ok("GET", f"/conversations/{first}")["assignee_id"] == gil["id"]
+    page.keyboard.press("r")
+    assert page.evaluate("() => document.activeElement.id") == "composer-text"
+    page.keyboard.type("Ja ho miro!")
+    page.keyboard.press("Control+Enter")
+    page.locator(".msg[data-direction=out]", has_text="Ja ho miro!").wait_for()
+    page.keyboard.press("Escape")  # leave the composer
+    page.keyboard.press("n")
+    assert page.locator("#composer").get_attribute("class").split().count("is-note") == 1
+    page.keyboard.press("Escape")
+    page.keyboard.press("e")  # resolve
+    page.locator("#conversation-status[data-status=resolved]").wait_for()
+    page.keyboard.press("?")
+    page.locator("#help[role=dialog], #help [role=dialog]").wait_for()
+    page.keyboard.press("Escape")
+    page.locator("#help").wait_for(state="detached")
+    page.keyboard.press("/")
+    assert page.evaluate("() => document.activeElement.id") == "search-box"
+    assert desk.ok("GET", f"/conversations/{first}")["status"] == "resolved"

@@ -98,3 +98,61 @@ def test_docs_served_locally(desk: Desk, page: Any) -> None:
     page.wait_for_selector(".swagger-ui .info .title")
     assert "omnidesk" in page.inner_text(".swagger-ui .info .title")
     assert outside == []
+
+
+def test_invite_link_sets_password_and_signs_in(desk: Desk, page: Any) -> None:
+    cai = desk.agent("Cai Ferrer", online=False)
+    link = desk.ok("POST", f"/agents/{cai['id']}/invite")["url"]
+    path = "/" + link.split("/", 3)[3]
+    assert path.startswith("/invite/")
+    page.goto(path)
+    page.locator("text=Welcome, Cai Ferrer").wait_for()
+    page.fill("#invite-password", "a brand new secret")
+    page.fill("#invite-again", "a different secret")
+    page.click("#public button[type=submit]")
+    page.locator("#public [role=alert]", has_text="The two passwords differ").wait_for()
+    page.fill("#invite-again", "a brand new secret")
+    page.click("#public button[type=submit]")
+    page.wait_for_selector("#me-name")
+    assert page.inner_text("#me-name") == "Cai Ferrer"
+    assert page.url.endswith("/#/mine")
+
+    page.goto(path)  # a link works once
+    page.locator("#public [role=alert]", has_text="used or has expired").wait_for()
+    page.goto("/")
+    page.click("text=Sign out")
+    page.fill("input[name=email]", cai["email"])
+    page.fill("input[name=password]", "a brand new secret")
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#me-name")
+
+
+def test_language_menu(desk: Desk, page: Any) -> None:
+    from tests.web.browser.desks import sign_in
+
+    dora = desk.agent("Dora Nowak", online=False)
+    sign_in(page, dora["email"])
+    assert page.inner_text("a.nav-link[data-nav='#/mine']").startswith("Mine")
+    page.select_option("#language", "pl")
+    page.locator("a.nav-link[data-nav='#/mine']", has_text="Moje").wait_for()
+    assert page.get_attribute("html", "lang") == "pl"
+    assert page.inner_text("button >> text=Wyloguj się")
+    page.reload()
+    page.locator("a.nav-link[data-nav='#/mine']", has_text="Moje").wait_for()
+    page.select_option("#language", "ca")
+    page.locator("a.nav-link[data-nav='#/mine']", has_text="Meves").wait_for()
+
+
+def test_presence_toggle(desk: Desk, page: Any) -> None:
+    from tests.web.browser.desks import sign_in
+
+    eli = desk.agent("Eli Sala", online=False)
+    sign_in(page, eli["email"])  # opening the inbox: online
+    page.locator("#presence[data-status=online]").wait_for()
+    assert desk.ok("GET", f"/agents/{eli['id']}")["presence"] == "online"
+    page.click("#presence")
+    page.locator("#presence[data-status=away]").wait_for()
+    assert page.get_attribute("#presence", "aria-pressed") == "false"
+    assert desk.ok("GET", f"/agents/{eli['id']}")["presence"] == "away"
+    desk.ok("PUT", f"/agents/{eli['id']}/presence", json={"status": "online"})  # from elsewhere: the page follows
+    page.locator("#presence[data-status=online]").wait_for()

@@ -53,8 +53,8 @@ export const presence = {
   },
   event(event, me) {
     if (!me) return;
-    if (event.type === "agent.presence" && event.agent_id === me.id && event.status) {
-      status = event.status === "online" ? "online" : "away";
+    if (event.type === "agent.presence" && event.agent_id === me.id && event.presence) {
+      status = event.presence === "online" ? "online" : "away";
       label();
     }
     // An assignment's event names the new assignee (status changes do not).

@@ -11,14 +11,21 @@ function minutes(headers) {
   return Number.isFinite(seconds) && seconds > 0 ? Math.ceil(seconds / 60) : 15;
 }
 
-export function showSignIn(onSignedIn) {
+export function showSignIn() {
   for (const id of ["shell", "public"]) $(`#${id}`).hidden = true;
   $("#signin").hidden = false;
   document.title = t("signin.title");
+  $("#signin-form").elements.email.focus();
+}
+
+// Wired as soon as the page's script runs (before anything is fetched), so a quick submit never
+// falls through to the browser's own form post.
+export function wireSignIn(onSignedIn) {
   const form = $("#signin-form");
   const error = $("#signin-error");
   if (wired) return;
   wired = true;
+  form.querySelector("button[type=submit]").disabled = false;
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     error.textContent = "";
@@ -38,7 +45,6 @@ export function showSignIn(onSignedIn) {
       button.disabled = false;
     }
   });
-  form.elements.email.focus();
 }
 
 export async function inviteView(ctx, token) {
