@@ -93,7 +93,10 @@ function routeOf() {
   return { path, params: new URLSearchParams(query || "") };
 }
 
+let renders = 0;
+
 async function render() {
+  const turn = ++renders; // a view still loading when the address changes again is dropped
   const { path, params } = routeOf();
   for (const [pattern, view, signedIn] of ROUTES) {
     const match = path.match(pattern);
@@ -111,6 +114,7 @@ async function render() {
     if (state.view && state.view.destroy) state.view.destroy();
     state.view = null;
     const made = await view(ctx, ...match.slice(1).map((p) => p && decodeURIComponent(p)), params);
+    if (turn !== renders) return made.destroy && made.destroy();
     state.view = made;
     fill(state.shell, made.node);
     for (const link of document.querySelectorAll(".nav-link")) {
