@@ -191,3 +191,27 @@ def test_an_agent_cannot_reach_the_admin_pages(desk: Desk, page: Any) -> None:
                 (await fetch('/api/v1/canned-responses', write)).status];
     }""")
     assert statuses == [403, 403, 403], statuses
+
+
+def test_kinds_the_server_does_not_know_do_not_break_the_page(desk: Desk, page: Any) -> None:
+    admin(desk, page, "Olga Kind")
+    errors = watch_errors(page)
+    # A server whose OpenAPI description lists no kinds: the page offers every kind it has a form
+    # for, and the server's refusal of one it does not know shows by the form.
+    page.route("**/openapi.json", lambda route: route.fulfill(json={"components": {"schemas": {}}}))
+    page.goto("/#/admin/channels/new")
+    page.locator("#channel-form").wait_for()
+    offered = page.locator("#channel-kind option").evaluate_all("options => options.map(o => o.value)")
+    assert {"api", "email", "telegram", "whatsapp", "webchat"} <= set(offered)
+    page.select_option("#channel-kind", "telegram")
+    page.fill("#channel-name", "Bot")
+    page.fill("input[name=bot_token]", "123:abc")
+    page.click("#channel-form button[type=submit]")
+    page.locator("#channel-error:has-text('unknown channel kind')").wait_for()
+    # The list failing to load says so, and the page stays usable.
+    page.route("**/api/v1/channels", lambda route: route.fulfill(status=500, body="boom"))
+    page.goto("/#/admin/channels")
+    page.locator("#channels-error:not(:empty)").wait_for()
+    page.click(".admin-tab:has-text('Teams')")
+    page.locator("#team-form").wait_for()
+    assert [e for e in errors if "pageerror" in e] == []
