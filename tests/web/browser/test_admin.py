@@ -134,6 +134,10 @@ def test_edit_an_agents_teams_and_deactivate_them(desk: Desk, page: Any) -> None
     page.click("#agent-token")
     token = page.locator("#new-token").input_value()
     assert desk.ok("GET", "/me", token=token)["id"] == pau["id"]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#agent-reset")
+    reset = page.locator("#reset-link").input_value()
+    assert desk.http.get(f"/api/v1/invites/{reset.rsplit('/', 1)[1]}").json()["email"] == pau["email"]
 
     # The team list shows who is in each; a taken name is refused with the server's reason.
     page.goto("/#/admin/teams")
