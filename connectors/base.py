@@ -69,6 +69,26 @@ class Attachment:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RemoteAttachment:
+    """A file the provider holds (Twilio MediaUrl, Telegram file_id), fetched later by a worker
+    with Connector.fetch, so a slow or failing download never blocks the message's text."""
+
+    ref: str  # what Connector.fetch needs: a URL, a file_id
+    filename: str
+    content_type: str
+    size: int | None = None  # when the provider says
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetched:
+    """What :meth:`Connector.fetch` got: the bytes, and the type and name when the provider said."""
+
+    data: bytes
+    content_type: str | None = None
+    filename: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One customer message, normalised. Nothing past ``connectors/`` reads a vendor payload.
 
@@ -89,6 +109,8 @@ class InboundMessage:
     ticket_number: int | None = None
     participants: tuple[Identity, ...] = ()  # others on the thread (email Cc)
     attachments: tuple[Attachment, ...] = ()
+    # Files still at the provider: stored ``pending`` with the message, fetched by a worker.
+    remote_attachments: tuple[RemoteAttachment, ...] = ()
     sent_at: datetime | None = None
     language: str | None = None
     automatic: bool = False  # auto-replies, lists, bulk: never auto-answer these
@@ -109,7 +131,26 @@ class StatusUpdate:
     raw: bytes = b""
 
 
-Event = InboundMessage | StatusUpdate
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReachabilityUpdate:
+    """The customer opted out (STOP) or back in (START) on this channel."""
+
+    sender_external_id: str
+    reachable: bool
+    reason: str | None = None
+    raw: bytes = b""
+
+
+Event = InboundMessage | StatusUpdate | ReachabilityUpdate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendLimit:
+    """How fast replies may go out under one key (a sender number, a bot, a bot's chat), shared by
+    every worker process: the deliver job takes a slot of each limit of a reply before sending."""
+
+    key: str  # e.g. "twilio:+15550001111", "telegram:bot123", "telegram:bot123:chat42"
+    per_second: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -279,6 +320,17 @@ class Connector(ABC):
     def send(self, message: OutboundMessage) -> SendResult:
         """Deliver a reply. Raises TransientError (retry later) or PermanentError."""
         raise NotImplementedError
+
+    def send_limits(self, message: OutboundMessage) -> tuple[SendLimit, ...]:
+        """The rates ``message`` must keep to (its sender's, its chat's); the deliver job paces the
+        sends of every worker process by them. None by default."""
+        return ()
+
+    def fetch(self, ref: str, max_bytes: int) -> Fetched:
+        """Download a :class:`RemoteAttachment` by its ``ref``. Raises TransientError (try again
+        later) or PermanentError (larger than ``max_bytes``, gone, refused); a connector that
+        announces remote attachments implements it."""
+        raise PermanentError(f"{self.kind} channels hold no files to fetch")
 
     def new_external_id(self, message_id: int) -> str | None:
         """An external id to give an outbound message before it is sent, or None."""
