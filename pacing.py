@@ -31,7 +31,7 @@ from connectors.base import SendLimit
 
 log = logging.getLogger("omnidesk.pacing")
 
-MARGIN = 1.02  # slots 2% further apart than the limit allows (see the module docstring)
+MARGIN = 1.05  # slots 5% further apart than the limit allows (see the module docstring)
 KEEP_MS = 60_000  # a key lives this long past its next free slot
 
 
