@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import Connection, or_, select
 
 from connectors.base import Event, InboundMessage, ReachabilityUpdate, StatusUpdate
+from store import reachability
 from store.events import append as append_events
 from store.events import event as stream_event
 from store.inbound.contacts import add_participants, contacts_for_many
-from store import reachability
 from store.inbound.receipts import apply_status
 from store.inbound.rows import (
     ID_LENGTH,

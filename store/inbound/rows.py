@@ -83,8 +83,9 @@ def clean_event(event: Event) -> Event:
     dirty_files = any(_has_nul(a.filename, a.content_type, a.content_id) for a in m.attachments)
     dirty_remote = any(_has_nul(a.ref, a.filename, a.content_type) for a in m.remote_attachments)
     if (sender is m.sender and all(p is q for p, q in zip(people, m.participants, strict=True)) and not dirty_refs
-            and not dirty_files and not dirty_remote and not _has_nul(m.external_id, m.text, m.html, m.quoted, m.subject, m.thread_key,
-                                                 m.language, m.parse_error)):
+            and not dirty_files and not dirty_remote
+            and not _has_nul(m.external_id, m.text, m.html, m.quoted, m.subject, m.thread_key, m.language,
+                             m.parse_error)):
         return m
     return dataclasses.replace(
         m,

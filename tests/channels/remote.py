@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 import connectors
-from connectors.api import ApiConfig, ApiConnector, outcome, sign
 from connectors.api import EVENTS as API_EVENTS
+from connectors.api import ApiConfig, ApiConnector, outcome, sign
 from connectors.base import (
     Event,
     Fetched,

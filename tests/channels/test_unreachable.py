@@ -30,7 +30,8 @@ def test_unreachable_customer_end_to_end(omnidesk: Running, callback: CallbackSe
     detail = wait_for(failed, timeout=15, what="the reply failed")
     sent = next(m for m in detail["messages"] if m["id"] == reply["id"])
     assert sent["status_reason"] == "the customer blocked this channel"
-    assert detail["unreachable_reason"] == detail["contact"]["unreachable_reason"] == "the customer blocked this channel"
+    blocked = "the customer blocked this channel"
+    assert detail["unreachable_reason"] == detail["contact"]["unreachable_reason"] == blocked
     assert len(callback.requests) == 1  # not retried
     refused = omnidesk.api("POST", f"/conversations/{conv['id']}/messages", json={"text": "hello?"})
     assert refused.status_code == 422

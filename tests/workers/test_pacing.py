@@ -4,6 +4,7 @@ workers: 40 replies at 10/s never more than 10 in any second at the receiver, an
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
@@ -14,8 +15,8 @@ import pytest
 import pacing
 from connectors.base import SendLimit
 from tests import support
-from tests.channels.remote import remote_kind  # noqa: F401 - fixture
 from tests.channels.receiver import Receiver
+from tests.channels.remote import remote_kind  # noqa: F401 - fixture
 from tests.support import Running, wait_for
 
 
@@ -60,7 +61,7 @@ def test_redis_slots_are_shared_atomic_and_expire() -> None:
         # 40 slots, no two alike: each wait is one more step than another's (within the time taken).
         ordered = sorted(waits)
         assert ordered[0] < 0.05
-        gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(ordered)]
         assert all(g > step * 0.5 for g in gaps), gaps
         assert ordered[-1] == pytest.approx(39 * step, abs=0.5)
         [key] = client.keys(f"{namespace}:pace:*")
