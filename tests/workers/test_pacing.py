@@ -11,6 +11,7 @@ import time
 
 import dramatiq
 import pytest
+from sqlalchemy import select
 
 import pacing
 from connectors.base import SendLimit
@@ -111,3 +112,45 @@ def _conversation(desk: Running, callback_url: str) -> int:
                              {"message_id": "in-1", "from": {"id": "c1"}, "text": "hi"}).status_code == 202
     [conv] = wait_for(lambda: desk.ok("GET", "/conversations")["items"], what="the conversation")
     return conv["id"]
+
+
+def test_a_long_wait_puts_the_reply_off_and_its_slot_is_kept(store_engine, remote_kind: str,  # type: ignore[no-untyped-def]  # noqa: F811
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past PACE_SLEEP the reply goes back to pending, its claim not counted, due at its slot; the
+    job rung for it carries the slot and, back in time, sends in it without taking another."""
+    import workers
+    from connectors.base import Identity, InboundMessage
+    from store import outbound
+    from store.channels import create_channel
+    from store.inbound import record_inbound
+    from store.sql import messages
+
+    rung: list[tuple] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(workers, "enqueue", lambda actor, *args, delay_ms=None: rung.append((args, delay_ms)))
+    pacer = pacing.LocalPacer()
+    monkeypatch.setattr(pacing, "_pacer", pacer)
+    channel_id = create_channel(store_engine, remote_kind, "paced", {
+        "secret": "a-shared-secret-of-the-shop", "callback_url": "http://127.0.0.1:9/replies"})
+    [hello] = record_inbound(store_engine, channel_id, [InboundMessage("in-1", Identity("c1"), "hi", thread_key="t")])
+    reply = outbound.create_reply(store_engine, hello.conversation_id, agent_id=None, text="later")
+    limit = SendLimit("test:slow", 1.0)
+    for _ in range(3):  # three sends before this one: its slot is about 3 s away
+        pacer.take(limit)
+    claim = outbound.claim(store_engine, reply)
+    assert claim is not None and claim.attempts == 1
+    before = time.time()
+    assert workers.paced(store_engine, reply, (limit,), None) is False
+    [(args, delay_ms)] = rung
+    slot = 3 * pacing.interval(limit)
+    assert args[0] == reply and args[1] == pytest.approx(before + slot, abs=0.5)
+    assert delay_ms == pytest.approx((slot - workers.PACE_EARLY) * 1000, abs=500)
+    with store_engine.connect() as conn:
+        row = conn.execute(select(messages.c.status, messages.c.attempts, messages.c.next_attempt_at)
+                           .where(messages.c.id == reply)).one()
+    assert (row.status, row.attempts) == ("pending", 0)
+    # Back just before its slot: it sleeps to the slot and takes none of the pacer's.
+    next_free = pacer._next_free["test:slow"]
+    started = time.time()
+    assert workers.paced(store_engine, reply, (limit,), started + 0.3) is True
+    assert 0.29 <= time.time() - started < 1.5
+    assert pacer._next_free["test:slow"] == next_free
