@@ -135,7 +135,7 @@ def test_hostile_email_is_inert(desk: Desk, new_page: Any, dovecot: Any, smtp_si
     frame.locator("text=no ha arribat").wait_for()
     links = frame.locator("a")
     for n in range(links.count()):
-        links.nth(n).click(timeout=3000, no_wait_after=True)
+        links.nth(n).dispatch_event("click")  # what a click does, whatever covers the link
     page.keyboard.press("Escape")
     # The agent's own document got nothing of the mail's markup (only text, and the sandboxed frame).
     assert page.locator("#view script, #view img, #view object, #view form[action*=evil]").count() == 0
