@@ -125,7 +125,7 @@ def test_hostile_email_is_inert(desk: Desk, new_page: Any, dovecot: Any, smtp_si
 
     dovecot.append(user, hostile_mail())
     item = page.locator(".conv-item", has_text="Núria Pons")
-    item.wait_for(timeout=30_000)
+    item.wait_for(timeout=45_000)  # IMAP IDLE, then the poll
     item.locator("a").click()
     frame_element = page.locator("iframe.msg-html")
     frame_element.wait_for()
