@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.shop import Shop
+from tests.support import wait_for
 from tests.web.browser.desks import Desk, sign_in
 
 
@@ -71,6 +72,14 @@ def test_message_arrives_live_reply_tick_note_resolve_reopen(desk: Desk, page: A
     conversation_id = int(re.search(r"/conversations/(\d+)", page.url).group(1))
     assert desk.ok("GET", f"/conversations/{conversation_id}")["status"] == "open"
     assert page.locator(".msg").count() == 3
+
+    page.select_option("#priority", "7")
+    wait_for(lambda: desk.ok("GET", f"/conversations/{conversation_id}")["priority"] == 7, what="priority 7")
+    page.fill("#snooze-until", "2031-05-04T09:30")
+    page.click("text=Snooze")
+    page.locator("#conversation-status[data-status=snoozed]").wait_for()
+    snoozed = desk.ok("GET", f"/conversations/{conversation_id}")
+    assert snoozed["status"] == "snoozed" and snoozed["snoozed_until"].startswith("2031-05-0")
     assert navigations == [], navigations
 
 
