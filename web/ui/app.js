@@ -2,7 +2,7 @@
 // stream handed to the view on screen. Views are functions (ctx, ...params) returning
 // {node, event?(e), reload?(), destroy?()}; ctx = {me, go, refreshCounts}.
 import { h, fill, $ } from "./lib/dom.js";
-import { get, post, put, patch, del, setCsrf, onSignedOut } from "./lib/api.js";
+import { get, patch, del, setCsrf, onSignedOut } from "./lib/api.js";
 import { t, setLocale, pick, getLocale, LOCALES, LOCALE_NAMES } from "./lib/i18n.js";
 import * as stream from "./lib/stream.js";
 import { toast } from "./lib/toast.js";
@@ -70,6 +70,7 @@ function header() {
     h("div", { class: "me" },
       h("span", { class: "me-name", id: "me-name" }, me.name),
       presence.toggle(me),
+      presence.notificationsButton(),
       language,
       signOut));
 }
@@ -96,26 +97,26 @@ function routeOf() {
 let renders = 0;
 
 async function render() {
-  const turn = ++renders; // a view still loading when the address changes again is dropped
   const { path, params } = routeOf();
+  const turn = ++renders;  // a later render (the address changed meanwhile) wins over this one
   for (const [pattern, view, signedIn] of ROUTES) {
     const match = path.match(pattern);
     if (!match) continue;
     if (signedIn && !state.me) return showSignIn();
-    if (!signedIn) {
-      if (state.view && state.view.destroy) state.view.destroy();
-      state.view = await view(ctx, ...match.slice(1));
-      $("#shell").hidden = true;
-      $("#signin").hidden = true;
-      fill($("#public"), state.view.node);
-      $("#public").hidden = false;
-      return;
-    }
     if (state.view && state.view.destroy) state.view.destroy();
     state.view = null;
     const made = await view(ctx, ...match.slice(1).map((p) => p && decodeURIComponent(p)), params);
-    if (turn !== renders) return made.destroy && made.destroy();
+    if (turn !== renders) {
+      if (made.destroy) made.destroy();
+      return;
+    }
     state.view = made;
+    if (!signedIn) {
+      for (const id of ["shell", "signin"]) $(`#${id}`).hidden = true;
+      fill($("#public"), made.node);
+      $("#public").hidden = false;
+      return;
+    }
     fill(state.shell, made.node);
     for (const link of document.querySelectorAll(".nav-link")) {
       link.setAttribute("aria-current", location.hash.startsWith(link.dataset.nav) ? "page" : "false");

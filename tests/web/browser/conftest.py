@@ -19,7 +19,7 @@ from tests.web.browser.desks import Desk, deployed, embedded
 CHROMIUM = os.environ.get("OMNIDESK_TEST_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
-WAIT_MS = 15_000  # the longest a condition is waited for
+WAIT_MS = 20_000  # the longest a condition is waited for (the machines are shared and busy)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.shop import Shop
+from tests.support import wait_for
 from tests.web.browser.desks import Desk, sign_in
 
 
@@ -71,6 +72,14 @@ def test_message_arrives_live_reply_tick_note_resolve_reopen(desk: Desk, page: A
     conversation_id = int(re.search(r"/conversations/(\d+)", page.url).group(1))
     assert desk.ok("GET", f"/conversations/{conversation_id}")["status"] == "open"
     assert page.locator(".msg").count() == 3
+
+    page.select_option("#priority", "7")
+    wait_for(lambda: desk.ok("GET", f"/conversations/{conversation_id}")["priority"] == 7, what="priority 7")
+    page.fill("#snooze-until", "2031-05-04T09:30")
+    page.click("text=Snooze")
+    page.locator("#conversation-status[data-status=snoozed]").wait_for()
+    snoozed = desk.ok("GET", f"/conversations/{conversation_id}")
+    assert snoozed["status"] == "snoozed" and snoozed["snoozed_until"].startswith("2031-05-0")
     assert navigations == [], navigations
 
 
@@ -90,6 +99,8 @@ def test_assign_to_colleague_who_sees_it_arrive(desk: Desk, new_page: Any, chann
     mine.select_option("#assignee", str(jan["id"]))
     arrived = theirs.locator(".conv-item", has_text="Pau Serra")
     arrived.wait_for()
+    number = arrived.locator(".conv-number").inner_text()
+    theirs.locator(".toast", has_text=f"Conversation {number} was assigned to you").wait_for()
     # Ana (no team) may not see a conversation of Jan's: her page says so instead of going stale.
     mine.locator("[role=alert]", has_text="You can no longer see this conversation").wait_for()
     arrived.locator("a").click()
@@ -160,3 +171,28 @@ def test_keyboard_alone(desk: Desk, page: Any, channel: tuple[int, str]) -> None
     page.keyboard.press("/")
     assert page.evaluate("() => document.activeElement.id") == "search-box"
     assert desk.ok("GET", f"/conversations/{first}")["status"] == "resolved"
+
+
+def test_colleague_sees_typing_and_note_live(desk: Desk, new_page: Any, channel: tuple[int, str]) -> None:
+    team = desk.ok("POST", "/teams", json={"name": f"Equip {desk.kind} {new_page.__hash__()}"})
+    ana = desk.agent("Ana Vidal", teams=[team["id"]])
+    jan = desk.agent("Jan Nowicki", teams=[team["id"]])
+    desk.only_online(ana["id"])
+    desk.inbound(channel, "On puc recollir la comanda?", customer="lia-9", name="Lia Costa")
+    mine, theirs = new_page(), new_page()
+    sign_in(mine, ana["email"])
+    mine.locator(".conv-item a", has_text="Lia Costa").click()
+    mine.locator(".msg[data-direction=in]").wait_for()
+    conversation_id = int(re.search(r"/conversations/(\d+)", mine.url).group(1))
+    desk.ok("PATCH", f"/conversations/{conversation_id}", json={"team_id": team["id"]})
+    sign_in(theirs, jan["email"])
+    theirs.goto(f"/#/conversations/{conversation_id}")
+    theirs.locator(".msg[data-direction=in]").wait_for()
+
+    mine.click("text=Private note")
+    mine.locator("#composer-text").press_sequentially("La botiga obre a les 10", delay=20)
+    theirs.locator("#typing", has_text="Ana Vidal is typing").wait_for()
+    mine.press("#composer-text", "Control+Enter")
+    theirs.locator(".msg.is-private", has_text="La botiga obre a les 10").wait_for()
+    theirs.locator("#typing:empty").wait_for(state="attached")
+    assert theirs.locator(".msg").count() == 2

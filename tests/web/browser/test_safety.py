@@ -11,6 +11,7 @@ import time
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
+from pathlib import Path
 from typing import Any
 
 from tests.fakes.shop import Shop
@@ -36,6 +37,9 @@ HOSTILE_HTML = f"""<html><head>
 </body></html>"""
 
 
+INVOICE = b"%PDF-1.4 la factura de la comanda 1042 %%EOF"
+
+
 def hostile_mail() -> bytes:
     msg = EmailMessage(policy=SMTP)
     msg["From"] = "Núria Pons <nuria@example.cat>"
@@ -44,6 +48,7 @@ def hostile_mail() -> bytes:
     msg["Message-ID"] = make_msgid(domain="example.cat")
     msg.set_content("Hola equip, la comanda no ha arribat")
     msg.add_alternative(HOSTILE_HTML, subtype="html")
+    msg.add_attachment(INVOICE, maintype="application", subtype="pdf", filename="factura 1042.pdf")
     return msg.as_bytes()
 
 
@@ -125,7 +130,7 @@ def test_hostile_email_is_inert(desk: Desk, new_page: Any, dovecot: Any, smtp_si
 
     dovecot.append(user, hostile_mail())
     item = page.locator(".conv-item", has_text="Núria Pons")
-    item.wait_for(timeout=30_000)
+    item.wait_for(timeout=45_000)  # IMAP IDLE, then the poll
     item.locator("a").click()
     frame_element = page.locator("iframe.msg-html")
     frame_element.wait_for()
@@ -135,12 +140,17 @@ def test_hostile_email_is_inert(desk: Desk, new_page: Any, dovecot: Any, smtp_si
     frame.locator("text=no ha arribat").wait_for()
     links = frame.locator("a")
     for n in range(links.count()):
-        links.nth(n).click(timeout=3000, no_wait_after=True)
+        links.nth(n).dispatch_event("click")  # what a click does, whatever covers the link
     page.keyboard.press("Escape")
     # The agent's own document got nothing of the mail's markup (only text, and the sandboxed frame).
     assert page.locator("#view script, #view img, #view object, #view form[action*=evil]").count() == 0
     assert page.locator(f"[src*='{EVIL}'], [href*='{EVIL}']").count() == 0
-    page.locator(".msg[data-direction=in]").first.wait_for()
+    # Its attachment: a download link, the file's bytes as sent.
+    link = page.locator(".attachments a", has_text="factura 1042.pdf")
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_bytes() == INVOICE
+    assert download.value.suggested_filename == "factura 1042.pdf"
     page.reload()  # and once more from a fresh load, nothing fires
     page.locator("iframe.msg-html").wait_for()
     page.frame_locator("iframe.msg-html").locator("text=no ha arribat").wait_for()

@@ -60,8 +60,13 @@ export async function conversationView(ctx, id) {
     return fresh;
   }
 
+  // Kept across redraws of the head (a change from the stream must not wipe what the agent typed).
+  const until = h("input", { type: "datetime-local", id: "snooze-until", "aria-label": t("conversation.snooze_until"),
+    value: localInput(new Date(Date.now() + 24 * 3600 * 1000)) });
+
   function drawHead() {
     const c = conversation;
+    const focused = head.contains(document.activeElement) ? document.activeElement.id : null;
     const assignee = h("select", { id: "assignee", "aria-label": t("conversation.assignee"), onchange: (e) =>
       act(() => post(`/conversations/${c.id}/assign`, { agent_id: e.target.value ? Number(e.target.value) : null })) },
     h("option", { value: "" }, t("conversation.unassigned")),
@@ -70,9 +75,7 @@ export async function conversationView(ctx, id) {
     const priority = h("select", { id: "priority", "aria-label": t("conversation.priority"), onchange: (e) =>
       act(() => patch(`/conversations/${c.id}`, { priority: Number(e.target.value) })) },
     Array.from({ length: 11 }, (_, n) => h("option", { value: n, selected: n === c.priority }, String(n))));
-    const until = h("input", { type: "datetime-local", id: "snooze-until", "aria-label": t("conversation.snooze_until"),
-      value: localInput(new Date(Date.now() + 24 * 3600 * 1000)) });
-    const snooze = h("button", { type: "button", onclick: () => {
+    const snooze = h("button", { type: "button", id: "snooze", onclick: () => {
       const when = new Date(until.value);
       if (Number.isNaN(when.getTime())) return until.focus();
       return act(() => patch(`/conversations/${c.id}`, { status: "snoozed", snoozed_until: when.toISOString() }));
@@ -90,6 +93,9 @@ export async function conversationView(ctx, id) {
           : h("button", { type: "button", id: "resolve", class: "primary", onclick: resolve }, t("conversation.resolve")),
         h("label", { class: "inline" }, t("conversation.priority"), priority),
         until, snooze));
+    // The button pressed may have been replaced by its opposite (resolve <-> reopen): focus that.
+    const swapped = { resolve: "reopen", reopen: "resolve", "assign-me": "assignee" };
+    if (focused) (document.getElementById(focused) || document.getElementById(swapped[focused]))?.focus();
   }
 
   async function act(call) {

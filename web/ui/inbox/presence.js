@@ -2,8 +2,9 @@
 // 30 s while the page is open (POST /me/heartbeat), and, on a conversation newly assigned to the
 // agent, a desktop notification (permission asked on a click) and a short tone (WebAudio).
 import { h } from "../lib/dom.js";
-import { post, put } from "../lib/api.js";
+import { get, post, put } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
+import { toast } from "../lib/toast.js";
 
 const HEARTBEAT_MS = 30000;
 let timer = null;
@@ -41,6 +42,16 @@ export const presence = {
     clearInterval(timer);
     timer = null;
   },
+  // Shown while the browser has not been asked yet: asking needs a click.
+  notificationsButton() {
+    if (!("Notification" in window) || Notification.permission !== "default") return null;
+    const button = h("button", { type: "button", id: "notifications", class: "quiet", onclick: async () => {
+      unlockAudio();
+      await askPermission();
+      button.remove();
+    } }, t("notify.enable"));
+    return button;
+  },
   toggle(me) {
     button = h("button", { type: "button", id: "presence", class: "presence", title: t("presence.toggle"),
       onclick: () => {
@@ -64,20 +75,26 @@ export const presence = {
   },
 };
 
-function askPermission() {
-  if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
+async function askPermission() {
+  if ("Notification" in window && Notification.permission === "default") await Notification.requestPermission();
 }
 
+// Browsers let a page make sound only after a gesture: the first click or key unlocks it.
 function unlockAudio() {
   if (!audio && window.AudioContext) audio = new AudioContext();
 }
+for (const type of ["pointerdown", "keydown"]) window.addEventListener(type, unlockAudio, { once: true, capture: true });
 
-export function notify(event) {
+export async function notify(event) {
+  const conversation = await get(`/conversations/${event.conversation_id}`, { quiet: true }).catch(() => null);
+  if (!conversation) return;
   const title = t("notify.assigned_title");
-  const body = t("notify.assigned_body", { number: event.number ?? event.conversation_id });
+  const body = t("notify.assigned_body", { number: conversation.number });
   if ("Notification" in window && Notification.permission === "granted" && document.hidden) {
     const note = new Notification(title, { body, tag: `conversation-${event.conversation_id}` });
     note.onclick = () => { window.focus(); location.hash = `#/conversations/${event.conversation_id}`; };
+  } else {
+    toast(body, "info");
   }
   beep();
 }
