@@ -24,6 +24,7 @@ from dramatiq.middleware import CurrentMessage, Middleware
 import brokers
 from connectors.base import Event
 from connectors.errors import ConfigError, PermanentError, TransientError
+from router.presence import sweep_presence
 from router.route import fill_agent, route_conversations
 from store import channels as channel_store
 from store import jobs, outbound
@@ -367,6 +368,7 @@ def sweep() -> None:
         log.info("sweep: %d route, %d deliver, %d pull, %d poll", len(due.route), len(due.deliver),
                  len(due.pull), len(due.poll))
     prune_events(get_engine(), settings.events_keep_hours)  # the event stream's old rows
+    sweep_presence(get_engine(), settings.presence_timeout)  # inboxes that stopped beating: away
 
 
 ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, poll_channel, sweep]

@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from store.dialect import insert_events
 from store.models import MAX_ID, utcnow
-from store.sql import agent_teams, attachments, contacts, conversations, messages, teams
+from store.sql import agent_teams, attachments, channels, contacts, conversations, messages, teams
 
 c = conversations.c
 m = messages.c
@@ -45,18 +45,28 @@ class Filters:
     assignee_id: int | None = None
     unassigned: bool = False
     channel_id: int | None = None
+    team_id: int | None = None
+    view: str = "all"  # mine: assigned to the caller; unassigned: open, nobody's; all: everything visible
     waiting: bool | None = None
     before_id: int | None = None  # the cursor: ids below this one
 
 
-def _summaries() -> Any:
-    return select(conversations, contacts.c.name.label("contact_name")).join(contacts, contacts.c.id == c.contact_id)
+def summaries() -> Any:
+    """Conversations with their contact's name and their channel's kind."""
+    return (select(conversations, contacts.c.name.label("contact_name"), channels.c.kind.label("channel_kind"))
+            .join(contacts, contacts.c.id == c.contact_id).join(channels, channels.c.id == c.channel_id))
 
 
 def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters, limit: int) -> tuple[list[Any], bool]:
     """The conversations the agent may see that match ``filters``, newest first, at most
     ``limit``; and whether more follow (the next page starts below the last id)."""
-    query = _summaries().where(visible_to(agent_id, admin=admin))
+    query = summaries().where(visible_to(agent_id, admin=admin))
+    if filters.view == "mine":
+        query = query.where(c.assignee_id == agent_id)
+    elif filters.view == "unassigned":
+        query = query.where(c.status == "open", c.assignee_id.is_(None))
+    if filters.team_id is not None:
+        query = query.where(c.team_id == filters.team_id)
     if filters.status:
         query = query.where(c.status == filters.status)
     if filters.assignee_id is not None:
@@ -85,7 +95,7 @@ def summary(engine: Engine, conversation_id: int) -> Any:
     if not 0 < conversation_id <= MAX_ID:
         return None
     with engine.connect() as conn:
-        return conn.execute(_summaries().where(c.id == conversation_id)).first()
+        return conn.execute(summaries().where(c.id == conversation_id)).first()
 
 
 def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], dict[int, list[Any]]] | None:
@@ -94,7 +104,7 @@ def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], d
     if not 0 < conversation_id <= MAX_ID:
         return None
     with engine.connect() as conn:
-        row = conn.execute(_summaries().where(c.id == conversation_id)).first()
+        row = conn.execute(summaries().where(c.id == conversation_id)).first()
         if row is None:
             return None
         contact = conn.execute(select(contacts).where(contacts.c.id == row.contact_id)).one()

@@ -16,7 +16,8 @@ fills its ids within milliseconds.
 
 Types: ``message.created`` (in, out, notes), ``message.status`` (a reply's delivery status),
 ``conversation.created``, ``conversation.updated`` (assignment, status, priority, team, language),
-``agent.presence``, ``agent.typing``. ``conversation_id`` names the conversation; ``agent_id`` the
+``agent.presence``, ``agent.typing``, ``conversation.read`` (an agent's read marker moved: for that
+agent alone, see PERSONAL). ``conversation_id`` names the conversation; ``agent_id`` the
 agent an event is about (presence, typing; the agent a conversation was taken from).
 
 Pruning (:func:`prune`) keeps one mark: the newest pruned id stays as a row of type ``pruned``, so a
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, or_, select, true, update
+from sqlalchemy import Connection, Engine, and_, case, delete, func, or_, select, true, update
 
 from store import wakeups  # noqa: F401 - registers the wake-up rung after a transaction that wrote events
 from store.conversations import visible_to
@@ -40,7 +41,7 @@ from store.dialect import insert_events
 from store.models import Event, utcnow
 from store.sql import conversations
 
-__all__ = ["PRUNED", "Reader", "append", "event", "head", "horizon", "prune", "record"]
+__all__ = ["PERSONAL", "PRUNED", "Reader", "append", "event", "head", "horizon", "prune", "record"]
 
 events = Event.__table__  # type: ignore[attr-defined]
 e = events.c
@@ -48,6 +49,7 @@ PRUNED = "pruned"  # the mark of the pruned horizon; never sent
 SETTLE = 2.0  # seconds a reader waits for a missing id while later ones are there
 OLD = 60.0  # seconds after which an event's missing predecessors are settled for any reader
 RECENT = 10.0  # a new reader starts before a missing id followed by events this young
+PERSONAL = ("conversation.read",)  # events read only by the agent they name (``agent_id``), admins too
 
 
 def event(type_: str, conversation_id: int | None = None, *, agent_id: int | None = None,
@@ -115,6 +117,7 @@ class Reader:
         """The next events the agent may see, oldest first (at most ``limit`` read)."""
         mine = true() if self.admin else or_(e.conversation_id.is_(None), e.agent_id == self.agent_id,
                                              visible_to(self.agent_id, admin=False))
+        mine = and_(or_(e.type.not_in(PERSONAL), e.agent_id == self.agent_id), mine)
         query = (select(e.id, e.type, e.conversation_id, e.agent_id, e.data, e.created_at,
                         case((mine, True), else_=False).label("visible"))
                  .outerjoin(conversations, conversations.c.id == e.conversation_id)

@@ -86,6 +86,9 @@ class Agent(SQLModel, table=True):
     active: bool = True  # deactivated agents keep their history but cannot log in
     created_at: datetime = _ts(default_factory=utcnow)
     password_hash: str | None = Field(default=None, max_length=200)  # argon2id; None: cannot sign in
+    locale: str = Field(default="en", max_length=10, sa_column_kwargs={"server_default": "en"})  # the inbox's language
+    # The inbox's last heartbeat; None for agents whose presence only the API sets (integrations).
+    last_seen_at: datetime | None = _ts(default=None)
 
 
 class AgentTeam(SQLModel, table=True):
@@ -162,6 +165,9 @@ class Conversation(SQLModel, table=True):
         # One open conversation per thread key: concurrent first messages of a thread meet here.
         UniqueConstraint("channel_id", "open_key"),  # also serves lookups by channel
         Index("ix_conversations_thread", "channel_id", "thread_key"),
+        # The inbox's views and counts (status, mine/unassigned) and its team filter.
+        Index("ix_conversations_status", "status", "assignee_id"),
+        Index("ix_conversations_team", "team_id"),
         # Partial (see _partial_indexes): only the rows the queue and the sweep look for, so
         # assigning a conversation takes it out of both instead of writing new entries.
     )
@@ -248,6 +254,30 @@ class Attachment(SQLModel, table=True):
     content_id: str | None = Field(default=None, max_length=400)
     inline: bool = False
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ConversationRead(SQLModel, table=True):
+    """How far an agent has read a conversation: its messages after this one are unread to them."""
+
+    __tablename__ = "conversation_reads"
+
+    agent_id: int = Field(foreign_key="agents.id", primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", primary_key=True)
+    last_read_message_id: int
+
+
+class CannedResponse(SQLModel, table=True):
+    """A reply an agent inserts by its shortcut; ``text`` may hold placeholders (store.canned)."""
+
+    __tablename__ = "canned_responses"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shortcut: str = Field(max_length=50, unique=True)
+    title: str = Field(max_length=200)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_by: int | None = Field(default=None, foreign_key="agents.id")
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
 
 
 class Assignment(SQLModel, table=True):
