@@ -1,5 +1,6 @@
 """``POST /api/v1/conversations/{id}/messages``: the composer's reply or private note, as JSON
-(``{"text", "private"}``) or as multipart/form-data with files (fields ``text``, ``private``
+(``{"text", "private"}``) or as multipart/form-data with files (a form without files may also be
+urlencoded) (fields ``text``, ``private``
 ``"true"``/``"false"``, and ``files`` repeated).
 
 Files: at most MAX_FILES, MAX_FILE bytes each, MAX_TOTAL in all (413 past a size, 422 past the
@@ -124,8 +125,9 @@ async def reply(conversation_id: Id, request: Request, agent: CurrentAgent) -> R
     """Store a reply (``pending``; a worker delivers it on the conversation's channel) or a
     private note (never sent), with files when sent as multipart/form-data (see the module)."""
     await run_in_threadpool(visible, conversation_id, agent)
-    multipart = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
-    body, files = await (_from_form(request) if multipart else _from_json(request))
+    kind = request.headers.get("content-type", "").lower()
+    form = kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
+    body, files = await (_from_form(request) if form else _from_json(request))
     message_id = await run_in_threadpool(_store, conversation_id, agent, body.text, body.private, files)
     return ReplyOut(id=message_id, status="sent" if body.private else "pending", private=body.private)
 
