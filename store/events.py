@@ -92,8 +92,10 @@ class Reader:
     ``router.access.may_see``), when the events are read: an agent gets the events of the
     conversations they may see at that moment, including the earlier events of one that has just
     become theirs, and none of one they may no longer see, except the event that took it from
-    them (its ``agent_id`` names them), so their inbox can drop it. Events about no conversation
-    (presence) go to everyone. ``after`` moves over the events the agent may not see too."""
+    them (its ``agent_id`` names them), so their inbox can drop it. The agent's teams are read in
+    the same statement, so an admin's change of them applies to a stream opened before it at its
+    next read. Events about no conversation (presence) go to everyone; PERSONAL ones to their agent
+    alone. ``after`` moves over the events the agent may not see too."""
 
     def __init__(self, engine: Engine, after: int, *, agent_id: int, admin: bool, settle: float = SETTLE) -> None:
         self.engine, self.after, self.agent_id, self.admin, self.settle = engine, after, agent_id, admin, settle
