@@ -68,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages-each", type=int, default=5)
     parser.add_argument("--requests", type=int, default=200, help="timed requests a case")
     parser.add_argument("--pg", default=DEFAULT_PG)
+    parser.add_argument("--keep", action="store_true", help="keep the seeded database (its name is printed)")
     args = parser.parse_args(argv)
     conversations, each = args.conversations, args.messages_each
-    with scratch_database(args.pg) as url:
+    with scratch_database(args.pg, keep=args.keep) as url:
         use_database(url)
         from fastapi.testclient import TestClient
         from sqlalchemy import text

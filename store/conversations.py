@@ -59,8 +59,12 @@ def summaries() -> Any:
 
 def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters, limit: int) -> tuple[list[Any], bool]:
     """The conversations the agent may see that match ``filters``, newest first, at most
-    ``limit``; and whether more follow (the next page starts below the last id)."""
-    query = summaries().where(visible_to(agent_id, admin=admin))
+    ``limit``; and whether more follow (the next page starts below the last id).
+
+    The page's ids are chosen first, from the conversations alone (an index gives them newest
+    first), and only those rows are joined to their contact and channel: joining before the limit
+    lets the planner join every match of a large view and sort it."""
+    query = select(c.id).where(visible_to(agent_id, admin=admin))
     if filters.view == "mine":
         query = query.where(c.assignee_id == agent_id)
     elif filters.view == "unassigned":
@@ -79,8 +83,9 @@ def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters
         query = query.where(c.waiting_since.is_not(None) if filters.waiting else c.waiting_since.is_(None))
     if filters.before_id is not None:
         query = query.where(c.id < filters.before_id)
+    page = query.order_by(c.id.desc()).limit(limit + 1).subquery()
     with engine.connect() as conn:
-        rows = conn.execute(query.order_by(c.id.desc()).limit(limit + 1)).all()
+        rows = conn.execute(summaries().join(page, page.c.id == c.id).order_by(c.id.desc())).all()
     return rows[:limit], len(rows) > limit
 
 

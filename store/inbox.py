@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, exists, func, select, update
+from sqlalchemy import Engine, and_, case, func, select, update
 
 from store.conversations import summaries, visible_to
 from store.dialect import insert_ignore
@@ -88,16 +88,18 @@ def counts(engine: Engine, agent_id: int, *, admin: bool) -> dict[str, int]:
     """The inbox's counters over open and pending conversations the agent may see: ``mine``
     (assigned to them), ``unassigned`` (open, nobody's), ``all``, and ``unread`` (those with a
     message unread to them)."""
-    unread = exists().where(m.conversation_id == c.id, m.direction == "in", m.private.is_(False),
-                            m.id > func.coalesce(
-                                select(r.last_read_message_id)
-                                .where(r.agent_id == agent_id, r.conversation_id == c.id).scalar_subquery(), 0))
+    # The conversation's newest customer message against the caller's marker: one probe at the end
+    # of ix_messages_conversation a conversation (index only on PostgreSQL), not a scan of its messages.
+    newest_in = (select(func.max(m.id)).where(m.conversation_id == c.id, m.direction == "in", m.private.is_(False))
+                 .scalar_subquery())
+    unread = newest_in > func.coalesce(r.last_read_message_id, 0)
     query = select(
         func.count(),
         func.sum(case((c.assignee_id == agent_id, 1), else_=0)),
         func.sum(case((and_(c.status == "open", c.assignee_id.is_(None)), 1), else_=0)),
         func.sum(case((unread, 1), else_=0)),
-    ).select_from(conversations).where(c.status.in_(OPEN), visible_to(agent_id, admin=admin))
+    ).select_from(conversations.outerjoin(reads, and_(r.agent_id == agent_id, r.conversation_id == c.id))).where(
+        c.status.in_(OPEN), visible_to(agent_id, admin=admin))
     with engine.connect() as conn:
         total, mine, unassigned, unread_n = conn.execute(query).one()
     return {"mine": int(mine or 0), "unassigned": int(unassigned or 0), "all": int(total or 0),

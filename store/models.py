@@ -165,9 +165,11 @@ class Conversation(SQLModel, table=True):
         # One open conversation per thread key: concurrent first messages of a thread meet here.
         UniqueConstraint("channel_id", "open_key"),  # also serves lookups by channel
         Index("ix_conversations_thread", "channel_id", "thread_key"),
-        # The inbox's views and counts (status, mine/unassigned) and its team filter.
+        # The inbox: its counts (by status), and its views newest first (an agent's, a team's),
+        # read in id order from the index, so a page reads only its own rows.
         Index("ix_conversations_status", "status", "assignee_id"),
-        Index("ix_conversations_team", "team_id"),
+        Index("ix_conversations_assignee", "assignee_id", "id"),
+        Index("ix_conversations_team", "team_id", "id"),
         # Partial (see _partial_indexes): only the rows the queue and the sweep look for, so
         # assigning a conversation takes it out of both instead of writing new entries.
     )
@@ -176,7 +178,7 @@ class Conversation(SQLModel, table=True):
     channel_id: int = Field(foreign_key="channels.id")
     contact_id: int = Field(foreign_key="contacts.id", index=True)
     status: str = Field(default="open", max_length=10)  # open | pending | snoozed | resolved
-    assignee_id: int | None = Field(default=None, foreign_key="agents.id", index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="agents.id")  # ix_conversations_assignee
     last_assignee_id: int | None = Field(default=None, foreign_key="agents.id")
     team_id: int | None = Field(default=None, foreign_key="teams.id")
     priority: int = 0  # higher first
@@ -215,11 +217,14 @@ class Message(SQLModel, table=True):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel_id", "external_id"),
+        # A conversation's messages in order; its newest customer message read from the index's end
+        # alone on PostgreSQL (direction and private carried in it: the inbox's unread count).
+        Index("ix_messages_conversation", "conversation_id", "id", postgresql_include=["direction", "private"]),
         # Partial (see _partial_indexes): replies still to send; received messages stay out.
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    conversation_id: int = Field(foreign_key="conversations.id")  # ix_messages_conversation
     channel_id: int = Field(foreign_key="channels.id")
     direction: str = Field(max_length=3)  # in | out
     author_agent_id: int | None = Field(default=None, foreign_key="agents.id")

@@ -46,11 +46,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("shortcut"),
     )
     op.create_index("ix_conversations_status", "conversations", ["status", "assignee_id"], unique=False)
-    op.create_index("ix_conversations_team", "conversations", ["team_id"], unique=False)
+    # Replaced by indexes that also give the order of a view's page (and a conversation's newest message).
+    op.create_index("ix_conversations_assignee", "conversations", ["assignee_id", "id"], unique=False)
+    op.drop_index("ix_conversations_assignee_id", table_name="conversations")
+    op.create_index("ix_conversations_team", "conversations", ["team_id", "id"], unique=False)
+    op.create_index("ix_messages_conversation", "messages", ["conversation_id", "id"], unique=False,
+                    postgresql_include=["direction", "private"])
+    op.drop_index("ix_messages_conversation_id", table_name="messages")
 
 
 def downgrade() -> None:
+    op.create_index("ix_messages_conversation_id", "messages", ["conversation_id"], unique=False)
+    op.drop_index("ix_messages_conversation", table_name="messages")
     op.drop_index("ix_conversations_team", table_name="conversations")
+    op.create_index("ix_conversations_assignee_id", "conversations", ["assignee_id"], unique=False)
+    op.drop_index("ix_conversations_assignee", table_name="conversations")
     op.drop_index("ix_conversations_status", table_name="conversations")
     op.drop_table("canned_responses")
     op.drop_table("conversation_reads")
