@@ -8,6 +8,7 @@ SQL, for the list, and is tested against it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, or_, select, true, update
@@ -57,9 +58,11 @@ def summaries() -> Any:
             .join(contacts, contacts.c.id == c.contact_id).join(channels, channels.c.id == c.channel_id))
 
 
-def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters, limit: int) -> tuple[list[Any], bool]:
+def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters, limit: int,
+                 columns: Sequence[Any] = ()) -> tuple[list[Any], bool]:
     """The conversations the agent may see that match ``filters``, newest first, at most
-    ``limit``; and whether more follow (the next page starts below the last id).
+    ``limit``; and whether more follow (the next page starts below the last id). ``columns``:
+    more to read with each row (correlated over ``conversations``: computed for the page alone).
 
     The page's ids are chosen first, from the conversations alone (an index gives them newest
     first), and only those rows are joined to their contact and channel: joining before the limit
@@ -85,7 +88,8 @@ def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters
         query = query.where(c.id < filters.before_id)
     page = query.order_by(c.id.desc()).limit(limit + 1).subquery()
     with engine.connect() as conn:
-        rows = conn.execute(summaries().join(page, page.c.id == c.id).order_by(c.id.desc())).all()
+        rows = conn.execute(summaries().add_columns(*columns).join(page, page.c.id == c.id)
+                            .order_by(c.id.desc())).all()
     return rows[:limit], len(rows) > limit
 
 

@@ -1,5 +1,5 @@
 """What the agents' inbox reads besides the list itself: each listed conversation's unread count,
-preview and reply window (:func:`extras`, one grouped query a page), the views' counts, read
+preview and reply window (:func:`columns`, read in the list's own query), the views' counts, read
 markers, and the contact panel.
 
 Visibility is ``store.conversations.visible_to`` (the SQL form of ``router.access.may_see``)
@@ -43,45 +43,39 @@ class Extra:
     reply_window_ends_at: datetime | None = None
 
 
-def _unread() -> Any:
-    """Whether a message row is unread (inbound, not private, past the marker); ``reads`` must be
-    outer-joined on the agent and the message's conversation (:func:`_reads_of`)."""
-    return and_(m.direction == "in", m.private.is_(False), m.id > func.coalesce(r.last_read_message_id, 0))
+def columns(agent_id: int) -> list[Any]:
+    """What the list shows beyond a conversation's row, as columns of a query over
+    ``conversations`` (correlated, so computed for the rows it returns, e.g. a page): ``unread``
+    (the agent's), ``preview`` and ``last_in_at`` (the customer's last message, for the reply
+    window). Each reads ix_messages_conversation for its conversation alone."""
+    mine = and_(r.agent_id == agent_id, r.conversation_id == m.conversation_id)
+    unread = (select(func.count()).select_from(messages.outerjoin(reads, mine))
+              .where(m.conversation_id == c.id, m.direction == "in", m.private.is_(False),
+                     m.id > func.coalesce(r.last_read_message_id, 0)))
+    preview = select(func.substr(m.text, 1, PREVIEW)).where(m.conversation_id == c.id).order_by(m.id.desc()).limit(1)
+    last_in = select(func.max(m.created_at)).where(m.conversation_id == c.id, m.direction == "in")
+    return [unread.scalar_subquery().label("unread"), preview.scalar_subquery().label("preview"),
+            last_in.scalar_subquery().label("last_in_at")]
 
 
-def _reads_of(agent_id: int) -> Any:
-    return and_(r.agent_id == agent_id, r.conversation_id == m.conversation_id)
+def extra(row: Any) -> Extra:
+    """A row read with :func:`columns` (and ``channel_kind``) as what the list shows."""
+    window = reply_window(row.channel_kind)
+    ends = row.last_in_at + window if window is not None and row.last_in_at is not None else None
+    return Extra(unread=int(row.unread or 0), preview=row.preview, reply_window_ends_at=ends)
 
 
 def extras(engine: Engine, agent_id: int, rows: Sequence[Any]) -> dict[int, Extra]:
-    """For conversation rows (with ``channel_kind``): unread count for the agent, preview, and
-    when the reply window closes (from the customer's last message; None without a window or a
-    customer message). Two queries whatever the number of rows."""
-    ids = [row.id for row in rows]
-    if not ids:
+    """:func:`extra` for conversation rows read without :func:`columns` (one query)."""
+    if not rows:
         return {}
     with engine.connect() as conn:
-        grouped = conn.execute(
-            select(m.conversation_id, func.max(m.id).label("last_id"),
-                   func.max(case((m.direction == "in", m.created_at))).label("last_in_at"),
-                   func.sum(case((_unread(), 1), else_=0)).label("unread"))
-            .outerjoin(reads, _reads_of(agent_id))
-            .where(m.conversation_id.in_(ids)).group_by(m.conversation_id)
+        found = conn.execute(
+            select(c.id, channels.c.kind.label("channel_kind"), *columns(agent_id))
+            .join(channels, channels.c.id == c.channel_id).where(c.id.in_([row.id for row in rows]))
         ).all()
-        previews = dict(conn.execute(
-            select(m.id, func.substr(m.text, 1, PREVIEW)).where(m.id.in_([g.last_id for g in grouped]))
-        ).all()) if grouped else {}
-    found = {g.conversation_id: g for g in grouped}
-    out: dict[int, Extra] = {}
-    for row in rows:
-        g = found.get(row.id)
-        if g is None:
-            out[row.id] = Extra()
-            continue
-        window = reply_window(row.channel_kind)
-        ends = g.last_in_at + window if window is not None and g.last_in_at is not None else None
-        out[row.id] = Extra(unread=int(g.unread or 0), preview=previews.get(g.last_id), reply_window_ends_at=ends)
-    return out
+    out = {x.id: extra(x) for x in found}
+    return {row.id: out.get(row.id, Extra()) for row in rows}
 
 
 def counts(engine: Engine, agent_id: int, *, admin: bool) -> dict[str, int]:
@@ -138,7 +132,7 @@ def contact_panel(engine: Engine, contact_id: int, agent_id: int, *, admin: bool
         return None
     with engine.connect() as conn:
         rows = conn.execute(
-            summaries().where(c.contact_id == contact_id, visible_to(agent_id, admin=admin))
+            summaries().add_columns(*columns(agent_id)).where(c.contact_id == contact_id, visible_to(agent_id, admin=admin))
             .order_by(c.id.desc()).limit(CONTACT_CONVERSATIONS)
         ).all()
         if not rows:
@@ -149,7 +143,7 @@ def contact_panel(engine: Engine, contact_id: int, agent_id: int, *, admin: bool
             .join(channels, channels.c.id == identities.c.channel_id)
             .where(identities.c.contact_id == contact_id).order_by(identities.c.id)
         ).all()
-    return ContactPanel(contact, list(found), list(rows), extras(engine, agent_id, rows))
+    return ContactPanel(contact, list(found), list(rows), {row.id: extra(row) for row in rows})
 
 
-__all__ = ["ContactPanel", "Extra", "contact_panel", "counts", "extras", "mark_read"]
+__all__ = ["ContactPanel", "Extra", "columns", "contact_panel", "counts", "extra", "extras", "mark_read"]

@@ -41,7 +41,7 @@ NOT_FOUND_OR_CONFLICT = errors(404, 409)
 
 def summary_out(row: Any, extra: inbox.Extra | None = None) -> ConversationOut:
     """A conversation row (``store.conversations.summaries``) as the API shows it, with what the
-    inbox adds for the caller (``store.inbox.extras``)."""
+    inbox adds for the caller (``store.inbox.extra``)."""
     extra = extra or inbox.Extra()
     return ConversationOut(
         id=row.id, number=row.id, status=row.status, channel_id=row.channel_id,
@@ -73,9 +73,9 @@ def list_conversations(
     filters = store.Filters(status=status, assignee_id=assignee_id, unassigned=unassigned, channel_id=channel_id,
                             team_id=team_id, view=view, waiting=waiting, before_id=cursor)
     engine = get_engine()
-    rows, more = store.list_visible(engine, agent.id, admin=agent.role == "admin", filters=filters, limit=limit)
-    extras = inbox.extras(engine, agent.id, rows)
-    items = [summary_out(r, extras[r.id]) for r in rows]
+    rows, more = store.list_visible(engine, agent.id, admin=agent.role == "admin", filters=filters, limit=limit,
+                                    columns=inbox.columns(agent.id))
+    items = [summary_out(r, inbox.extra(r)) for r in rows]
     return ConversationList(items=items, next=items[-1].id if more else None)
 
 

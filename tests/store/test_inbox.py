@@ -183,11 +183,14 @@ def test_the_page_costs_the_same_queries_whatever_its_size(store_engine: Engine)
         statements.clear()
         event.listen(engine, "before_cursor_execute", seen)
         try:
-            rows, _ = store_conversations.list_visible(engine, ana, admin=False,
-                                                       filters=store_conversations.Filters(), limit=limit)
-            inbox.extras(engine, ana, rows)
+            rows, _ = store_conversations.list_visible(engine, ana, admin=False, limit=limit,
+                                                       filters=store_conversations.Filters(),
+                                                       columns=inbox.columns(ana))
+            shown = {row.id: inbox.extra(row) for row in rows}
         finally:
             event.remove(engine, "before_cursor_execute", seen)
+        assert shown == inbox.extras(engine, ana, rows)  # the same as read apart
+        assert all(x.unread == 1 and x.preview == "hi" for x in shown.values())
         return len(statements)
 
-    assert page(2) == page(30) == 3
+    assert page(2) == page(30) == 1  # the page and its unread counts, previews and windows: one query
