@@ -194,3 +194,26 @@ def test_the_page_costs_the_same_queries_whatever_its_size(store_engine: Engine)
         return len(statements)
 
     assert page(2) == page(30) == 1  # the page and its unread counts, previews and windows: one query
+
+
+def test_reply_files_are_stored_with_it_and_handed_to_the_connector(store_engine: Engine,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.base import Attachment
+    from store import outbound
+
+    monkeypatch.setitem(REGISTRY, "filed", "tests.web.filed:FiledConnector")
+    engine = store_engine
+    with engine.begin() as conn:
+        channel, contact = channel_and_contact(conn, utcnow())
+    conv = _conversation(engine, channel, contact)
+    _message(engine, conv, channel)
+    files = [Attachment("a.pdf", "application/pdf", b"%PDF"), Attachment("b.txt", "text/plain", b"hi")]
+    with pytest.raises(outbound.AttachmentsRefused):  # the API channel sends no files
+        outbound.create_reply(engine, conv, agent_id=None, text="x", files=files)
+    note = outbound.create_reply(engine, conv, agent_id=None, text="", private=True, files=files)
+    with engine.begin() as conn:
+        conn.execute(update(channels).where(channels.c.id == channel).values(kind="filed"))
+    reply = outbound.create_reply(engine, conv, agent_id=None, text="here", files=files)
+    claim = outbound.claim(engine, reply)
+    assert claim is not None and claim.message.attachments == tuple(files)
+    assert outbound.claim(engine, note) is None  # a note is never sent
