@@ -22,7 +22,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Middleware
 
 import brokers
-from connectors.base import Event
+from connectors.base import Capabilities, Event
 from connectors.errors import ConfigError, PermanentError, TransientError
 from router.route import fill_agent, route_conversations
 from store import channels as channel_store
@@ -262,6 +262,8 @@ def _deliver(engine: Any, claim: outbound.Claim) -> None:
     except PermanentError as exc:
         outbound.mark_failed(engine, message_id, exc.reason)
     except TransientError as exc:
+        if exc.sent:  # parts of it went out: the next attempt sends the rest
+            outbound.set_external_id(engine, message_id, exc.sent)
         _retry(engine, claim, exc.reason, exc.retry_after)
     except ConfigError as exc:
         channel_store.mark_error(engine, channel.id, exc.reason, backoff=60, started=utcnow())
@@ -316,14 +318,16 @@ def poll_channel(channel_id: int) -> None:
     One poller a channel at a time (a lease in the store); a poll asked for while one runs makes
     that one look again when it is done, so nothing announced is left waiting for the interval."""
     engine = get_engine()
-    owner, lease = _poll_owner(), 300.0
+    channel = channel_store.load_channel(engine, channel_id)
+    if channel is None:
+        return
+    owner, lease = _poll_owner(), _poll_lease(channel.kind)
     if not channel_store.claim_poll(engine, channel_id, owner, lease):
         return  # another poller has this channel right now; it will look again
     started = utcnow()
-    channel = None
     again = False
     try:
-        channel = channel_store.load_channel(engine, channel_id)
+        channel = channel_store.load_channel(engine, channel_id)  # as it is now that this poller holds it
         connector = channel_store.connector_for(channel)
         for batch in connector.poll(channel.cursor):
             ingest(channel_id, batch.events, cursor=batch.cursor)
@@ -341,6 +345,15 @@ def poll_channel(channel_id: int) -> None:
         channel_store.release_poll(engine, channel_id, owner)
     if again:
         enqueue(poll_channel, channel_id)
+
+
+def _poll_lease(kind: str) -> float:
+    from connectors import connector_class
+
+    try:
+        return connector_class(kind).capabilities.poll_lease
+    except (KeyError, ImportError):
+        return Capabilities().poll_lease
 
 
 def _poll_failed(engine: Any, channel: Any, channel_id: int, reason: str, started: Any) -> bool:

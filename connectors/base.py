@@ -25,7 +25,8 @@ Sends (the caller first lets the channel's capabilities shape the message)::
 
 Setting a channel up: when a channel is saved (created, or its config changed) the API calls
 ``check()`` and then ``webhook_setup(url)`` with the channel's public webhook URL; a ConfigError
-from either is shown to the admin (422) and the channel is not saved.
+from either is shown to the admin (422) and the channel is not saved. Secrets the settings
+generate (a webhook's secret token) and what ``check()`` learned are saved with the channel.
 
 An authenticated webhook carrying an event the connector does not use raises UnsupportedEvent:
 the endpoint answers 200 and stores nothing, so the provider does not retry it forever.
@@ -69,6 +70,26 @@ class Attachment:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RemoteAttachment:
+    """A file the provider holds (Twilio MediaUrl, Telegram file_id), fetched later by a worker
+    with Connector.fetch, so a slow or failing download never blocks the message's text."""
+
+    ref: str  # what Connector.fetch needs: a URL, a file_id
+    filename: str
+    content_type: str
+    size: int | None = None  # when the provider says
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetched:
+    """What :meth:`Connector.fetch` got: the bytes, and the type and name when the provider said."""
+
+    data: bytes
+    content_type: str | None = None
+    filename: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One customer message, normalised. Nothing past ``connectors/`` reads a vendor payload.
 
@@ -89,6 +110,8 @@ class InboundMessage:
     ticket_number: int | None = None
     participants: tuple[Identity, ...] = ()  # others on the thread (email Cc)
     attachments: tuple[Attachment, ...] = ()
+    # Files still at the provider: stored ``pending`` with the message, fetched by a worker.
+    remote_attachments: tuple[RemoteAttachment, ...] = ()
     sent_at: datetime | None = None
     language: str | None = None
     automatic: bool = False  # auto-replies, lists, bulk: never auto-answer these
@@ -109,7 +132,39 @@ class StatusUpdate:
     raw: bytes = b""
 
 
-Event = InboundMessage | StatusUpdate
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReachabilityUpdate:
+    """The customer opted out (STOP) or back in (START) on this channel."""
+
+    sender_external_id: str
+    reachable: bool
+    reason: str | None = None
+    raw: bytes = b""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageEdit:
+    """The customer changed a message they sent earlier (Telegram's edited messages), named by its
+    external id as its :class:`InboundMessage` was. The store shows the new text on that message,
+    marked edited, and keeps the text it replaces in the message's history; an edit of a message
+    it does not hold changes nothing."""
+
+    external_id: str
+    text: str
+    edited_at: datetime | None = None
+    raw: bytes = b""
+
+
+Event = InboundMessage | StatusUpdate | ReachabilityUpdate | MessageEdit
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendLimit:
+    """How fast replies may go out under one key (a sender number, a bot, a bot's chat), shared by
+    every worker process: the deliver job takes a slot of each limit of a reply before sending."""
+
+    key: str  # e.g. "twilio:+15550001111", "telegram:bot123", "telegram:bot123:chat42"
+    per_second: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -175,6 +230,8 @@ class Capabilities:
       sweep polls only ``pull`` channels, and the scheduler watches only ``watch`` ones.
     - ``poll_interval``: seconds between polls when nothing tells us sooner; a channel's config may
       carry its own ``poll_interval`` field, which wins (see :attr:`Connector.poll_interval`).
+    - ``poll_lease``: seconds ``poll_channel`` holds a channel between two batches; a poller that
+      died is replaced once it runs out, so it should be a little longer than one batch can take.
     - ``reply_window``: a reply is refused when the customer's last message is older
       (``store.outbound.create_reply`` raises ``ReplyWindowClosed``; the API answers 422).
     - ``max_text_length``, ``supports_html``, ``supports_attachments``: :meth:`fit`, called by the
@@ -187,6 +244,7 @@ class Capabilities:
     pull: bool = False
     watch: bool = False  # pull channels that can be told of new data at once (IMAP IDLE)
     poll_interval: float = 60.0
+    poll_lease: float = 300.0
     max_text_length: int | None = None
     reply_window: timedelta | None = None  # e.g. WhatsApp's 24 hours
     supports_html: bool = False
@@ -280,12 +338,25 @@ class Connector(ABC):
         """Deliver a reply. Raises TransientError (retry later) or PermanentError."""
         raise NotImplementedError
 
+    def send_limits(self, message: OutboundMessage) -> tuple[SendLimit, ...]:
+        """The rates ``message`` must keep to (its sender's, its chat's); the deliver job paces the
+        sends of every worker process by them. None by default."""
+        return ()
+
+    def fetch(self, ref: str, max_bytes: int) -> Fetched:
+        """Download a :class:`RemoteAttachment` by its ``ref``. Raises TransientError (try again
+        later) or PermanentError (larger than ``max_bytes``, gone, refused); a connector that
+        announces remote attachments implements it."""
+        raise PermanentError(f"{self.kind} channels hold no files to fetch")
+
     def new_external_id(self, message_id: int) -> str | None:
         """An external id to give an outbound message before it is sent, or None."""
         return None
 
-    def check(self) -> None:
-        """Test the credentials against the service. Raises ConfigError saying what failed."""
+    def check(self) -> Mapping[str, Any] | None:
+        """Test the credentials against the service. Raises ConfigError saying what failed. May
+        return settings learned from the service (a bot's name), saved with the channel's."""
+        return None
 
     def webhook_setup(self, url: str) -> None:
         """Register ``url`` (this channel's public webhook URL) with the provider where the channel

@@ -68,6 +68,8 @@ def clean_event(event: Event) -> Event:
     texts, language, attachment names (the same object when there is none: one ``in`` a field)."""
     if isinstance(event, StatusUpdate):
         return clean_status(event)
+    if not isinstance(event, InboundMessage):  # edits are cleaned where they are applied
+        return event
     m = event
     sender = clean_identity(m.sender)
     people = tuple(clean_identity(p) for p in m.participants) if m.participants else ()
