@@ -114,7 +114,7 @@ class TelegramConnector(Connector):
             params = {"timeout": wait, "limit": POLL_LIMIT, "allowed_updates": ALLOWED_UPDATES}
             if offset is not None:
                 params["offset"] = offset
-            updates = tg.raw_call(self.config, "poll", "getUpdates", params, timeout=wait)
+            updates = tg.get_updates(self.config, params, wait)
             if not updates:
                 return
             events: list[Event] = []

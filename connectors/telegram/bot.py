@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import threading
-import warnings
 from collections.abc import Awaitable, Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal, TypeVar
@@ -33,7 +32,6 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.request import HTTPXRequest
-from telegram.warnings import PTBUserWarning
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RecipientUnreachable, TransientError
 from connectors.telegram.config import TelegramConfig
@@ -42,9 +40,14 @@ log = logging.getLogger("omnidesk.connectors.telegram")
 T = TypeVar("T")
 Doing = Literal["setup", "poll", "send", "fetch", "answer"]
 
-# getUpdates is asked for with do_api_request to get the updates as Telegram sent them (each one
-# parsed on its own: one odd update must not stop the poller); PTB warns that get_updates exists.
-warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
+
+class _Bot(Bot):
+    """A Bot that also gives getUpdates' answer as Telegram sent it, each update a JSON object, so
+    that each is parsed on its own (one odd update must not stop the poller; ``get_updates``
+    parses the whole list at once)."""
+
+    async def raw_updates(self, params: dict[str, Any], read_timeout: float) -> Any:
+        return await self._post("getUpdates", params, read_timeout=read_timeout)
 
 
 class _Loop:
@@ -54,7 +57,7 @@ class _Loop:
         self.lock = threading.Lock()
         self.pid = -1
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.bots: dict[tuple[str, str, float], Bot] = {}
+        self.bots: dict[tuple[str, str, float], _Bot] = {}
 
     def get(self) -> asyncio.AbstractEventLoop:
         with self.lock:
@@ -63,14 +66,14 @@ class _Loop:
                 threading.Thread(target=self.loop.run_forever, name="telegram-loop", daemon=True).start()
             return self.loop
 
-    def bot(self, config: TelegramConfig) -> Bot:
+    def bot(self, config: TelegramConfig) -> _Bot:
         key = (config.bot_token.get_secret_value(), config.api_url, config.timeout)
         with self.lock:
             bot = self.bots.get(key)
             if bot is None:
                 timeouts = {"read_timeout": config.timeout, "write_timeout": config.timeout,
                             "connect_timeout": min(config.timeout, 10.0), "pool_timeout": config.timeout}
-                bot = Bot(key[0], base_url=f"{config.api_url}/bot", base_file_url=f"{config.api_url}/file/bot",
+                bot = _Bot(key[0], base_url=f"{config.api_url}/bot", base_file_url=f"{config.api_url}/file/bot",
                           request=HTTPXRequest(connection_pool_size=32, **timeouts),
                           get_updates_request=HTTPXRequest(connection_pool_size=2, **timeouts))
                 self.bots[key] = bot
@@ -138,12 +141,13 @@ def translate(exc: TelegramError, doing: Doing) -> ConnectorError:
     return TransientError(f"Telegram error: {text}")
 
 
-def raw_call(config: TelegramConfig, doing: Doing, method: str, params: dict[str, Any], *,
-             timeout: float | None = None) -> Any:
-    """A Bot API method by name, its result as Telegram sent it (JSON values, not PTB objects)."""
-    read = (timeout or 0) + config.timeout
+def get_updates(config: TelegramConfig, params: dict[str, Any], wait: float) -> list[Any]:
+    """getUpdates (a long poll of ``wait`` seconds): the updates as Telegram sent them."""
+    read = wait + config.timeout
 
     async def work(bot: Bot) -> Any:
-        return await bot.do_api_request(method, api_kwargs=params, read_timeout=read)
+        assert isinstance(bot, _Bot)
+        return await bot.raw_updates(params, read)
 
-    return call(config, doing, work, timeout=read)
+    result = call(config, "poll", work, timeout=read)
+    return result if isinstance(result, list) else []
