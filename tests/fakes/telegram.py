@@ -65,6 +65,8 @@ class FakeTelegram:
         self.bots: dict[str, Bot] = {}
         self.cond = threading.Condition()
         self.too_many = 0  # 429s answered
+        # Called with (bot, updates) once getUpdates has answered with updates: a test's fault injection.
+        self.after_updates: Any = None
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(100_000)
         self._message_ids = itertools.count(1)
@@ -157,6 +159,11 @@ class FakeTelegram:
             result = handler(bot, params)
             payload: dict[str, Any] = {"ok": True, "result": result}
             status = 200
+            if method == "getUpdates" and result and self.after_updates is not None:
+                _answer(request, status, json.dumps(payload).encode(), "application/json")
+                request.wfile.flush()
+                self.after_updates(bot, result)
+                return
         except ApiError as exc:
             status = exc.code
             payload = {"ok": False, "error_code": exc.code, "description": exc.description}
