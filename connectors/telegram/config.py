@@ -9,7 +9,7 @@
   ``X-Telegram-Bot-Api-Secret-Token``; generated when the channel is created, never shown.
 - ``api_base_url``: the Bot API server (a local one, or a stand-in in tests).
 - ``long_poll_timeout``: seconds one getUpdates call waits for an update (polling mode).
-- ``send_rate``: messages a second the bot may send over all its chats (Telegram allows about 30);
+- ``send_rate``: messages a second the bot may send over all its chats (Telegram: about 30);
   each chat gets at most one a second.
 - ``bot_name`` / ``bot_username``: filled in from getMe when the channel is checked, for the admin.
 """
@@ -45,7 +45,7 @@ class TelegramConfig(ChannelConfig):
     api_base_url: str = Field(default="https://api.telegram.org", pattern=r"^https?://", max_length=500)
     webhook_secret: SecretStr = Field(default_factory=new_secret)
     long_poll_timeout: int = Field(default=25, ge=0, le=50)
-    send_rate: float = Field(default=28.0, gt=0, le=30)
+    send_rate: float = Field(default=30.0, gt=0, le=30)
     timeout: float = Field(default=15.0, gt=0, le=120)
     bot_name: str | None = Field(default=None, max_length=200)
     bot_username: str | None = Field(default=None, max_length=200)

@@ -54,6 +54,7 @@ def test_an_edit_of_an_unknown_message_changes_nothing_and_one_in_its_messages_b
     channel_id = _channel(store_engine)
     [unknown] = record_inbound(store_engine, channel_id, [MessageEdit("42:9", "?", T0)])
     assert (unknown.message_id, unknown.duplicate) == (None, True)
-    results = record_inbound(store_engine, channel_id, [_msg("42:2", text="helo"), MessageEdit("42:2", "hello\x00", T0)])
+    results = record_inbound(store_engine, channel_id,
+                             [_msg("42:2", text="helo"), MessageEdit("42:2", "hello\x00", T0)])
     assert results[1].message_id == results[0].message_id and not results[1].duplicate
     assert _message(store_engine, "42:2")[0] == "hello\ufffd"  # NUL cleaned as for messages
