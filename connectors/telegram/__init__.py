@@ -9,10 +9,10 @@ Intake. In ``webhook`` mode, saving the channel calls setWebhook with its URL an
 every webhook must carry that token (else 403, nothing stored). In ``polling`` mode, saving calls
 deleteWebhook, and the ``poll_channel`` job long-polls getUpdates: each call waits up to
 ``long_poll_timeout`` seconds for an update and returns at once when there is one, so the long poll
-is itself the wake-up. The job keeps polling while updates come and ends after one quiet long poll;
-the sweep starts the next within ``poll_interval`` (1 s) plus its own interval. A ``watch`` thread
-cannot do better: a second getUpdates consumer of one bot is refused by Telegram (409 Conflict) and
-would confirm updates before they are stored. The offset is the channel's cursor, saved with each
+is itself the wake-up. The job keeps polling while updates come (for up to four minutes) and ends
+after one quiet long poll; the sweep starts the next within ``poll_interval`` (1 s) plus its own
+interval. A ``watch`` thread cannot do better: a second getUpdates consumer of one bot is refused
+by Telegram (409 Conflict) and would confirm updates before they are stored. The offset is the channel's cursor, saved with each
 batch; updates are confirmed (a getUpdates with a higher offset) only after that commit.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -50,6 +51,7 @@ log = logging.getLogger("omnidesk.connectors.telegram")
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 ALLOWED_UPDATES = list(parse.UPDATES)  # what setWebhook and getUpdates ask Telegram for
 POLL_LIMIT = 100  # updates per getUpdates call (Telegram's maximum)
+POLL_FOR = 240.0  # seconds one poll job keeps polling while updates keep coming (the job's limit is 30 min)
 
 
 class TelegramConnector(Connector):
@@ -110,7 +112,8 @@ class TelegramConnector(Connector):
             return
         offset = (cursor or {}).get("offset")
         wait = self.config.long_poll_timeout
-        while True:
+        until = time.monotonic() + POLL_FOR
+        while time.monotonic() < until:
             params = {"timeout": wait, "limit": POLL_LIMIT, "allowed_updates": ALLOWED_UPDATES}
             if offset is not None:
                 params["offset"] = offset
