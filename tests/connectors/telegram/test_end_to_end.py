@@ -180,3 +180,23 @@ def test_a_wrong_token_is_refused_with_its_reason(omnidesk: Running, fake: FakeT
     with omnidesk.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(messages)).scalar_one() == 0
     assert omnidesk.ok("GET", "/channels")["items"] == []
+
+
+def test_a_long_reply_refused_halfway_is_finished_without_sending_a_part_twice(
+        omnidesk: Running, fake: FakeTelegram) -> None:
+    token = fake.add_bot()
+    telegram_channel(omnidesk, fake, token, mode="webhook")
+    fake.push(token, update("text"))
+    conversation = conversation_of(omnidesk, f"{CHAT}:1042")
+    fake.chat_gap = 2.5  # the second part comes a second after the first: flood control refuses it
+    text = "\n".join(f"Línia {n}: el vostre paquet surt demà del magatzem de Badalona." for n in range(120))
+    assert len(text) > 4096
+    reply = answer(omnidesk, conversation, text)
+    done = settled(omnidesk, conversation, reply, timeout=40)
+    assert done["status"] == "sent"
+    sent = fake.bots[token].sent
+    assert len(sent) == 2 and fake.too_many >= 1
+    assert "\n".join(s["text"] for s in sent) == text  # each part once, in order, nothing lost
+    with omnidesk.engine.connect() as conn:
+        external_id = conn.execute(select(messages.c.external_id).where(messages.c.id == reply)).scalar_one()
+    assert external_id == f"{CHAT}:{sent[0]['message_id']}+{sent[1]['message_id']}"

@@ -136,3 +136,12 @@ def test_the_webhook_secret_is_generated_and_secret() -> None:
     assert one.webhook_secret.get_secret_value() != two.webhook_secret.get_secret_value()
     assert len(one.webhook_secret.get_secret_value()) >= 32
     assert TelegramConfig.secret_fields() == {"bot_token", "webhook_secret"}
+
+
+def test_a_group_chat_is_ignored_with_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    body = (FIXTURES / "group_message.json").read_bytes()
+    with caplog.at_level("INFO", logger="omnidesk.connectors.telegram"), pytest.raises(UnsupportedEvent):
+        connector().parse(request(body))
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "supergroup chat (id -1001987654321)" in line and "private chats only" in line
+    assert "Anyone else" not in line  # never the customer's words
