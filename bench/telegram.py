@@ -234,6 +234,8 @@ def _outbound(args: argparse.Namespace, ports: list[int], admin: str, url: str, 
             procs.check_alive()
             time.sleep(0.2)
         statuses = dict(conn.execute("SELECT status, count(*) FROM messages WHERE direction = 'out' GROUP BY status"))
+        reasons = collections.Counter(r[0] for r in conn.execute(
+            "SELECT status_reason FROM messages WHERE direction = 'out' AND status = 'failed'"))
     sent = fake.bots[token].sent
     received = collections.Counter(s.get("text") for s in sent)
     times = sorted(s["at"] for s in sent)
@@ -245,6 +247,7 @@ def _outbound(args: argparse.Namespace, ports: list[int], admin: str, url: str, 
         ["429s", fake.too_many, ""],
         ["statuses", json.dumps(statuses), f"API errors {answered['errors']}"],
         ["lost / twice", lost, doubles],
+        *(["failed", n, reason] for reason, n in reasons.items()),
     ])
     return {"outbound_rate_ratio": round(rate / BOT_LIMIT, 3), "sends_per_s": round(rate, 2),
             "provider_429s": fake.too_many, "lost": lost, "outbound_duplicates": doubles,

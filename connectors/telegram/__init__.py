@@ -12,8 +12,9 @@ deleteWebhook, and the ``poll_channel`` job long-polls getUpdates: each call wai
 is itself the wake-up. The job keeps polling while updates come (for up to four minutes) and ends
 after one quiet long poll; the sweep starts the next within ``poll_interval`` (1 s) plus its own
 interval. A ``watch`` thread cannot do better: a second getUpdates consumer of one bot is refused
-by Telegram (409 Conflict) and would confirm updates before they are stored. The offset is the channel's cursor, saved with each
-batch; updates are confirmed (a getUpdates with a higher offset) only after that commit.
+by Telegram (409 Conflict) and would confirm updates before they are stored. The offset is the
+channel's cursor, saved with each batch; updates are confirmed (a getUpdates with a higher offset)
+only after that commit.
 """
 
 from __future__ import annotations

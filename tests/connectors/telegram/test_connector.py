@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,6 @@ from tests.fakes.telegram import FakeTelegram
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHAT = 511234567
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    server = FakeTelegram()
-    yield server
-    server.close()
 
 
 def connector(fake: FakeTelegram, token: str, **config: Any) -> TelegramConnector:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import create_engine, select
 
 from store.db import normalise_url
@@ -20,13 +18,6 @@ from tests.deployment import Deployment
 from tests.fakes.telegram import FakeTelegram
 
 CHATS, PER_CHAT = 30, 10
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    server = FakeTelegram()
-    yield server
-    server.close()
 
 
 def customer_update(chat: int, n: int) -> dict[str, Any]:

@@ -6,12 +6,10 @@ by long polling, a bot switched between them, and Telegram's refusals."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from store.sql import messages
@@ -20,13 +18,6 @@ from tests.support import Running, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHAT = 511234567
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    server = FakeTelegram()
-    yield server
-    server.close()
 
 
 def update(name: str, **changes: Any) -> dict[str, Any]:
