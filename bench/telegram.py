@@ -215,6 +215,11 @@ def _outbound(args: argparse.Namespace, ports: list[int], admin: str, url: str, 
         conversations = [r[0] for r in conn.execute(
             "SELECT c.id FROM conversations c JOIN channels ch ON ch.id = c.channel_id WHERE ch.kind = 'telegram' "
             "AND c.thread_key LIKE 'telegram:1%%' ORDER BY c.id LIMIT %s", [args.chats])]
+    with psycopg.connect(url, autocommit=True) as conn:  # the chats' messages, which Telegram numbers per chat
+        for external_id, in conn.execute("SELECT external_id FROM messages WHERE direction = 'in' "
+                                         "AND external_id LIKE '1%%:%%'"):
+            chat, _, message_id = external_id.partition(":")
+            fake.note_message(token, int(chat), int(message_id))
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {admin}"}
     texts, requests = [], []
     for n in range(args.replies):  # round-robin over the chats, as agents answering many customers would

@@ -49,6 +49,8 @@ class Bot:
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # file_id -> (path, data)
     sends: collections.deque[float] = field(default_factory=collections.deque)
     last_to_chat: dict[int, float] = field(default_factory=dict)
+    # The last message id of each chat: as in Telegram, one sequence per chat for both sides.
+    last_message_id: dict[int, int] = field(default_factory=dict)
     poll_generation: int = 0
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -69,7 +71,6 @@ class FakeTelegram:
         self.after_updates: Any = None
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(100_000)
-        self._message_ids = itertools.count(1)
         self._closed = False
         outer = self
 
@@ -105,9 +106,19 @@ class FakeTelegram:
         """A customer's update, numbered as Telegram numbers them; ``update`` without ``update_id``."""
         with self.cond:
             update = {"update_id": next(self._update_ids), **update}
-            self.bots[token].updates.append(update)
+            bot = self.bots[token]
+            bot.updates.append(update)
+            message = update.get("message") or update.get("edited_message")
+            if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+                self.note_message(token, message["chat"].get("id"), int(message.get("message_id", 0)))
             self.cond.notify_all()
         return update["update_id"]
+
+    def note_message(self, token: str, chat: int, message_id: int) -> None:
+        """A customer's message the chat holds (one posted to a webhook past the stand-in): the
+        bot's next message in that chat is numbered after it, as Telegram numbers them."""
+        bot = self.bots[token]
+        bot.last_message_id[chat] = max(bot.last_message_id.get(chat, 0), message_id)
 
     def redeliver(self, token: str, update: dict[str, Any]) -> None:
         """The same update (with its update_id) sent again, as after a lost acknowledgement."""
@@ -264,7 +275,7 @@ class FakeTelegram:
                 raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
             bot.sends.append(now)
             bot.last_to_chat[chat] = now
-            message_id = next(self._message_ids)
+            message_id = bot.last_message_id[chat] = bot.last_message_id.get(chat, 0) + 1
             bot.sent.append({"chat_id": chat, "message_id": message_id, "at": now, **content,
                              **({"filename": upload[0], "data": upload[1]} if upload else {})})
         return {"message_id": message_id, "date": int(time.time()),
