@@ -249,7 +249,7 @@ def _outbound(args: argparse.Namespace, ports: list[int], admin: str, url: str, 
     doubles = sum(n - 1 for t, n in received.items() if n > 1)
     print_table(f"out: {args.replies} replies to {len(conversations)} chats through the stand-in's flood limits", [
         ["sends/s", f"{rate:.1f}", f"limit {BOT_LIMIT:g}"],
-        ["429s", fake.too_many, ""],
+        ["429s", fake.too_many, json.dumps(fake.refusals)],
         ["statuses", json.dumps(statuses), f"API errors {answered['errors']}"],
         ["lost / twice", lost, doubles],
         *(["failed", n, reason] for reason, n in reasons.items()),

@@ -67,6 +67,7 @@ class FakeTelegram:
         self.bots: dict[str, Bot] = {}
         self.cond = threading.Condition()
         self.too_many = 0  # 429s answered
+        self.refusals: collections.Counter[str] = collections.Counter()  # 429s by limit: "bot", "chat"
         # Called with (bot, updates) once getUpdates has answered with updates: a test's fault injection.
         self.after_updates: Any = None
         self._ids = itertools.count(1)
@@ -272,6 +273,7 @@ class FakeTelegram:
                 bot.sends.popleft()
             if len(bot.sends) >= self.bot_rate or now - bot.last_to_chat.get(chat, -10.0) < self.chat_gap:
                 self.too_many += 1
+                self.refusals["bot" if len(bot.sends) >= self.bot_rate else "chat"] += 1
                 raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
             bot.sends.append(now)
             bot.last_to_chat[chat] = now
