@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -81,6 +82,36 @@ class _Loop:
 
 
 _LOOP = _Loop()
+
+# The Bot API puts the token in every URL's path (/bot<token>/sendMessage): httpx logs each request's
+# URL at INFO, PTB its base URL at DEBUG. Tokens are replaced in those loggers' records.
+_TOKEN = re.compile(r"/(file/)?bot\d+(:|%3A)[A-Za-z0-9_-]+", re.IGNORECASE)
+
+
+class RedactTokens(logging.Filter):
+    """Formats the record's message now, the token replaced (formatting later would read objects
+    the caller may change meanwhile: PTB logs getFile's answer, then adds the URL to it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, not ours to raise
+            return True
+        record.msg, record.args = _TOKEN.sub(r"/\1bot<token>", message), ()
+        return True
+
+
+def guard_logs() -> None:
+    """Filter every logger of httpx, httpcore and PTB (a filter acts only on the logger it is on,
+    not on its children: each is named)."""
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("httpx", "httpcore", "telegram")]
+    for name in ("httpx", "telegram.Bot", *names):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+
+
+guard_logs()
 
 
 def call(config: TelegramConfig, doing: Doing, work: Callable[[Bot], Awaitable[T]], *,

@@ -184,3 +184,16 @@ def test_fetch_downloads_a_file_and_refuses_one_too_large(fake: FakeTelegram) ->
         telegram.fetch(file_id, 4)
     with pytest.raises(PermanentError, match=r"(?i)invalid file_id"):
         telegram.fetch("AgAC-gone", 1000)
+
+
+def test_the_bot_token_stays_out_of_the_logs(fake: FakeTelegram, caplog: pytest.LogCaptureFixture) -> None:
+    token = fake.add_bot()
+    file_id, _ = fake.add_file(token, b"data", "documents/file_1.pdf")
+    with caplog.at_level("DEBUG"):
+        telegram = connector(fake, token)
+        telegram.check()
+        telegram.send(reply("hello"))
+        telegram.fetch(file_id, 100)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "sendMessage" in text and "/file/bot<token>/" in text  # the requests are logged ...
+    assert token not in text and token.partition(":")[2] not in text  # ... without the token
