@@ -18,10 +18,21 @@ the iterator is the acknowledgement, after which the connector may flag or move 
     for batch in connector.poll(cursor):
         store.record_inbound(channel_id, batch.events, cursor=batch.cursor)
 
-Sends (the caller first lets the channel's capabilities shape the message)::
+Sends (the caller first lets the channel's capabilities shape the message, then keeps to the
+rates the connector declares, shared by every worker process: see ``pacing.py``)::
 
     message = connector.capabilities.fit(message)        # raises PermanentError (too long, files)
+    limits = connector.send_limits(message)              # SendLimit(key, per_second), ...
     result = connector.send(message)                     # raises TransientError, PermanentError
+                                                         # (RecipientUnreachable: opted out, blocked)
+
+Files the provider holds (a Twilio MediaUrl, a Telegram file_id) come as ``RemoteAttachment`` on
+the message; the store keeps them pending and a worker fetches each later::
+
+    fetched = connector.fetch(ref, max_bytes)            # raises TransientError, PermanentError
+
+A customer's opt-out or opt-in (STOP/START) is a ``ReachabilityUpdate`` event, stored like a
+message; replies to an unreachable customer are refused at once.
 
 Setting a channel up: when a channel is saved (created, or its config changed) the API calls
 ``check()`` and then ``webhook_setup(url)`` with the channel's public webhook URL; a ConfigError
