@@ -191,3 +191,19 @@ def test_a_long_reply_refused_halfway_is_finished_without_sending_a_part_twice(
     with omnidesk.engine.connect() as conn:
         external_id = conn.execute(select(messages.c.external_id).where(messages.c.id == reply)).scalar_one()
     assert external_id == f"{CHAT}:{sent[0]['message_id']}+{sent[1]['message_id']}"
+
+
+def test_a_webhook_set_elsewhere_is_explained_and_saving_in_polling_mode_removes_it(
+        omnidesk: Running, fake: FakeTelegram) -> None:
+    token = fake.add_bot()
+    channel = telegram_channel(omnidesk, fake, token)
+    fake.bots[token].webhook_url = "http://127.0.0.1:9/another-program"  # another program took the bot
+    fake.push(token, update("text"))
+    shown = wait_for(lambda: (c := omnidesk.ok("GET", f"/channels/{channel['id']}"))["status"] == "error" and c,
+                     timeout=30, what="the channel in error")
+    assert "409 Conflict" in shown["last_error"] and "webhook" in shown["last_error"]
+    assert inbound(omnidesk) == []
+    omnidesk.ok("PATCH", f"/channels/{channel['id']}", json={"config": {"mode": "polling"}})
+    assert fake.bots[token].webhook_url == ""
+    conversation_of(omnidesk, f"{CHAT}:1042")
+    wait_for(lambda: omnidesk.ok("GET", f"/channels/{channel['id']}")["status"] == "ok", what="the channel ok")
