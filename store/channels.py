@@ -45,6 +45,17 @@ def split_config(kind: str, values: dict[str, Any]) -> tuple[dict[str, Any], dic
     return public, secrets
 
 
+def generated_secrets(config: ChannelConfig, values: dict[str, Any]) -> dict[str, str]:
+    """The secrets ``config`` made up because ``values`` left them out (a webhook's secret token):
+    saved as made, so that what was registered with the provider is what the channel checks."""
+    made = {}
+    for name in type(config).secret_fields():
+        value = getattr(config, name)
+        if name not in values and isinstance(value, SecretStr):
+            made[name] = value.get_secret_value()
+    return made
+
+
 def redact_url(value: str) -> str:
     """``value`` with a URL's user, password and query values replaced by ``***``; other text
     as it is."""
