@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -153,12 +154,18 @@ def connector_for(channel: Channel | Any) -> Connector:
     return connector_class(channel.kind)(full_config(channel), channel_id=channel.id)
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
 class RedactUrls(logging.Filter):
-    """Redacts the credentials of URLs in a logger's records (see :func:`redact_url`)."""
+    """Redacts the credentials of URLs in a logger's records (see :func:`redact_url`): in its
+    arguments, and in its message (which another filter may already have formatted)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(redact_url(str(a)) if "://" in str(a) else a for a in record.args)
+        if isinstance(record.msg, str) and "://" in record.msg:
+            record.msg = _URL.sub(lambda found: redact_url(found.group(0)), record.msg)
         return True
 
 
