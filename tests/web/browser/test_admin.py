@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from connectors import REGISTRY
 from tests.fakes.shop import Shop
 from tests.web.browser.desks import Desk, sign_in
 from tests.web.browser.test_signin import watch_errors
@@ -207,9 +208,14 @@ def test_kinds_the_server_does_not_know_do_not_break_the_page(desk: Desk, page: 
     page.locator("#channel-form").wait_for()
     offered = page.locator("#channel-kind option").evaluate_all("options => options.map(o => o.value)")
     assert {"api", "email", "telegram", "whatsapp", "webchat"} <= set(offered)
-    page.select_option("#channel-kind", "telegram")
-    page.fill("#channel-name", "Bot")
-    page.fill("input[name=bot_token]", "123:abc")
+    unknown = [kind for kind in offered if kind and kind not in REGISTRY]
+    if not unknown:
+        pytest.skip("this server knows every kind the page has a form for")
+    page.select_option("#channel-kind", unknown[0])
+    page.fill("#channel-name", "Not here yet")
+    for field in page.locator("#kind-settings input[required]").all():
+        kind = field.get_attribute("type")
+        field.fill({"url": "https://example.test", "email": "a@shop.test", "number": "1"}.get(kind, "x" * 20))
     page.click("#channel-form button[type=submit]")
     page.locator("#channel-error:has-text('unknown channel kind')").wait_for()
     # The list failing to load says so, and the page stays usable.

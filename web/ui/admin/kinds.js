@@ -30,6 +30,8 @@ export const KINDS = {
   whatsapp: [...TWILIO, { key: "templates", type: "json", hint: "admin.hint.templates" }],
   telegram: [
     { key: "bot_token", secret: true, required: true }, { key: "mode", options: ["webhook", "polling"] },
+    { key: "webhook_secret", secret: true, hint: "admin.hint.identity_secret" },
+    { key: "long_poll_timeout", type: "number" }, { key: "send_rate", type: "number", step: "any" },
     { key: "api_base_url", type: "url" },
   ],
   twitter: [
