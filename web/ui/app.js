@@ -11,7 +11,7 @@ import { listView, countsInto } from "./inbox/list.js";
 import { conversationView } from "./inbox/conversation.js";
 import { searchView } from "./inbox/search.js";
 import { presence } from "./inbox/presence.js";
-import { shortcuts } from "./inbox/keys.js";
+import { shortcuts, openHelp } from "./inbox/keys.js";
 
 // [pattern on the part after "#", view, needs a signed-in agent]
 export const ROUTES = [
@@ -69,6 +69,8 @@ function header() {
       presence.toggle(me),
       presence.notificationsButton(),
       language,
+      h("button", { type: "button", class: "quiet", id: "help-button", "aria-label": t("keys.title"), title: t("keys.title"),
+        onclick: openHelp }, "?"),
       signOut));
 }
 
