@@ -26,6 +26,7 @@ import fetching
 import pacing
 from connectors.base import Event, SendLimit
 from connectors.errors import ConfigError, PermanentError, RecipientUnreachable, TransientError
+from router.presence import sweep_presence
 from router.route import fill_agent, route_conversations
 from store import channels as channel_store
 from store import fetches, jobs, outbound
@@ -425,6 +426,7 @@ def sweep() -> None:
         log.info("sweep: %d route, %d deliver, %d pull, %d poll", len(due.route), len(due.deliver),
                  len(due.pull), len(due.poll))
     prune_events(get_engine(), settings.events_keep_hours)  # the event stream's old rows
+    sweep_presence(get_engine(), settings.presence_timeout)  # inboxes that stopped beating: away
 
 
 ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, fetch_attachment, poll_channel, sweep]

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     events_keep_hours: float = 72.0
     events_ping: float = 15.0
     events_poll: float = 5.0
+    # Seconds without an inbox heartbeat after which an online agent becomes away (router.presence).
+    presence_timeout: float = 90.0
 
     @field_validator("log_level")
     @classmethod

@@ -33,6 +33,7 @@ from web.schemas import (
     FailedJobList,
     Id,
     Input,
+    Locale,
     PresenceOut,
     TeamList,
     TeamOut,
@@ -177,6 +178,7 @@ class AgentPatch(Input):
     teams: list[TeamRef] | None = None
     active: bool | None = Field(default=None, description="false: signed out, tokens and invite links revoked")
     password: Password | None = Field(default=None, description="a new password; the agent's sessions end")
+    locale: Locale | None = Field(default=None, description="the inbox's language for the agent")
 
 
 class Presence(Input):
@@ -195,7 +197,8 @@ def agent_out(agent_id: int) -> AgentOut:
 def _as_out(row: Any, langs: list[str], teams: list[int]) -> AgentOut:
     return AgentOut(id=row.id, name=row.name, email=row.email, role=row.role, presence=row.presence,
                     capacity=row.capacity, active_conversations=row.active_count, languages=langs, teams=teams,
-                    active=row.active, last_assigned_at=row.last_assigned_at)
+                    active=row.active, last_assigned_at=row.last_assigned_at, locale=row.locale,
+                    last_seen_at=row.last_seen_at)
 
 
 @router.post("/agents", status_code=201, tags=["agents"], responses=errors(403, 409))
