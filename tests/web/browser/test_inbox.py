@@ -242,8 +242,11 @@ def test_unread_counts_canned_files_contact(desk: Desk, page: Any, channel: tupl
     page.press("#composer-text", "Control+Enter")
     page.locator(".msg.is-private .attachments a", has_text="albara.txt").wait_for()
 
+    # A message arriving while the conversation is open is read too, even when the agent moves on at once.
+    desk.inbound(channel, "Perfecte, gràcies", customer=f"nina-{tag}", name="Nina Riera", thread="first")
+    page.locator(".msg[data-direction=in]", has_text="Perfecte, gràcies").wait_for()
     page.goto("/#/mine")
-    page.locator(f".conv-item[data-id='{opened}']", has_text="Albarà adjunt").wait_for()  # the preview: the last
+    page.locator(f".conv-item[data-id='{opened}']", has_text="Perfecte, gràcies").wait_for()  # the preview: the last
     assert "is-unread" not in page.get_attribute(f".conv-item[data-id='{opened}']", "class")  # read on open
     page.locator(".nav-link[data-nav='#/mine'] .badge", has_text="2").wait_for()
 
