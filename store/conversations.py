@@ -122,7 +122,7 @@ def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], d
         contact = conn.execute(select(contacts).where(contacts.c.id == row.contact_id)).one()
         msgs = conn.execute(
             select(m.id, m.direction, m.text, m.html, m.quoted, m.subject, m.status, m.status_reason, m.private,
-                   m.automatic, m.author_agent_id, m.parse_error, m.created_at, m.sent_at)
+                   m.automatic, m.author_agent_id, m.parse_error, m.created_at, m.sent_at, m.edited_at, m.edits)
             .where(m.conversation_id == conversation_id).order_by(m.id)
         ).all()
         files: dict[int, list[Any]] = {}

@@ -249,6 +249,10 @@ class Message(SQLModel, table=True):
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     sent_at: datetime | None = _ts(default=None)
     created_at: datetime = _ts(default_factory=utcnow)
+    # The customer changed the message (Telegram's edits): when, and the texts it had before,
+    # oldest first, as [{"text": ..., "until": <ISO time>}].
+    edited_at: datetime | None = _ts(default=None)
+    edits: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Attachment(SQLModel, table=True):

@@ -192,6 +192,11 @@ class AttachmentOut(BaseModel):
                                                         "pending, why the last try failed)")
 
 
+class MessageEditOut(BaseModel):
+    text: str
+    until: datetime = Field(description="when the customer replaced this text")
+
+
 class MessageOut(BaseModel):
     id: int
     direction: Literal["in", "out"]
@@ -207,6 +212,8 @@ class MessageOut(BaseModel):
     parse_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    edited_at: datetime | None = Field(default=None, description="when the customer changed the message")
+    edits: list[MessageEditOut] | None = Field(default=None, description="the texts it had before, oldest first")
     attachments: list[AttachmentOut]
 
 
