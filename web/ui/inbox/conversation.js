@@ -119,6 +119,7 @@ export async function conversationView(ctx, id) {
     }
     conversation = fresh;
     drawHead();
+    write.update(conversation);
     const added = drawMessages(conversation.messages);
     const incoming = added.filter((m) => m.direction === "in");
     if (incoming.length) {
