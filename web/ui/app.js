@@ -126,6 +126,15 @@ async function render() {
 }
 
 function onEvent(event) {
+  if (event.type === "stream.closed") {
+    get("/session", { quiet: true }).catch((err) => {
+      if (err.status === 401 && state.me) {
+        ended();
+        toast(t("signin.ended"), "info");
+      }
+    });
+    return;
+  }
   if (event.type === "reset") {
     if (!event.local) toast(t("stream.reset"), "info", 10000);
     refreshCounts();

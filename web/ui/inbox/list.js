@@ -123,7 +123,7 @@ export async function listView(ctx, view, params) {
     node,
     list: () => items.map((i) => i.id),
     event(e) {
-      if (!e.conversation_id) return;
+      if (!e.conversation_id || e.type === "agent.typing") return;
       clearTimeout(timer);
       timer = setTimeout(load, 150);
     },
