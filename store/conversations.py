@@ -88,6 +88,14 @@ def summary(engine: Engine, conversation_id: int) -> Any:
         return conn.execute(_summaries().where(c.id == conversation_id)).first()
 
 
+def summaries(engine: Engine, conversation_ids: list[int]) -> dict[int, Any]:
+    """Conversations with their contacts' names, by id (as the list reads them)."""
+    if not conversation_ids:
+        return {}
+    with engine.connect() as conn:
+        return {row.id: row for row in conn.execute(_summaries().where(c.id.in_(set(conversation_ids))))}
+
+
 def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], dict[int, list[Any]]] | None:
     """A conversation, its contact, its messages (oldest first) and their attachments (by
     message id, without the data); None when it does not exist."""

@@ -40,7 +40,8 @@ NOT_FOUND = errors(404)
 NOT_FOUND_OR_CONFLICT = errors(404, 409)
 
 
-def _summary(row: Any) -> ConversationOut:
+def conversation_item(row: Any) -> ConversationOut:
+    """A conversation as the list shows it (also search's results)."""
     return ConversationOut(
         id=row.id, number=row.id, status=row.status, channel_id=row.channel_id,
         contact={"id": row.contact_id, "name": row.contact_name}, assignee_id=row.assignee_id,
@@ -67,7 +68,7 @@ def list_conversations(
                             waiting=waiting, before_id=cursor)
     rows, more = store.list_visible(get_engine(), agent.id, admin=agent.role == "admin", filters=filters,
                                     limit=limit)
-    items = [_summary(r) for r in rows]
+    items = [conversation_item(r) for r in rows]
     return ConversationList(items=items, next=items[-1].id if more else None)
 
 
@@ -93,7 +94,7 @@ def _detail(conversation_id: int, found: Any = None) -> ConversationDetail:
         raise HTTPException(404, f"no conversation {conversation_id}")
     row, contact, msgs, files = found
     return ConversationDetail(
-        **_summary(row).model_dump(exclude={"contact"}),
+        **conversation_item(row).model_dump(exclude={"contact"}),
         contact=ContactOut(id=contact.id, name=contact.name, email=contact.email, phone=contact.phone),
         messages=[
             MessageOut(**x._asdict(), attachments=[
