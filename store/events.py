@@ -112,11 +112,14 @@ class Reader:
         return cls(engine, after, **kw)
 
     def read(self, limit: int = 500) -> list[Any]:
-        """The next events the agent may see, oldest first (at most ``limit`` read)."""
+        """The next events the agent may see, oldest first (at most ``limit`` read), each with its
+        conversation's assignee and team as they are now (an admin's reader reads every event:
+        a web process shares one among its streams, which filter with ``router.access``)."""
         mine = true() if self.admin else or_(e.conversation_id.is_(None), e.agent_id == self.agent_id,
                                              visible_to(self.agent_id, admin=False))
         query = (select(e.id, e.type, e.conversation_id, e.agent_id, e.data, e.created_at,
-                        case((mine, True), else_=False).label("visible"))
+                        case((mine, True), else_=False).label("visible"),
+                        conversations.c.assignee_id, conversations.c.team_id)
                  .outerjoin(conversations, conversations.c.id == e.conversation_id)
                  .where(e.id > self.after).order_by(e.id).limit(limit))
         with self.engine.connect() as conn:
