@@ -140,7 +140,8 @@ class Hub:
             if rows:  # what comes within the next moment is read (and sent to every stream) together
                 await asyncio.sleep(GATHER)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(rung.wait(), timeout=0.25 if reader.held else settings.events_poll)
+                async with asyncio.timeout(0.25 if reader.held else settings.events_poll):
+                    await rung.wait()
 
     def _ring_threadsafe(self) -> None:
         loop, rung = self._loop, self._rung
@@ -255,10 +256,9 @@ async def _stream(request: Request, reader: events.Reader, viewer: Viewer, openi
                     return
                 viewer = await run_in_threadpool(viewer_of, found)  # a changed role or teams apply
                 reader.admin = viewer.admin
-            try:
-                wait = min(settings.events_poll, next_ping - now, 0.25 if reader.held else settings.events_poll)
-                await asyncio.wait_for(bell.wait(), timeout=max(0.01, wait))
-            except TimeoutError:
-                pass  # poll: a wake-up may have been missed, a ping may be due
+            wait = min(settings.events_poll, next_ping - now, 0.25 if reader.held else settings.events_poll)
+            with contextlib.suppress(TimeoutError):  # then poll: a wake-up may have been missed, a ping may be due
+                async with asyncio.timeout(max(0.01, wait)):  # no task a wait, as wait_for makes
+                    await bell.wait()
     finally:
         hub.unsubscribe(bell)
