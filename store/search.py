@@ -142,23 +142,37 @@ def find_contacts(engine: Engine, agent_id: int, *, admin: bool, terms: list[Ter
                   before_id: int | None = None) -> tuple[list[ContactHit], bool]:
     """Contacts whose name, email or phone matches ``terms`` and who have a conversation the
     agent may see (with the newest of those), newest contact first (ids below ``before_id``), at
-    most ``limit``; and whether more follow."""
+    most ``limit``; and whether more follow.
+
+    The matching contacts are read newest first a chunk at a time, and each chunk's newest
+    visible conversations in one query, until the page is full: a common name matches thousands
+    of contacts, and looking up the conversations of all of them before keeping the newest twenty
+    took 100 ms on 160,000 contacts (bench.inbox)."""
     if not terms:
         return [], False
     c, k = conversations.c, contacts.c
-    newest = (select(c.id).where(c.contact_id == k.id, visible_to(agent_id, admin=admin))
-              .order_by(c.id.desc()).limit(1).correlate(contacts).scalar_subquery())
-    found = select(k.id, k.name, k.email, k.phone, newest.label("conversation_id")).where(
-        _matching(engine, "contacts", terms))
-    if before_id is not None:
-        found = found.where(k.id < before_id)
-    rows_of = found.subquery()
-    query = (select(rows_of).where(rows_of.c.conversation_id.is_not(None))
-             .order_by(rows_of.c.id.desc()).limit(limit + 1))
+    # Ordered by an expression, not by the key: PostgreSQL would walk the key backwards computing
+    # each contact's text (10 µs a row) until enough match, where the GIN index then a sort of the
+    # few thousand matches of even a common name is quicker (3 ms against 34 on 160,000 contacts).
+    matching = (select(k.id, k.name, k.email, k.phone).where(_matching(engine, "contacts", terms))
+                .order_by((k.id + 0).desc()))
+    hits: list[ContactHit] = []
+    chunk = max(2 * limit, 50)
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    hits = [ContactHit(r.conversation_id, r.id, r.name, r.email, r.phone) for r in rows[:limit]]
-    return hits, len(rows) > limit
+        while len(hits) <= limit:
+            rows = conn.execute((matching if before_id is None else matching.where(k.id < before_id))
+                                .limit(chunk)).all()
+            if not rows:
+                break
+            newest = dict(conn.execute(
+                select(c.contact_id, func.max(c.id)).where(c.contact_id.in_([r.id for r in rows]),
+                                                           visible_to(agent_id, admin=admin))
+                .group_by(c.contact_id)).all())
+            hits += [ContactHit(newest[r.id], r.id, r.name, r.email, r.phone) for r in rows if r.id in newest]
+            if len(rows) < chunk:
+                break
+            before_id, chunk = rows[-1].id, chunk * 4
+    return hits[:limit], len(hits) > limit
 
 
 def snippet(text: str, terms: list[Term]) -> str:
