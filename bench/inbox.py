@@ -51,6 +51,7 @@ from bench import inbox_data
 from bench.common import (
     DEFAULT_PG,
     DEFAULT_REDIS,
+    CpuMeter,
     Processes,
     emit,
     flush_redis,
@@ -121,29 +122,56 @@ def _run(args: argparse.Namespace, env: dict[str, str], url: str) -> dict[str, A
     procs = Processes({**env, "OMNIDESK_PUBLIC_URL": f"http://127.0.0.1:{ports[0]}"})
     rnd = random.Random(5)
     try:
-        for n, port in enumerate(ports):
-            procs.omnidesk(f"web-{n}", "web", "--host", "127.0.0.1", "--port", str(port))
-        procs.omnidesk("scheduler", "scheduler")
-        procs.omnidesk("worker", "worker", "--threads", str(args.threads))
+        web = {procs.omnidesk(f"web-{n}", "web", "--host", "127.0.0.1", "--port", str(port)).pid
+               for n, port in enumerate(ports)}
+        workers = {procs.omnidesk("scheduler", "scheduler").pid,
+                   procs.omnidesk("worker", "worker", "--threads", str(args.threads)).pid}
+        groups = {"web": web, "workers": workers, "stream clients": STREAM_CLIENTS}
         for port in ports:
             wait_http(f"http://127.0.0.1:{port}/healthz", 60, procs)
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         reads = _reads(urls, shop, rnd, args.requests)
         with psycopg.connect(url, autocommit=True) as conn:
-            alone = [_ingest(conn, ports, shop, args, "alone-1", procs)]
+            cpu: dict[str, dict[str, float]] = {}
+            with _cpu(cpu, "ingest alone 1", groups):
+                alone = [_ingest(conn, ports, shop, args, "alone-1", procs)]
             with _streams(procs, urls, shop, args.streams) as collect:
-                answered = paced_posts(ports, _paced_bodies(shop, rnd, int(args.rate * args.seconds)), args.rate)
-                time.sleep(3)  # the last events on their way
-                beside = _ingest(conn, ports, shop, args, "streams", procs)
+                with _cpu(cpu, f"{args.rate:g} msgs/s, streams open", groups):
+                    answered = paced_posts(ports, _paced_bodies(shop, rnd, int(args.rate * args.seconds)), args.rate)
+                    time.sleep(3)  # the last events on their way
+                with _cpu(cpu, "ingest, streams open", groups):
+                    beside = _ingest(conn, ports, shop, args, "streams", procs)
                 received = collect()
-            alone.append(_ingest(conn, ports, shop, args, "alone-2", procs))
+            with _cpu(cpu, "ingest alone 2", groups):
+                alone.append(_ingest(conn, ports, shop, args, "alone-2", procs))
+            _show_cpu(cpu)
             delays, check = _delays(conn, received, answered, shop, args.streams)
     except Exception:
         procs.show_logs()
         raise
     finally:
         procs.stop()
-    return _report(args, shop, reads, delays, check, alone, beside, len(answered))
+    return _report(args, shop, reads, delays, check, alone, beside, len(answered)) | {"cpu_share": cpu}
+
+
+STREAM_CLIENTS: set[int] = set()  # their process groups, once started
+
+
+@contextlib.contextmanager
+def _cpu(into: dict[str, dict[str, float]], phase: str, groups: dict[str, set[int]]) -> Any:
+    """The share of the machine's CPU each group of processes used during the block."""
+    meter = CpuMeter(groups, {"PostgreSQL": "postgres"})
+    before = meter.read()
+    yield
+    spent = meter.spent(before, meter.read())
+    total = spent.get("machine busy", 0.0) + spent.get("machine idle", 0.0)
+    into[phase] = {k: round(v / total, 3) for k, v in spent.items() if total and k != "machine busy"}
+
+
+def _show_cpu(cpu: dict[str, dict[str, float]]) -> None:
+    labels = list(next(iter(cpu.values())))
+    print_table("share of the machine's CPU", [["", *labels], *([phase, *(f"{v[k]:.0%}" for k in labels)]
+                                                               for phase, v in cpu.items())])
 
 
 # -- reading: list, open, search -------------------------------------------------------------------
@@ -246,7 +274,9 @@ def _streams(procs: Processes, urls: list[str], shop: inbox_data.Shop, count: in
         (folder / f"plan-{part}.json").write_text(json.dumps(plan))
         clients.append(subprocess.Popen([sys.executable, "-m", "bench.inbox_streams", str(folder / f"plan-{part}.json"),
                                          str(folder / f"out-{part}.txt")], env=procs.env, stdout=subprocess.PIPE,
+                                        start_new_session=True,
                                         text=True))
+    STREAM_CLIENTS.update(client.pid for client in clients)
     try:
         for client in clients:
             line = client.stdout.readline().strip() if client.stdout else ""
