@@ -150,7 +150,7 @@ def _drop_indexes(conn: Any) -> list[str]:
 
 def _load(conn: Any, shop: Shop, rnd: random.Random, team_ids: list[int], total_messages: int,
           total_conversations: int) -> None:
-    now = datetime.utcnow().replace(microsecond=0)  # noqa: DTZ003 - the store's times are naive UTC
+    now = datetime.utcnow().replace(microsecond=0)
     workers = [(a, teams) for a, _, admin, teams in shop.agents if not admin]
     by_team = {t: [a for a, teams in workers if t in teams] for t in team_ids}
     people_count = max(1, int(total_conversations * 0.8))
@@ -160,15 +160,16 @@ def _load(conn: Any, shop: Shop, rnd: random.Random, team_ids: list[int], total_
             lang = rnd.choice(LANGUAGES)
             first, last = rnd.choice(FIRST[lang]), rnd.choice(LAST[lang])
             email = f"{_ascii(first)}.{_ascii(last)}{n}@{rnd.choice(DOMAINS)}" if rnd.random() < 0.85 else None
-            phone = f"+{rnd.choice([34, 33, 48, 49, 44])} {rnd.randint(600, 699)} {n % 1000:03d} {n // 1000 % 1000:03d}" \
-                if rnd.random() < 0.5 else None
+            phone = None
+            if rnd.random() < 0.5:
+                phone = f"+{rnd.choice([34, 33, 48, 49, 44])} {rnd.randint(600, 699)} {n % 1000:03d} {n // 1000:03d}"
             copy.write_row((n, f"{first} {last}", email, phone, now - timedelta(days=400)))
             people.append((lang, first, last))
             if n % 997 == 0:
                 shop.people += [last, email or first, (phone or "").replace(" ", "")[:9] or last]
     shop.contacts = people_count
-    with conn.cursor().copy("COPY contact_identities (id, contact_id, channel_id, external_id, created_at) FROM STDIN") \
-            as copy:
+    identities = "COPY contact_identities (id, contact_id, channel_id, external_id, created_at) FROM STDIN"
+    with conn.cursor().copy(identities) as copy:
         for n in range(1, people_count + 1):
             copy.write_row((n, n, shop.channel_id, f"cust-{n}", now - timedelta(days=400)))
     # Conversations, oldest first; each customer's last one may be open (the API channel threads

@@ -12,6 +12,7 @@ The cursor says where the next page starts: ``c<id>`` within the contacts (below
 from __future__ import annotations
 
 import re
+
 from fastapi import APIRouter, HTTPException, Query
 
 from store import conversations

@@ -123,7 +123,7 @@ class Hub:
                 rows = await run_in_threadpool(reader.read, BATCH)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the database away: the streams wait, the reader tries again
+            except Exception:  # the database away: the streams wait, the reader tries again
                 log.warning("reading the event table failed; trying again", exc_info=True)
                 await asyncio.sleep(1)
                 continue

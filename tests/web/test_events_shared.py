@@ -39,9 +39,10 @@ def test_the_shared_reader_filtered_gives_each_agent_what_their_own_reader_gives
             assignee_id=rnd.choice([None, None, *(v.id for v in viewers)]), team_id=rnd.choice([None, *team_ids]),
             priority=0, needs_routing=False, route_attempts=0, created_at=now, updated_at=now)
             .returning(conversations.c.id)).scalar_one() for _ in range(30)]
+        agent_ids = [None, None, *(v.id for v in viewers)]
         events.append(conn, [
             events.event(rnd.choice(["message.created", "conversation.updated", "agent.presence"]),
-                         rnd.choice([None, *conversation_ids]), agent_id=rnd.choice([None, None, *(v.id for v in viewers)]))
+                         rnd.choice([None, *conversation_ids]), agent_id=rnd.choice(agent_ids))
             for _ in range(200)])
     every = events.Reader(store_engine, 0, agent_id=0, admin=True).read(1000)
     assert len(every) == 200
