@@ -70,6 +70,9 @@ class Hub:
         self.kept: collections.deque[tuple[int, Any, str]] = collections.deque()
         self.base: int | None = None  # every event after this id that a reader returns is kept
         self.head = 0  # the shared reader's place
+        # What since() answered, until more events come: an agent's streams (tabs, windows) and
+        # all the admins' streams at one place wake together and are sent the same bytes.
+        self._answered: dict[tuple[int, Viewer], bytes] = {}
 
     def subscribe(self) -> asyncio.Event:
         bell = asyncio.Event()
@@ -92,23 +95,27 @@ class Hub:
                 self._feed.cancel()
                 self._feed = None
             self.kept.clear()
+            self._answered.clear()
             self.base = None
 
     def covers(self, after: int) -> bool:
         """Whether what is kept holds every event after ``after`` (read so far)."""
         return self.base is not None and after >= self.base
 
-    def since(self, after: int, viewer: Viewer) -> tuple[str, int]:
+    def since(self, after: int, viewer: Viewer) -> tuple[bytes, int]:
         """The frames of the kept events after ``after`` that ``viewer`` may see, and the place
         after them."""
-        found = []
-        for sequence, row, text in reversed(self.kept):
-            if sequence <= after:
-                break
-            if sees(viewer, row):
-                found.append(text)
-        found.reverse()
-        return "".join(found), max(after, self.head)
+        key = (after, Viewer(0, True) if viewer.admin else viewer)
+        found = self._answered.get(key)
+        if found is None:
+            texts = []
+            for sequence, row, text in reversed(self.kept):
+                if sequence <= after:
+                    break
+                if sees(viewer, row):
+                    texts.append(text)
+            found = self._answered[key] = "".join(reversed(texts)).encode()
+        return found, max(after, self.head)
 
     async def _read_all(self, rung: asyncio.Event) -> None:
         settings = get_settings()
@@ -127,6 +134,8 @@ class Hub:
                 log.warning("reading the event table failed; trying again", exc_info=True)
                 await asyncio.sleep(1)
                 continue
+            if rows:
+                self._answered.clear()
             for row in rows:
                 if len(self.kept) == KEPT:
                     self.base = self.kept.popleft()[0]
@@ -228,7 +237,7 @@ def typing(conversation_id: Id, agent: CurrentAgent) -> Response:
     return Response(status_code=204)
 
 
-async def _stream(request: Request, reader: events.Reader, viewer: Viewer, opening: str) -> AsyncIterator[str]:
+async def _stream(request: Request, reader: events.Reader, viewer: Viewer, opening: str) -> AsyncIterator[str | bytes]:
     settings = get_settings()
     hub = _hub(request)
     bell = hub.subscribe()
@@ -242,7 +251,7 @@ async def _stream(request: Request, reader: events.Reader, viewer: Viewer, openi
                 text, reader.after = hub.since(reader.after, viewer)
             else:  # behind what the process keeps: its own reads of the table
                 rows = await run_in_threadpool(reader.read, BATCH)
-                text, more = "".join(frame(row.id, shown(row)) for row in rows), len(rows) == BATCH
+                text, more = "".join(frame(row.id, shown(row)) for row in rows).encode(), len(rows) == BATCH
             if text:
                 yield text
             if more:
