@@ -15,7 +15,9 @@ The two databases search differently, and this module owns the difference:
   or ``ORD-12`` stays one lexeme with its parts); terms are ANDed.
 - SQLite: the FTS5 tables ``messages_fts`` and ``contacts_fts`` (external content, kept in step by
   triggers; tokenizer unicode61 without removing diacritics, as PostgreSQL). Each term is an FTS5
-  string of its word tokens (a phrase), ``*`` after the last for a prefix.
+  string of its word tokens (a phrase), ``*`` after the last for a prefix. A later migration that
+  rebuilds ``messages`` or ``contacts`` on SQLite (Alembic's batch mode copies the table) drops
+  their triggers with the old table: it must make them again (see migration 0007).
 
 Who may see what is ``store.conversations.visible_to`` (the SQL form of ``router.access``): a
 message is found only in a conversation the agent may see, a contact only with their newest such

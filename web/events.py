@@ -10,9 +10,10 @@ event: reload the view, then the live stream follows.
 
 A web process is woken when events are written (``store.wakeups``: in-process, and PostgreSQL
 LISTEN for the other processes), and reads the table at least every ``OMNIDESK_EVENTS_POLL``
-seconds anyway, so a missed wake-up only delays. Every ``OMNIDESK_EVENTS_PING`` seconds a quiet
-stream sends a ``: ping`` comment, and checks that its agent is still active (a deactivated one's
-stream ends; a changed role applies).
+seconds anyway, so a missed wake-up only delays. It reads the table once for all its streams
+(:class:`Hub`), each of which picks what its agent may see (:func:`sees`). Every
+``OMNIDESK_EVENTS_PING`` seconds a quiet stream sends a ``: ping`` comment, and checks that its agent
+is still active (a deactivated one's stream ends; a changed role or team applies).
 """
 
 from __future__ import annotations
