@@ -207,3 +207,31 @@ def test_snippets_show_the_match() -> None:
     assert "REFUND was never paid" in shown and shown.startswith("…") and shown.endswith("…")
     assert len(shown) <= search._SNIPPET + 2 and "\n" not in shown
     assert search.snippet("short\ntext", search.parse("nothing")) == "short text"
+
+
+@pytest.mark.parametrize("every", [4, 16])  # 16: one page needs several chunks
+def test_pages_through_many_contacts_an_agent_sees_few_of(store_engine: Engine, every: int) -> None:
+    """Contacts are read a chunk at a time: pages stay whole and in order across chunks when the
+    agent sees only some of the matches; messages page by id."""
+    shop = Shop(store_engine)
+    team = agent_store.create_team(store_engine, "Returns")
+    agent_id, _ = agent_store.create_agent(store_engine, name="Ana", email="ana@shop.test", team_ids=[team])
+    other = agent_store.create_team(store_engine, "Sales")
+    theirs = []
+    for n in range(160):
+        contact = shop.contact(f"Quixote {n}")
+        conv = shop.conversation(contact, team=team if n % every == 0 else other)
+        shop.message(conv, f"windmill {n}")
+        if n % every == 0:
+            theirs.append(contact)
+    for find, expected in ((search.find_contacts, sorted(theirs, reverse=True)), (search.find_messages, None)):
+        pages, before, more = [], None, True
+        while more:
+            hits, more = find(store_engine, agent_id, admin=False, terms=search.parse(
+                "quixote" if find is search.find_contacts else "windmill"), limit=7, before_id=before)
+            assert hits and (len(hits) == 7 or not more)
+            pages += [h.id for h in hits]
+            before = hits[-1].id
+        assert pages == sorted(pages, reverse=True) and len(pages) == len(set(pages)) == 160 // every
+        if expected is not None:
+            assert pages == expected
