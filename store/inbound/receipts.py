@@ -33,7 +33,9 @@ def apply_status(conn: Connection, channel_id: int, update_: StatusUpdate) -> Re
             messages.c.direction == "out",
             messages.c.status.in_(earlier),
         )
-        .values(status=update_.status, status_reason=update_.reason)
+        # A receipt without a reason keeps what the send noted (e.g. its SMS segments).
+        .values(status=update_.status,
+                status_reason=update_.reason if update_.reason is not None else messages.c.status_reason)
         .returning(messages.c.id, messages.c.conversation_id)
     ).first()
     if row is None:
