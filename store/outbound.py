@@ -144,21 +144,40 @@ def create_reply(
 
 
 def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) -> None:
-    try:
-        window = connector_class(kind).capabilities.reply_window
-    except (KeyError, ImportError):
-        return  # a kind this installation cannot load: its deliver job says so
+    window = _window(kind)
     if window is None:
         return
-    last_in = conn.execute(
-        select(func.max(m.created_at)).where(m.conversation_id == conversation_id, m.direction == "in")
-    ).scalar()
-    if last_in is None or now - last_in > window:
+    ends = _window_end(conn, conversation_id, window)
+    if ends is None or now > ends:
         seconds = window.total_seconds()
         amount, unit = (seconds / 3600, "hour") if seconds >= 3600 else (seconds / 60, "minute")
         span = f"{amount:g} {unit}{'' if amount == 1 else 's'}"
         raise ReplyWindowClosed(f"this channel takes replies only within {span} of the customer's "
                                 "last message, and that time has passed")
+
+
+def _window(kind: str) -> timedelta | None:
+    try:
+        return connector_class(kind).capabilities.reply_window
+    except (KeyError, ImportError):
+        return None  # a kind this installation cannot load: its deliver job says so
+
+
+def _window_end(conn: Any, conversation_id: int, window: timedelta) -> datetime | None:
+    last_in = conn.execute(
+        select(func.max(m.created_at)).where(m.conversation_id == conversation_id, m.direction == "in")
+    ).scalar()
+    return None if last_in is None else last_in + window
+
+
+def reply_window_ends_at(engine: Engine, conversation_id: int) -> datetime | None:
+    """When the conversation's channel stops taking free-text replies (its ``reply_window`` after
+    the customer's last message); None for channels without a window."""
+    with engine.connect() as conn:
+        kind = conn.execute(select(channels.c.kind).join(conversations, c.channel_id == channels.c.id)
+                            .where(c.id == conversation_id)).scalar()
+        window = _window(kind) if kind else None
+        return None if window is None else _window_end(conn, conversation_id, window)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

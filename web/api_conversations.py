@@ -95,6 +95,7 @@ def _detail(conversation_id: int, found: Any = None) -> ConversationDetail:
     return ConversationDetail(
         **_summary(row).model_dump(exclude={"contact"}),
         contact=ContactOut(id=contact.id, name=contact.name, email=contact.email, phone=contact.phone),
+        reply_window_ends_at=outbound.reply_window_ends_at(get_engine(), conversation_id),
         messages=[
             MessageOut(**x._asdict(), attachments=[
                 AttachmentOut(id=a.id, filename=a.filename, content_type=a.content_type, size=a.size, inline=a.inline)
@@ -104,9 +105,22 @@ def _detail(conversation_id: int, found: Any = None) -> ConversationDetail:
     )
 
 
+class TemplateIn(Input):
+    name: str = Field(min_length=1, max_length=100)
+    variables: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+
 class ReplyIn(Input):
-    text: str = Field(min_length=1, max_length=100_000)
+    text: str | None = Field(default=None, min_length=1, max_length=100_000)
+    template: TemplateIn | None = Field(default=None, description="one of the channel's approved templates "
+                                        "instead of text (WhatsApp outside its 24-hour window)")
     private: bool = False
+
+    @model_validator(mode="after")
+    def _text_or_template(self) -> ReplyIn:
+        if (self.text is None) == (self.template is None):
+            raise ValueError("give either text or template")
+        return self
 
 
 @router.post("/conversations/{conversation_id}/messages", status_code=202, responses=errors(404, 422))
@@ -115,9 +129,10 @@ def reply(conversation_id: Id, body: ReplyIn, agent: CurrentAgent) -> ReplyOut:
     private note (never sent)."""
     _visible(conversation_id, agent)
     try:
-        message_id = outbound.create_reply(get_engine(), conversation_id, agent_id=agent.id, text=body.text,
-                                           private=body.private)
-    except outbound.ReplyWindowClosed as exc:
+        message_id = outbound.create_reply(
+            get_engine(), conversation_id, agent_id=agent.id, text=body.text or "", private=body.private,
+            template=body.template.model_dump() if body.template else None)
+    except (outbound.ReplyWindowClosed, outbound.UnknownTemplate) as exc:
         raise HTTPException(422, str(exc)) from None
     if not body.private:
         ring_delivery(message_id)

@@ -196,6 +196,9 @@ class MessageOut(BaseModel):
 class ConversationDetail(ConversationOut):
     contact: ContactOut  # type: ignore[assignment]
     messages: list[MessageOut]
+    reply_window_ends_at: datetime | None = Field(
+        default=None, description="channels with a reply window (WhatsApp: 24 hours after the customer's last "
+                                  "message): when free-text replies stop being accepted; templates still are")
 
 
 class ReplyOut(BaseModel):

@@ -133,6 +133,8 @@ class FakeTwilio:
                   "From": message.form.get("From", ""), "ApiVersion": "2010-04-01"}
         if error_code is not None:
             params["ErrorCode"] = str(error_code)
+        with self.lock:
+            message.status = status  # the resource shows the latest status, as Twilio's does
         answer = httpx.post(url, data=params, headers={"X-Twilio-Signature": sign(self.auth_token, url, params)},
                             timeout=10)
         with self.lock:

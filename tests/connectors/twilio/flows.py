@@ -1,0 +1,148 @@
+"""The end-to-end stories of the Twilio channels, run on any running omnidesk (the embedded
+default in this process, or the separate-process deployment): a ``desk`` with ``ok(method, path,
+...)`` for the API, ``http`` for raw requests and its public ``url``."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+
+from tests.fakes.twilio import FakeTwilio, inbound
+from tests.support import wait_for
+
+CUSTOMER = "+34600111222"
+TEMPLATE = {"name": "order_update", "content_sid": "HX" + "cd" * 16, "language": "es", "variables": ["1", "2"]}
+
+
+def sid(prefix: str = "SM") -> str:
+    return prefix + secrets.token_hex(16)
+
+
+class Line:
+    """One Twilio channel of a running omnidesk, with the stand-in behind it."""
+
+    def __init__(self, desk: Any, http: httpx.Client, url: str, token: str, fake: FakeTwilio, kind: str = "sms",
+                 **config: Any) -> None:
+        self.desk, self.http, self.fake, self.kind = desk, http, fake, kind
+        self.token = token
+        if kind == "whatsapp":
+            config.setdefault("templates", [TEMPLATE])
+        channel = desk.ok("POST", "/channels", json={"kind": kind, "name": f"{kind} line",
+                                                     "config": fake.config(**config)})
+        self.id = channel["id"]
+        self.hook = f"{url.rstrip('/')}/webhooks/{self.id}"
+        assert channel["webhook_url"] == self.hook
+        assert "auth_token" not in channel["config"]
+
+    def address(self, number: str) -> str:
+        return f"whatsapp:{number}" if self.kind == "whatsapp" else number
+
+    def post(self, params: dict[str, str], route: str = "", *, signature: str | None = None) -> httpx.Response:
+        url = self.hook + (f"/{route}" if route else "")
+        body, headers = inbound(self.fake, url, params)
+        if signature is not None:
+            headers["X-Twilio-Signature"] = signature
+        return self.http.post(url, content=body, headers=headers)
+
+    def message(self, text: str, *, message_sid: str | None = None, frm: str = CUSTOMER, **extra: str) -> str:
+        """The customer writes; returns the MessageSid."""
+        message_sid = message_sid or sid()
+        params = {"MessageSid": message_sid, "SmsSid": message_sid, "AccountSid": self.fake.account_sid,
+                  "From": self.address(frm), "To": self.address("+15550001111"), "Body": text,
+                  "NumMedia": "0", "NumSegments": "1", "ApiVersion": "2010-04-01", **extra}
+        if self.kind == "whatsapp":
+            params.setdefault("ProfileName", "Marta")
+            params.setdefault("WaId", frm.lstrip("+"))
+        answer = self.post(params)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("text/xml") and b"<Response" in answer.content
+        return message_sid
+
+    def conversations(self) -> list[dict[str, Any]]:
+        return self.desk.ok("GET", f"/conversations?channel_id={self.id}")["items"]
+
+    def conversation(self) -> dict[str, Any]:
+        (found,) = wait_for(lambda: self.conversations() or None, what="the conversation")
+        return self.desk.ok("GET", f"/conversations/{found['id']}")
+
+    def reply(self, conversation_id: int, **body: Any) -> httpx.Response:
+        path = f"/api/v1/conversations/{conversation_id}/messages"
+        return self.http.post(path, json=body, headers={"Authorization": self.token})
+
+    def status_of(self, conversation_id: int, message_id: int) -> dict[str, Any]:
+        detail = self.desk.ok("GET", f"/conversations/{conversation_id}")
+        return next(m for m in detail["messages"] if m["id"] == message_id)
+
+    def wait_status(self, conversation_id: int, message_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
+        return wait_for(lambda: (m := self.status_of(conversation_id, message_id))["status"] == status and m,
+                        timeout=timeout, what=f"message {message_id} {status}")
+
+
+def sms_round_trip(line: Line) -> None:
+    """Inbound SMS -> conversation -> agent reply -> the stand-in -> signed callbacks -> delivered;
+    the same MessageSid again is stored once; a bad signature stores nothing."""
+    first = line.message("Hola, on és la meva comanda?")
+    conv = line.conversation()
+    assert conv["contact"]["phone"] == CUSTOMER and conv["messages"][0]["text"] == "Hola, on és la meva comanda?"
+    line.message("Hola, on és la meva comanda?", message_sid=first)  # Twilio retried
+    assert line.post({"MessageSid": sid(), "From": CUSTOMER, "Body": "forged"},
+                     signature="bm90IGEgc2lnbmF0dXJl").status_code == 403
+    assert len(line.conversation()["messages"]) == 1
+    answer = line.reply(conv["id"], text="Surt avui cap a tu. " * 12)  # 240 characters: 2 segments
+    assert answer.status_code == 202, answer.text
+    message_id = answer.json()["id"]
+    wait_for(lambda: line.fake.messages, what="the stand-in to get the reply")
+    (sent,) = line.fake.messages
+    assert sent.form["To"] == CUSTOMER and sent.form["StatusCallback"] == f"{line.hook}/status"
+    done = line.wait_status(conv["id"], message_id, "delivered")
+    assert "2 SMS segments" in done["status_reason"]
+    assert line.fake.callback_answers == [200, 200]
+
+
+def receipts_out_of_order(line: Line) -> None:
+    line.fake.callbacks = ["read", "sent", "delivered"]
+    line.message("hola")
+    conv = line.conversation()
+    message_id = line.reply(conv["id"], text="hola!").json()["id"]
+    wait_for(lambda: len(line.fake.callback_answers) == 3, what="three callbacks")
+    assert line.status_of(conv["id"], message_id)["status"] == "read"
+
+
+def dropped_connection_sends_once(line: Line) -> None:
+    line.fake.drop_after_accept = 1
+    line.message("hola")
+    conv = line.conversation()
+    message_id = line.reply(conv["id"], text="Only once, please").json()["id"]
+    done = wait_for(lambda: (m := line.status_of(conv["id"], message_id))["status"] in ("sent", "delivered") and m,
+                    timeout=30, what="the reply recorded as sent")
+    assert "not sent again" in done["status_reason"]
+    wait_for(lambda: len(line.fake.callback_answers) == 2, what="the stand-in's callbacks")
+    assert len(line.fake.messages) == 1
+
+
+def provider_error_fails_readably(line: Line) -> None:
+    line.fake.errors_for["+34600999000"] = 21614
+    line.message("hola", frm="+34600999000")
+    conv = line.conversation()
+    message_id = line.reply(conv["id"], text="hi").json()["id"]
+    failed = line.wait_status(conv["id"], message_id, "failed")
+    assert "cannot receive SMS" in failed["status_reason"] and "21614" in failed["status_reason"]
+
+
+def whatsapp_window_and_template(line: Line, age_last_message: Any) -> None:
+    line.message("¿Tenéis la talla 38?")
+    conv = line.conversation()
+    assert conv["reply_window_ends_at"] is not None
+    age_last_message(conv["id"])
+    refused = line.reply(conv["id"], text="Sí, la tenemos")
+    assert refused.status_code == 422 and "order_update" in refused.json()["detail"]
+    assert line.conversation()["reply_window_ends_at"] < conv["reply_window_ends_at"]
+    unknown = line.reply(conv["id"], template={"name": "nope", "variables": {}})
+    assert unknown.status_code == 422 and "order_update" in unknown.json()["detail"]
+    answer = line.reply(conv["id"], template={"name": "order_update", "variables": {"1": "Marta", "2": "1234"}})
+    assert answer.status_code == 202, answer.text
+    line.wait_status(conv["id"], answer.json()["id"], "delivered")
+    (sent,) = line.fake.messages
+    assert sent.form["ContentSid"] == TEMPLATE["content_sid"] and sent.form["To"] == f"whatsapp:{CUSTOMER}"
