@@ -67,6 +67,7 @@ class Sent:
     form: dict[str, str]
     created: datetime
     status: str = "queued"
+    at: float = field(default_factory=time.monotonic)  # when it was taken, for rates
 
     def resource(self, account: str) -> dict[str, Any]:
         body = self.form.get("Body", "")
