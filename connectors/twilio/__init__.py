@@ -40,10 +40,13 @@ class TwilioConnector(Connector):
 
     def parse(self, request: WebhookRequest) -> list[Event]:
         fields = parse.verify(self.config.auth_token.get_secret_value(), request)
-        handler = self.ROUTES.get(request.route)
+        handler = self.handler(request.route)
         if handler is None or request.method != "POST":
             raise PayloadError(f"{self.kind} channels take no {request.method} /{request.route}")
         return handler(self, fields, request)
+
+    def handler(self, route: str) -> parse.Handler | None:
+        return self.ROUTES.get(route)
 
     def answer(self, request: WebhookRequest) -> WebhookAnswer | None:
         return WebhookAnswer(EMPTY_TWIML, content_type=XML)
@@ -101,11 +104,10 @@ class SmsConnector(TwilioConnector):
         **TwilioConnector.ROUTES, "voice": voice.call, "recording": voice.recording,
         "transcription": voice.transcription}
 
-    def parse(self, request: WebhookRequest) -> list[Event]:
-        events = super().parse(request)
-        if request.route in ("recording", "transcription") and not self.config.voice:
-            return []  # calls were answered before voice was switched off: keep nothing new
-        return events
+    def handler(self, route: str) -> parse.Handler | None:
+        if route in ("recording", "transcription") and not self.config.voice:
+            return lambda *_: []  # a call answered before voice was switched off: keep nothing new
+        return super().handler(route)
 
     def answer(self, request: WebhookRequest) -> WebhookAnswer | None:
         if request.route != "voice":

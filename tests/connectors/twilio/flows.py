@@ -146,3 +146,78 @@ def whatsapp_window_and_template(line: Line, age_last_message: Any) -> None:
     line.wait_status(conv["id"], answer.json()["id"], "delivered")
     (sent,) = line.fake.messages
     assert sent.form["ContentSid"] == TEMPLATE["content_sid"] and sent.form["To"] == f"whatsapp:{CUSTOMER}"
+
+
+def refusals_store_nothing(line: Line) -> None:
+    """Unsigned, wrongly signed, replayed and malformed webhooks over HTTP."""
+    good = {"MessageSid": sid(), "AccountSid": line.fake.account_sid, "From": CUSTOMER, "To": "+15550001111",
+            "Body": "hola", "NumMedia": "0"}
+    unsigned = line.http.post(line.hook, data=good)
+    assert unsigned.status_code == 403 and "X-Twilio-Signature" in unsigned.json()["detail"]
+    assert line.post(good, signature="d3Jvbmc=").status_code == 403
+    elsewhere = line.post(good, "status")  # signed for /status, replayed to the message route
+    body, headers = inbound(line.fake, line.hook + "/status", good)
+    assert line.http.post(line.hook, content=body, headers=headers).status_code == 403
+    assert elsewhere.status_code == 400  # a message is no receipt: no MessageStatus
+    malformed = line.post({**good, "From": "somebody"})
+    assert malformed.status_code == 400 and "not a phone number" in malformed.json()["detail"]
+    assert line.post({**good, "MessageSid": ""}).status_code == 400
+    unknown = line.post({"MessageSid": sid(), "MessageStatus": "delivered"}, "status")
+    assert unknown.status_code == 200  # a receipt for a message we never sent: nothing moves
+    assert line.conversations() == []
+    line.message("hola", message_sid=good["MessageSid"])
+    line.message("hola", message_sid=good["MessageSid"])  # replayed as signed: stored once
+    assert len(line.conversation()["messages"]) == 1
+
+
+def voicemail_to_sms_reply(line: Line, audio: bytes) -> None:
+    """A call -> TwiML voicemail -> the recording (audio fetched with the account's credentials)
+    and its transcription in one conversation -> the agent answers by SMS."""
+    call = {"CallSid": sid("CA"), "AccountSid": line.fake.account_sid, "From": CUSTOMER, "To": "+15550001111",
+            "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    answer = line.post(call, "voice")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/xml")
+    assert b"<Record" in answer.content and b"<Say" in answer.content
+    recording_sid = sid("RE")
+    url = line.fake.add_media(audio, "audio/mpeg", f"{line.fake.base}/Recordings/{recording_sid}.mp3")
+    callback = {"RecordingSid": recording_sid, "RecordingUrl": url.removesuffix(".mp3"),
+                "RecordingStatus": "completed", "RecordingDuration": "14", "CallSid": call["CallSid"],
+                "AccountSid": line.fake.account_sid}
+    who = "?from=%2B34600111222"
+    assert line.post(callback, "recording" + who).status_code == 200
+    assert line.post(callback, "recording" + who).status_code == 200  # Twilio retried: once
+    transcription = {"TranscriptionSid": sid("TR"), "TranscriptionText": "Hi, my parcel has not arrived.",
+                     "TranscriptionStatus": "completed", "RecordingSid": recording_sid, "CallSid": call["CallSid"],
+                     "AccountSid": line.fake.account_sid, "From": CUSTOMER, "To": "+15550001111"}
+    assert line.post(transcription, "transcription" + who).status_code == 200
+    conv = wait_for(lambda: (c := line.conversation()) and len(c["messages"]) == 2 and c, what="two messages")
+    voicemail, text = conv["messages"]
+    assert voicemail["text"] == "Voicemail (14 s)" and "my parcel has not arrived" in text["text"]
+    (audio_file,) = voicemail["attachments"]
+    assert audio_file["content_type"] == "audio/mpeg"
+    wait_for(lambda: line.conversation()["messages"][0]["attachments"][0].get("state", "done") == "done",
+             what="the audio fetched")
+    got = line.http.get(f"/api/v1/attachments/{audio_file['id']}", headers={"Authorization": line.token})
+    assert got.status_code == 200 and got.content == audio
+    answer = line.reply(conv["id"], text="Hi Marta, it arrives tomorrow.")
+    assert answer.status_code == 202
+    line.wait_status(conv["id"], answer.json()["id"], "delivered")
+    (sent,) = line.fake.messages
+    assert sent.form["To"] == CUSTOMER and sent.form["Body"] == "Hi Marta, it arrives tomorrow."
+
+
+def stop_blocks_until_start(line: Line) -> None:
+    line.message("hola")
+    conv = line.conversation()
+    line.message("STOP", OptOutType="STOP")
+    refused = line.reply(conv["id"], text="Are you there?")
+    assert refused.status_code == 422 and "STOP" in refused.json()["detail"]
+    line.message("START", OptOutType="START")
+    answer = line.reply(conv["id"], text="Welcome back")
+    assert answer.status_code == 202, answer.text
+    line.wait_status(conv["id"], answer.json()["id"], "delivered")
+    # Twilio's own record of an opt-out (21610) fails the send and blocks the next reply too.
+    line.fake.errors_for[CUSTOMER] = 21610
+    failed = line.reply(conv["id"], text="One more").json()["id"]
+    assert "unsubscribed" in line.wait_status(conv["id"], failed, "failed")["status_reason"]
+    assert line.reply(conv["id"], text="And another").status_code == 422

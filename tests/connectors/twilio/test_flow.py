@@ -116,3 +116,15 @@ def test_deployment(pg_url: str, tmp_path: Path) -> None:
                     fake.close()
         finally:
             engine.dispose()
+
+
+def test_refused_webhooks_store_nothing(desk: support.Running, fake: FakeTwilio) -> None:
+    flows.refusals_store_nothing(line(desk, fake))
+
+
+def test_voicemail_becomes_a_conversation_answered_by_sms(desk: support.Running, fake: FakeTwilio) -> None:
+    flows.voicemail_to_sms_reply(line(desk, fake, voice=True), b"ID3\x03audio" * 500)
+
+
+def test_stop_blocks_replies_until_start(desk: support.Running, fake: FakeTwilio) -> None:
+    flows.stop_blocks_until_start(line(desk, fake))
