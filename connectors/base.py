@@ -101,12 +101,15 @@ DeliveryStatus = Literal["pending", "sending", "sent", "delivered", "read", "fai
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StatusUpdate:
-    """A delivery receipt or bounce for a message we sent, named by its external id."""
+    """A delivery receipt or bounce for a message we sent, named by its external id; and by our
+    own ``message_id`` where the provider echoes it back (a status callback URL the send named),
+    so a receipt that overtakes the record of the send still finds its message."""
 
     external_id: str
     status: DeliveryStatus
     reason: str | None = None
     raw: bytes = b""
+    message_id: int | None = None
 
 
 Event = InboundMessage | StatusUpdate

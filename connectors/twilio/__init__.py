@@ -52,7 +52,10 @@ class TwilioConnector(Connector):
         return WebhookAnswer(EMPTY_TWIML, content_type=XML)
 
     def send(self, message: OutboundMessage) -> SendResult:
-        return send.send(self._api(), self.config, message, self._url("status"))
+        # Our id in the callback URL (covered by Twilio's signature): a receipt that comes before
+        # this send's outcome is recorded still finds its message.
+        callback = self._url(f"status?m={message.message_id}")
+        return send.send(self._api(), self.config, message, callback)
 
     def find_sent(self, message: OutboundMessage, since: datetime) -> SendResult | None:
         return send.find_sent(self._api(), self.config, message, since)

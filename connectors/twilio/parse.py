@@ -205,7 +205,9 @@ def status(connector: TwilioConnector, fields: Form, request: WebhookRequest) ->
     if ours == "failed":
         code = one(fields, "ErrorCode").strip()
         reason = reason_for(int(code) if code.isdigit() else None, one(fields, "ErrorMessage").strip() or given)
-    return [StatusUpdate(external_id=sid, status=ours, reason=reason, raw=request.body)]
+    ours_id = request.query.get("m", "")
+    message_id = int(ours_id) if ours_id.isdigit() and len(ours_id) < 19 else None
+    return [StatusUpdate(external_id=sid, status=ours, reason=reason, raw=request.body, message_id=message_id)]
 
 
 Handler = Callable[["TwilioConnector", Form, WebhookRequest], list[Event]]

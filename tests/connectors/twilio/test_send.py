@@ -46,7 +46,7 @@ def test_sms_reply_reaches_twilio_with_its_status_callback(fake: FakeTwilio) -> 
     (sent,) = fake.messages
     assert sent.form["To"] == CUSTOMER and sent.form["From"] == "+15550001111"
     assert sent.form["Body"] == "Your order left today."
-    assert sent.form["StatusCallback"] == "https://desk.example.com/webhooks/3/status"
+    assert sent.form["StatusCallback"] == "https://desk.example.com/webhooks/3/status?m=1"
     assert result.external_id == sent.sid and result.status == "sent" and result.note is None
 
 
