@@ -126,4 +126,5 @@ class WhatsAppConnector(TwilioConnector):
     kind = "whatsapp"
     Config = WhatsAppConfig
     config: WhatsAppConfig
-    capabilities = Capabilities(push=True, max_text_length=4096, reply_window=timedelta(hours=24))
+    # Twilio takes at most 1600 characters in a message's Body, on WhatsApp too.
+    capabilities = Capabilities(push=True, max_text_length=1600, reply_window=timedelta(hours=24))

@@ -43,7 +43,8 @@ def from_rest(exc: TwilioRestException) -> ConnectorError:
     status = exc.status or 0
     text = (exc.msg or "").strip()[:300] or f"HTTP {status}"
     if status == 429 or code in RETRY_CODES:
-        return TransientError(f"Twilio is rate-limiting this sender: {reason_for(code, text)}", retry_after=1.0)
+        # No Retry-After from Twilio: the deliver job's backoff (doubling) spaces the attempts.
+        return TransientError(f"Twilio is rate-limiting this sender: {reason_for(code, text)}")
     if status >= 500:
         return TransientError(f"Twilio answered HTTP {status}: {text}")
     if status in (401, 403) and code in (None, 20003, 20005):
