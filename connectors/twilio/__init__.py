@@ -15,12 +15,13 @@ from typing import ClassVar
 
 import httpx
 
-from connectors import base
 from connectors.base import (
     Capabilities,
     Connector,
     Event,
+    Fetched,
     OutboundMessage,
+    SendLimit,
     SendResult,
     WebhookAnswer,
     WebhookRequest,
@@ -60,11 +61,11 @@ class TwilioConnector(Connector):
     def find_sent(self, message: OutboundMessage, since: datetime) -> SendResult | None:
         return send.find_sent(self._api(), self.config, message, since)
 
-    def send_limits(self, message: OutboundMessage) -> tuple[base.SendLimit, ...]:
+    def send_limits(self, message: OutboundMessage) -> tuple[SendLimit, ...]:
         sender = self.config.from_number or self.config.messaging_service_sid
-        return (base.SendLimit(f"twilio:{sender}", self.config.send_rate),)
+        return (SendLimit(f"twilio:{sender}", self.config.send_rate),)
 
-    def fetch(self, ref: str, max_bytes: int) -> base.Fetched:
+    def fetch(self, ref: str, max_bytes: int) -> Fetched:
         """A file Twilio holds (MediaUrl, a recording): with the account's credentials on Twilio's
         own host only; Twilio redirects to its storage, where they are not sent."""
         auth = None
@@ -86,7 +87,7 @@ class TwilioConnector(Connector):
                 kind = got.headers.get("content-type")
         except httpx.HTTPError as exc:
             raise TransientError(f"fetching the file: {type(exc).__name__}") from None
-        return base.Fetched(bytes(data), content_type=kind)
+        return Fetched(bytes(data), content_type=kind)
 
     def _api(self) -> send.Client:
         if not hasattr(self, "_client"):

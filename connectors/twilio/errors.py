@@ -6,8 +6,7 @@ from __future__ import annotations
 import requests
 from twilio.base.exceptions import TwilioRestException
 
-from connectors import base
-from connectors.errors import ConfigError, ConnectorError, PermanentError, TransientError
+from connectors.errors import ConfigError, ConnectorError, PermanentError, RecipientUnreachable, TransientError
 
 UNSUBSCRIBED = 21610
 
@@ -50,15 +49,8 @@ def from_rest(exc: TwilioRestException) -> ConnectorError:
     if status in (401, 403) and code in (None, 20003, 20005):
         return ConfigError(f"Twilio refused the account's credentials: {text}", auth=True)
     if code == UNSUBSCRIBED:
-        return base_unreachable(reason_for(code, text))
+        return RecipientUnreachable(reason_for(code, text))
     return PermanentError(reason_for(code, text))
-
-
-def base_unreachable(reason: str) -> PermanentError:
-    from connectors import errors
-
-    unreachable = getattr(errors, "RecipientUnreachable", PermanentError)
-    return unreachable(reason)
 
 
 def from_transport(exc: requests.RequestException) -> TransientError:
@@ -77,5 +69,3 @@ def _refused(exc: requests.RequestException) -> bool:
     reason = getattr(cause, "reason", None)
     return isinstance(cause, NewConnectionError) or isinstance(reason, NewConnectionError)
 
-
-__all__ = ["READABLE", "base", "from_rest", "from_transport", "reason_for"]

@@ -20,8 +20,16 @@ from urllib.parse import unquote_plus
 
 from twilio.request_validator import RequestValidator
 
-from connectors import base
-from connectors.base import Event, Identity, InboundMessage, StatusUpdate, WebhookRequest
+from connectors.base import (
+    DeliveryStatus,
+    Event,
+    Identity,
+    InboundMessage,
+    ReachabilityUpdate,
+    RemoteAttachment,
+    StatusUpdate,
+    WebhookRequest,
+)
 from connectors.errors import AuthError, PayloadError
 from connectors.twilio.config import e164
 from connectors.twilio.errors import reason_for
@@ -43,7 +51,7 @@ OPT_OUT = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "BAJA", "P
 OPT_IN = {"START", "UNSTOP", "ALTA"}
 
 # Twilio's MessageStatus -> ours; the steps before "sent" (queued, accepting, sending) change nothing.
-STATUSES: dict[str, base.DeliveryStatus] = {
+STATUSES: dict[str, DeliveryStatus] = {
     "sent": "sent", "delivered": "delivered", "read": "read",
     "failed": "failed", "undelivered": "failed", "canceled": "failed",
 }
@@ -132,8 +140,7 @@ def message(connector: TwilioConnector, fields: Form, request: WebhookRequest) -
     files = media(fields, sid)
     events: list[Event] = [InboundMessage(
         external_id=sid, sender=sender(fields, who), text="\n".join(parts), thread_key=thread_key(who),
-        thread_refs=(replied,) if replied else (), raw=request.body,
-        **({"remote_attachments": files} if files else {}),
+        thread_refs=(replied,) if replied else (), remote_attachments=files, raw=request.body,
     )]
     change = reachability(fields, text, who, request.body)
     if change is not None:
@@ -141,7 +148,7 @@ def message(connector: TwilioConnector, fields: Form, request: WebhookRequest) -
     return events
 
 
-def media(fields: Form, sid: str) -> tuple[base.RemoteAttachment, ...]:
+def media(fields: Form, sid: str) -> tuple[RemoteAttachment, ...]:
     """``MediaUrl{N}`` as files a worker fetches later (with the account's credentials)."""
     try:
         count = int(one(fields, "NumMedia") or 0)
@@ -153,7 +160,7 @@ def media(fields: Form, sid: str) -> tuple[base.RemoteAttachment, ...]:
         if not url.startswith(("https://", "http://")):
             raise PayloadError(f"invalid webhook: MediaUrl{n} is missing or not a URL")
         kind = one(fields, f"MediaContentType{n}").strip()[:200] or "application/octet-stream"
-        files.append(base.RemoteAttachment(ref=url, filename=f"{sid}-{n}{extension(kind)}", content_type=kind))
+        files.append(RemoteAttachment(ref=url, filename=f"{sid}-{n}{extension(kind)}", content_type=kind))
     return tuple(files)
 
 
@@ -179,15 +186,15 @@ def location(fields: Form) -> str | None:
     return f"Location: {y:.6f}, {x:.6f}{' (' + label + ')' if label else ''} {link}"
 
 
-def reachability(fields: Form, text: str, who: str, raw: bytes) -> base.ReachabilityUpdate | None:
+def reachability(fields: Form, text: str, who: str, raw: bytes) -> ReachabilityUpdate | None:
     """STOP / START (Twilio's ``OptOutType`` when it handles opt-outs, else the keyword itself)."""
     kind = one(fields, "OptOutType").strip().upper()
     word = kind or text.strip().strip(".!¡").upper()
     if word in OPT_OUT:
-        return base.ReachabilityUpdate(who, reachable=False, reason=f"the customer replied {word}: unsubscribed "
+        return ReachabilityUpdate(who, reachable=False, reason=f"the customer replied {word}: unsubscribed "
                                        "on this number until they send START", raw=raw)
     if word in OPT_IN:
-        return base.ReachabilityUpdate(who, reachable=True, reason=None, raw=raw)
+        return ReachabilityUpdate(who, reachable=True, reason=None, raw=raw)
     return None
 
 

@@ -14,8 +14,7 @@ from urllib.parse import quote
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from connectors import base
-from connectors.base import Event, InboundMessage, WebhookRequest
+from connectors.base import Event, InboundMessage, RemoteAttachment, WebhookRequest
 from connectors.errors import PayloadError
 from connectors.twilio.config import SmsConfig
 from connectors.twilio.parse import Form, number, one, sender, thread_key
@@ -70,7 +69,7 @@ def recording(connector: TwilioConnector, fields: Form, request: WebhookRequest)
         raise PayloadError("invalid webhook: RecordingUrl is not a URL")
     who = caller(fields, request)
     seconds = one(fields, "RecordingDuration").strip()
-    audio = base.RemoteAttachment(ref=f"{url}.mp3", filename=f"voicemail-{sid}.mp3", content_type="audio/mpeg")
+    audio = RemoteAttachment(ref=f"{url}.mp3", filename=f"voicemail-{sid}.mp3", content_type="audio/mpeg")
     return [InboundMessage(
         external_id=sid, sender=sender(fields, who), thread_key=thread_key(who), raw=request.body,
         text=f"Voicemail{f' ({seconds} s)' if seconds.isdigit() else ''}", remote_attachments=(audio,),
