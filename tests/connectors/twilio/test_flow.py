@@ -107,11 +107,13 @@ def test_deployment(pg_url: str, tmp_path: Path) -> None:
         try:
             url, token = f"http://127.0.0.1:{desk.port}", desk.api.headers["Authorization"]
             stories = [(flows.sms_round_trip, "sms"), (flows.dropped_connection_sends_once, "sms"),
-                       (lambda line: flows.whatsapp_window_and_template(line, aged(engine)), "whatsapp")]
+                       (lambda line: flows.whatsapp_window_and_template(line, aged(engine)), "whatsapp"),
+                       (flows.stop_blocks_until_start, "sms"), (flows.receipts_out_of_order, "whatsapp"),
+                       (lambda line: flows.voicemail_to_sms_reply(line, b"ID3\x03audio" * 500), "sms")]
             for story, kind in stories:
                 fake = FakeTwilio()
                 try:
-                    story(flows.Line(desk, desk.api, url, token, fake, kind))
+                    story(flows.Line(desk, desk.api, url, token, fake, kind, **({"voice": True} if kind == "sms" else {})))
                 finally:
                     fake.close()
         finally:
