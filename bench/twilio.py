@@ -237,6 +237,11 @@ def _outbound(args: argparse.Namespace, engine: Any, fake: Any, sms_id: int, nam
     counts = collections.Counter(m.form.get("Body") for m in taken)
     times = sorted(m.at for m in taken)
     achieved = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    slot = 1 / args.rate
+    print(f"outbound: {len(taken)} taken in {times[-1] - times[0] if times else 0:.1f} s; gaps between sends: "
+          f"median {sorted(gaps)[len(gaps) // 2] if gaps else 0:.3f} s, longest {max(gaps, default=0):.3f} s, "
+          f"{sum(1 for g in gaps if g > 1.5 * slot)} over 1.5 slots, {sum(1 for g in gaps if g < 0.5 * slot)} under half")
     recorded = {row.id for row in done} if done else set()
     text = {message_id: f"bench reply {n}" for n, message_id in enumerate(ids)}
     lost = sum(1 for message_id in ids if message_id not in recorded or text[message_id] not in counts)

@@ -58,6 +58,10 @@ class TwilioConnector(Connector):
         callback = self._url(f"status?m={message.message_id}")
         return send.send(self._api(), self.config, message, callback)
 
+    def check(self) -> None:
+        """The account's credentials, against Twilio (its Account resource)."""
+        send.check(self._api(), self.config)
+
     def find_sent(self, message: OutboundMessage, since: datetime) -> SendResult | None:
         return send.find_sent(self._api(), self.config, message, since)
 

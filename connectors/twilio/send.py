@@ -20,7 +20,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from connectors.base import DeliveryStatus, OutboundMessage, SendResult
-from connectors.errors import PermanentError
+from connectors.errors import ConfigError, PermanentError
 from connectors.twilio.config import TwilioConfig, WhatsAppConfig
 from connectors.twilio.errors import from_rest, from_transport
 
@@ -83,6 +83,19 @@ def result(created: Any) -> SendResult:
     segments = _int(getattr(created, "num_segments", None))
     note = f"sent as {segments} SMS segments" if segments and segments > 1 else None
     return SendResult(external_id=created.sid, status=TAKEN.get(str(created.status), "sent"), note=note)
+
+
+def check(api: Client, config: TwilioConfig) -> None:
+    """ConfigError unless Twilio takes the account's credentials and the account is active."""
+    try:
+        account = api.api.v2010.accounts(config.account_sid).fetch()
+    except TwilioRestException as exc:
+        error = from_rest(exc)
+        raise error if isinstance(error, ConfigError) else ConfigError(f"Twilio: {error}") from None
+    except requests.RequestException as exc:
+        raise ConfigError(f"Twilio unreachable at {config.api_base_url}: {type(exc).__name__}") from None
+    if account.status not in (None, "active"):
+        raise ConfigError(f"the Twilio account is {account.status}")
 
 
 def find_sent(api: Client, config: TwilioConfig, message: OutboundMessage, since: datetime) -> SendResult | None:

@@ -253,6 +253,9 @@ def _handler(fake: FakeTwilio) -> type[http.server.BaseHTTPRequestHandler]:
                 return self._answer(200, found[0], found[1])
             if not fake.authorised(self.headers.get("Authorization", "")):
                 return self._json(401, _error(20003, "Authenticate"))
+            if parts.path == f"{fake.base}.json":
+                return self._json(200, {"sid": fake.account_sid, "friendly_name": "Shop", "status": "active",
+                                        "type": "Full", "uri": f"{fake.base}.json"})
             if parts.path == f"{fake.base}/Messages.json":
                 query = {k.rstrip("="): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
                 return self._json(200, fake.listing(query))

@@ -29,6 +29,9 @@ class Line:
         self.token = token
         if kind == "whatsapp":
             config.setdefault("templates", [TEMPLATE])
+        wrong = http.post("/api/v1/channels", headers={"Authorization": token}, json={
+            "kind": kind, "name": "wrong", "config": {**fake.config(**config), "auth_token": "0" * 32}})
+        assert wrong.status_code == 422 and "credentials" in wrong.json()["detail"]
         channel = desk.ok("POST", "/channels", json={"kind": kind, "name": f"{kind} line",
                                                      "config": fake.config(**config)})
         self.id = channel["id"]

@@ -146,3 +146,14 @@ def test_config_refuses_a_channel_without_sender_or_with_a_bad_number() -> None:
     assert parse_config(SmsConnector, {**base, "from_number": "+1 (555) 000-1111"}).from_number == "+15550001111"
     with pytest.raises(ConfigError, match="unique"):
         parse_config(WhatsAppConnector, {**base, "from_number": "+15550001111", "templates": [TEMPLATE, TEMPLATE]})
+
+
+def test_check_tries_the_credentials(fake: FakeTwilio) -> None:
+    sms(fake).check()
+    with pytest.raises(ConfigError) as refused:
+        SmsConnector(parse_config(SmsConnector, {**fake.config(), "auth_token": "0" * 32})).check()
+    assert refused.value.auth
+    from tests.support import free_port
+
+    with pytest.raises(ConfigError, match="unreachable"):
+        SmsConnector(parse_config(SmsConnector, {**fake.config(), "api_base_url": f"http://127.0.0.1:{free_port()}"})).check()
