@@ -157,3 +157,18 @@ def test_check_tries_the_credentials(fake: FakeTwilio) -> None:
 
     with pytest.raises(ConfigError, match="unreachable"):
         SmsConnector(parse_config(SmsConnector, {**fake.config(), "api_base_url": f"http://127.0.0.1:{free_port()}"})).check()
+
+
+def test_fetch_takes_media_with_the_accounts_credentials_through_the_redirect(fake: FakeTwilio) -> None:
+    hook = sms(fake)
+    url = fake.add_media(b"\xff\xd8jpeg" * 100, "image/jpeg")
+    got = hook.fetch(url, max_bytes=10_000)
+    assert got.data == b"\xff\xd8jpeg" * 100 and got.content_type == "image/jpeg"
+    with pytest.raises(PermanentError, match="larger than 100 bytes"):
+        hook.fetch(url, max_bytes=100)
+    with pytest.raises(PermanentError, match="404"):
+        hook.fetch(url + "-gone", max_bytes=10_000)
+    # Without the account's credentials (a host that is not Twilio's gets none) the media is refused.
+    foreign = url.replace("127.0.0.1", "localhost")
+    with pytest.raises(PermanentError, match="401"):
+        hook.fetch(foreign, max_bytes=10_000)
