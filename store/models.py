@@ -248,6 +248,8 @@ class Message(SQLModel, table=True):
     lease_until: datetime | None = _ts(default=None)
     parse_error: str | None = Field(default=None, sa_column=Column(Text))
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    # out: an approved template sent instead of free text, {"name", "variables"} (WhatsApp)
+    template: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     sent_at: datetime | None = _ts(default=None)
     created_at: datetime = _ts(default_factory=utcnow)
     # The customer changed the message (Telegram's edits): when, and the texts it had before,
