@@ -10,6 +10,8 @@ from connectors.base import Connector
 REGISTRY: dict[str, str] = {
     "api": "connectors.api:ApiConnector",
     "email": "connectors.email:EmailConnector",
+    "sms": "connectors.twilio:SmsConnector",
+    "whatsapp": "connectors.twilio:WhatsAppConnector",
     "telegram": "connectors.telegram:TelegramConnector",
 }
 

@@ -11,7 +11,7 @@ import { listView, countsInto } from "./inbox/list.js";
 import { conversationView } from "./inbox/conversation.js";
 import { searchView } from "./inbox/search.js";
 import { presence } from "./inbox/presence.js";
-import { shortcuts } from "./inbox/keys.js";
+import { shortcuts, openHelp } from "./inbox/keys.js";
 import { ADMIN_ROUTE, adminView } from "./admin/index.js";
 
 // [pattern on the part after "#", view, needs a signed-in agent]
@@ -72,6 +72,8 @@ function header() {
       presence.toggle(me),
       presence.notificationsButton(),
       language,
+      h("button", { type: "button", class: "quiet", id: "help-button", "aria-label": t("keys.title"), title: t("keys.title"),
+        onclick: openHelp }, "?"),
       signOut));
 }
 
@@ -127,6 +129,15 @@ async function render() {
 }
 
 function onEvent(event) {
+  if (event.type === "stream.closed") {
+    get("/session", { quiet: true }).catch((err) => {
+      if (err.status === 401 && state.me) {
+        ended();
+        toast(t("signin.ended"), "info");
+      }
+    });
+    return;
+  }
   if (event.type === "reset") {
     if (!event.local) toast(t("stream.reset"), "info", 10000);
     refreshCounts();

@@ -46,7 +46,8 @@ def test_message_arrives_live_reply_tick_note_resolve_reopen(desk: Desk, page: A
     desk.inbound(channel, "Hola! On és la meva comanda 1042?", customer="marta-1", name="Marta Vila")
     item = page.locator(".conv-item", has_text="Marta Vila")
     item.wait_for()
-    # (the preview of the last message: once the list carries it)
+    assert "On és la meva comanda 1042?" in item.inner_text()  # the preview of the last message
+    assert "API" in item.locator(".chip").inner_text()  # the channel's kind
     item.locator("a").click()
     page.locator(".msg[data-direction=in]", has_text="comanda 1042").wait_for()
 
@@ -99,6 +100,7 @@ def test_assign_to_colleague_who_sees_it_arrive(desk: Desk, new_page: Any, chann
     mine.select_option("#assignee", str(jan["id"]))
     arrived = theirs.locator(".conv-item", has_text="Pau Serra")
     arrived.wait_for()
+    assert "canviar la talla" in arrived.inner_text()
     number = arrived.locator(".conv-number").inner_text()
     theirs.locator(".toast", has_text=f"Conversation {number} was assigned to you").wait_for()
     # Ana (no team) may not see a conversation of Jan's: her page says so instead of going stale.
@@ -196,3 +198,86 @@ def test_colleague_sees_typing_and_note_live(desk: Desk, new_page: Any, channel:
     theirs.locator(".msg.is-private", has_text="La botiga obre a les 10").wait_for()
     theirs.locator("#typing:empty").wait_for(state="attached")
     assert theirs.locator(".msg").count() == 2
+
+
+def test_unread_counts_canned_files_contact(desk: Desk, page: Any, channel: tuple[int, str]) -> None:
+    """The inbox API's parts through the page: unread badges and counts, read on open, a canned
+    response by its /shortcut with placeholders filled, a note with a file, and the contact panel
+    with the customer's other conversation."""
+    tag = f"{desk.kind}{id(page) % 10000}"
+    desk.ok("POST", "/canned-responses", json={
+        "shortcut": f"enviament{tag}", "title": "Enviament en camí",
+        "text": "Hola {{contact.first_name}}, la comanda de la conversa #{{conversation.number}} ja és en camí."})
+    rut = desk.agent("Rut Camps")
+    desk.only_online(rut["id"])
+    sign_in(page, rut["email"])
+    desk.inbound(channel, f"On és el paquet {tag}?", customer=f"nina-{tag}", name="Nina Riera",
+                 thread="first")
+    desk.inbound(channel, "I una altra pregunta sobre la factura", customer=f"nina-{tag}", name="Nina Riera",
+                 thread="second")
+    items = page.locator(".conv-item", has_text="Nina Riera")
+    items.nth(1).wait_for()
+    first = page.locator(".conv-item.is-unread", has_text=f"paquet {tag}")
+    first.locator(".unread.badge", has_text="1").wait_for()
+    page.locator(".nav-link[data-nav='#/mine'] .badge", has_text="2").wait_for()
+
+    first.locator("a").click()
+    page.locator(".msg[data-direction=in]").wait_for()
+    number = page.locator("#conversation-title").inner_text().split(" ")[0]
+    opened = re.search(r"/conversations/(\d+)", page.url).group(1)
+    # The contact panel: the other conversation of the same customer.
+    page.locator(".contact-panel .others a").wait_for()
+    assert page.locator(".contact-panel .others a").count() == 1
+
+    page.fill("#composer-text", f"/enviament{tag}"[:8])
+    page.locator("#canned-list [role=option]", has_text=f"/enviament{tag}").wait_for()
+    page.press("#composer-text", "Enter")
+    assert page.input_value("#composer-text") == f"Hola Nina, la comanda de la conversa {number} ja és en camí."
+
+    page.keyboard.press("Escape")
+    page.click("text=Private note")
+    page.fill("#composer-text", "Albarà adjunt")
+    page.set_input_files("#composer-files", files=[{"name": "albara.txt", "mimeType": "text/plain",
+                                                     "buffer": b"albara 1042"}])
+    page.press("#composer-text", "Control+Enter")
+    page.locator(".msg.is-private .attachments a", has_text="albara.txt").wait_for()
+
+    # A message arriving while the conversation is open is read too, even when the agent moves on at once.
+    desk.inbound(channel, "Perfecte, gràcies", customer=f"nina-{tag}", name="Nina Riera", thread="first")
+    page.locator(".msg[data-direction=in]", has_text="Perfecte, gràcies").wait_for()
+    page.goto("/#/mine")
+    page.locator(f".conv-item[data-id='{opened}']", has_text="Perfecte, gràcies").wait_for()  # the preview: the last
+    assert "is-unread" not in page.get_attribute(f".conv-item[data-id='{opened}']", "class")  # read on open
+    page.locator(".nav-link[data-nav='#/mine'] .badge", has_text="2").wait_for()
+
+
+def test_search_finds_and_opens(desk: Desk, page: Any, channel: tuple[int, str]) -> None:
+    tag = f"{desk.kind}{id(page) % 10000}"
+    sol = desk.agent("Sol Pujol")
+    desk.only_online(sol["id"])
+    desk.inbound(channel, f"Tinc un dubte sobre el paquet {tag}", customer=f"ot-{tag}", name="Oriol Tarrés")
+    sign_in(page, sol["email"])
+    page.locator(".conv-item", has_text="Oriol Tarrés").wait_for()
+    page.keyboard.press("/")
+    page.keyboard.type(f"paquet {tag}")
+    page.keyboard.press("Enter")
+    result = page.locator("#search-results .conv-item[data-kind=message]", has_text="Oriol Tarrés")
+    result.wait_for()
+    assert f"paquet {tag}" in result.locator(".snippet").inner_text()
+    page.fill("#search-box", "Tarrés")
+    page.press("#search-box", "Enter")
+    page.locator("#search-results .conv-item[data-kind=contact]", has_text="Oriol Tarrés").locator("a").click()
+    page.locator(".msg[data-direction=in]", has_text=f"paquet {tag}").wait_for()
+
+
+def test_language_follows_the_agent(desk: Desk, new_page: Any) -> None:
+    """The language chosen is the agent's (PATCH /me), not the browser's: a fresh browser shows it."""
+    pia = desk.agent("Pia Nowak", online=False)
+    first = new_page()
+    sign_in(first, pia["email"])
+    first.select_option("#language", "pl")
+    first.locator("a.nav-link[data-nav='#/mine']", has_text="Moje").wait_for()
+    wait_for(lambda: desk.ok("GET", f"/agents/{pia['id']}").get("locale") == "pl", what="locale saved")
+    other = new_page()
+    sign_in(other, pia["email"])
+    other.locator("a.nav-link[data-nav='#/mine']", has_text="Moje").wait_for()

@@ -156,3 +156,16 @@ def test_presence_toggle(desk: Desk, page: Any) -> None:
     assert desk.ok("GET", f"/agents/{eli['id']}")["presence"] == "away"
     desk.ok("PUT", f"/agents/{eli['id']}/presence", json={"status": "online"})  # from elsewhere: the page follows
     page.locator("#presence[data-status=online]").wait_for()
+
+
+def test_disabled_agent_is_signed_out_of_the_open_page(desk: Desk, page: Any) -> None:
+    """An admin disables an agent: the open inbox's stream ends and the page goes back to its
+    sign-in form, saying why, without anything the agent does."""
+    from tests.web.browser.desks import sign_in
+
+    ivo = desk.agent("Ivo Serra", online=False)
+    sign_in(page, ivo["email"])
+    desk.ok("PATCH", f"/agents/{ivo['id']}", json={"active": False})
+    page.locator("#signin-form input[name=email]").wait_for(timeout=45_000)  # the stream's next ping
+    page.locator(".toast", has_text="Your session has ended").wait_for()
+    assert not page.locator("#shell").is_visible()

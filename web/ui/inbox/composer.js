@@ -23,20 +23,29 @@ export function composer(conversation, { onSent }) {
   const replyButton = h("button", { type: "button", "aria-pressed": "true", onclick: () => setMode("reply") }, t("composer.reply"));
   const noteButton = h("button", { type: "button", "aria-pressed": "false", onclick: () => setMode("note") }, t("composer.note"));
   const send = h("button", { type: "submit", class: "primary" });
+  const windowNote = h("p", { class: "window closed", id: "composer-window", hidden: true }, t("composer.window_closed"));
   const form = h("form", { class: "composer", id: "composer", "aria-label": t("composer.label"), onsubmit: (e) => {
     e.preventDefault();
     submit();
   } },
   h("div", { class: "mode", role: "group", "aria-label": t("composer.mode") }, replyButton, noteButton),
-  label, text, list,
+  label, windowNote, text, list,
   h("p", { id: "composer-hint", class: "hint" }, t("composer.hint")),
   h("div", { class: "composer-bar" },
     h("label", { for: "composer-files", class: "files-label" }, t("composer.attach")), files, chosenFiles,
     h("button", { type: "button", onclick: () => openCanned("") }, t("composer.canned")),
     send));
 
+  // A channel's reply window (WhatsApp's 24 hours) closed: say so before the agent writes a reply
+  // the server will refuse (notes are always possible).
+  function windowClosed() {
+    const ends = conversation.reply_window_ends_at;
+    return Boolean(ends) && new Date(ends) <= new Date();
+  }
+
   function setMode(next, focus = true) {
     mode = next;
+    windowNote.hidden = !(mode === "reply" && windowClosed());
     form.classList.toggle("is-note", mode === "note");
     replyButton.setAttribute("aria-pressed", String(mode === "reply"));
     noteButton.setAttribute("aria-pressed", String(mode === "note"));
@@ -160,5 +169,10 @@ export function composer(conversation, { onSent }) {
     }
   });
 
-  return { node: form, setMode, focus: () => text.focus() };
+  function update(fresh) {
+    conversation = fresh;
+    windowNote.hidden = !(mode === "reply" && windowClosed());
+  }
+
+  return { node: form, setMode, update, focus: () => text.focus() };
 }

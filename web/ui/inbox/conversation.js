@@ -39,7 +39,6 @@ export async function conversationView(ctx, id) {
   const head = h("div", { class: "conv-head" });
   const typers = new Map();
   let timer = null;
-  let readTimer = null;
   let gone = false;
 
   const write = composer(conversation, { onSent: () => refresh() });
@@ -120,6 +119,7 @@ export async function conversationView(ctx, id) {
     }
     conversation = fresh;
     drawHead();
+    write.update(conversation);
     const added = drawMessages(conversation.messages);
     const incoming = added.filter((m) => m.direction === "in");
     if (incoming.length) {
@@ -134,9 +134,9 @@ export async function conversationView(ctx, id) {
     if (live) live.textContent = text;
   }
 
+  // At once (not on a timer a quick move to another view would cancel).
   function markRead() {
-    clearTimeout(readTimer);
-    readTimer = setTimeout(() => post(`/conversations/${id}/read`, undefined, { quiet: true }).catch(() => null), 200);
+    post(`/conversations/${id}/read`, undefined, { quiet: true }).catch(() => null);
   }
 
   function showTyping() {
@@ -179,7 +179,6 @@ export async function conversationView(ctx, id) {
     destroy() {
       clearTimeout(timer);
       refresh.stop();
-      clearTimeout(readTimer);
       typers.forEach((x) => clearTimeout(x));
     },
     key(e, editing) {

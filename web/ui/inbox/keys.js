@@ -18,7 +18,7 @@ function closeHelp() {
   if (before) before.focus();
 }
 
-function openHelp() {
+export function openHelp() {
   before = document.activeElement;
   const close = h("button", { type: "button", onclick: closeHelp }, t("keys.close"));
   overlay = h("div", { class: "overlay", id: "help", onclick: (e) => { if (e.target === overlay) closeHelp(); } },

@@ -104,19 +104,26 @@ export async function listView(ctx, view, params) {
     return true;
   });
 
+  await load();
+  // Channels by name for admins; for agents (who may not list channels), those of the conversations
+  // they see, by kind and number.
+  const channelOptions = channels.length ? channels.map((c) => [c.id, c.name])
+    : [...new Map(items.map((i) => [i.channel_id, `${i.channel_kind ? t(`channel.${i.channel_kind}`) : t("channel.generic")} ${i.channel_id}`])).entries()];
+  if (filters.channel_id && !channelOptions.some(([value]) => String(value) === filters.channel_id)) {
+    channelOptions.push([filters.channel_id, `${t("channel.generic")} ${filters.channel_id}`]);
+  }
   const node = h("section", { class: "inbox-list" },
     h("h1", { class: "view-title" }, t(`nav.${view}`)),
     h("div", { class: "filters" },
       select("status", STATUSES.map((s) => [s, t(`status.${s}`)]), t("list.status")),
-      channels.length ? select("channel_id", channels.map((c) => [c.id, c.name]), t("list.channel")) : null,
+      channelOptions.length ? select("channel_id", channelOptions, t("list.channel")) : null,
       teams.length ? select("team_id", teams.map((x) => [x.id, x.name]), t("list.team")) : null),
     list, empty);
-  await load();
   return {
     node,
     list: () => items.map((i) => i.id),
     event(e) {
-      if (!e.conversation_id) return;
+      if (!e.conversation_id || e.type === "agent.typing") return;
       clearTimeout(timer);
       timer = setTimeout(load, 150);
     },

@@ -31,7 +31,9 @@ function open() {
   source.onerror = () => {
     document.body.classList.add("stream-down");
     if (source.readyState === EventSource.CLOSED && !stopped) {
-      // The browser gave up (e.g. an error answer): start again, from where we were.
+      // The browser gave up (e.g. an error answer): start again, from where we were. The
+      // handler hears of it first ("stream.closed"): the session may have ended.
+      handler({ type: "stream.closed", id: null, local: true });
       retryTimer = setTimeout(() => {
         if (lastId === null) handler({ type: "reset", id: null, local: true });
         open();
