@@ -26,7 +26,8 @@ export const KINDS = {
     { key: "smtp_security", options: SECURITY }, { key: "smtp_username" }, { key: "smtp_password", secret: true },
     { key: "after_import", placeholder: "seen", hint: "admin.hint.after_import" },
   ],
-  sms: [...TWILIO, { key: "voice", type: "bool" }, { key: "voice_greeting" }],
+  sms: [...TWILIO, { key: "voice", type: "bool" }, { key: "voice_greeting" }, { key: "voice_closed_greeting" },
+    { key: "voice_language", placeholder: "en-US" }, { key: "voice_max_length", type: "number" }],
   whatsapp: [...TWILIO, { key: "templates", type: "json", hint: "admin.hint.templates" }],
   telegram: [
     { key: "bot_token", secret: true, required: true }, { key: "mode", options: ["webhook", "polling"] },
