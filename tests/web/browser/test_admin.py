@@ -225,3 +225,26 @@ def test_kinds_the_server_does_not_know_do_not_break_the_page(desk: Desk, page: 
     page.click(".admin-tab:has-text('Teams')")
     page.locator("#team-form").wait_for()
     assert [e for e in errors if "pageerror" in e] == []
+
+
+def test_testing_a_channel_whose_server_does_not_answer_shows_why(desk: Desk, page: Any) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    mailbox = desk.ok("POST", "/channels", params={"verify": "false"}, json={
+        "kind": "email", "name": f"Mailbox {desk.kind}", "enabled": False, "config": {
+            "address": "hola@shop.test", "imap_host": "127.0.0.1", "imap_port": port, "imap_security": "none",
+            "imap_password": "not-used", "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_security": "none"}})
+    admin(desk, page, "Olga Test")
+    page.goto("/#/admin/channels")
+    row = page.locator(f"#channels-table tr[data-id='{mailbox['id']}']")
+    row.locator("button:has-text('Test')").click()
+    result = row.locator(".test-result[data-result=error]")
+    result.wait_for()
+    assert "Test failed" in result.inner_text() and "unreachable" in result.inner_text()
+    # The edit page of the same channel: its secret is not shown, and the kind's fields are there.
+    page.goto(f"/#/admin/channels/{mailbox['id']}")
+    assert page.input_value("input[name=imap_host]") == "127.0.0.1"
+    assert page.input_value("input[name=imap_password]") == ""
