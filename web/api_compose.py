@@ -52,7 +52,7 @@ class ReplyIn(Input):
     @model_validator(mode="after")
     def _text_or_template(self) -> ReplyIn:
         if (not self.text) == (self.template is None):
-            raise ValueError("give either text or template")
+            raise ValueError("a reply needs its text, or a template instead of text (not both)")
         return self
 
 
