@@ -7,8 +7,8 @@ import { t, setLocale, pick, getLocale, LOCALES, LOCALE_NAMES } from "./lib/i18n
 import * as stream from "./lib/stream.js";
 import { toast } from "./lib/toast.js";
 import { showSignIn, wireSignIn, inviteView } from "./inbox/signin.js";
-import { listView, countsInto } from "./inbox/list.js";
-import { conversationView } from "./inbox/conversation.js";
+import { listView, countsInto, forgetLookups } from "./inbox/list.js";
+import { conversationView, forgetAgents } from "./inbox/conversation.js";
 import { searchView } from "./inbox/search.js";
 import { presence } from "./inbox/presence.js";
 import { shortcuts, openHelp } from "./inbox/keys.js";
@@ -173,6 +173,8 @@ async function signOutNow() {
 
 function ended() {
   stream.disconnect();
+  forgetLookups();
+  forgetAgents();
   presence.stop();
   state.me = null;
   setCsrf("");

@@ -97,3 +97,19 @@ def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
     page.fill("input[name=password]", password)
     page.click("#signin-form button[type=submit]")
     page.wait_for_selector("#me-name")
+
+
+def watch_errors(page: Any) -> list[str]:
+    """Script errors of the page (uncaught exceptions, errors logged; not answers such as the 401
+    of ``GET /session`` before signing in), for a test to assert none happened."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+
+    def answered(response: Any) -> None:  # a 401 of /session is how the page learns who is signed in
+        if response.status >= 400 and not (response.status == 401 and response.url.endswith("/api/v1/session")):
+            errors.append(f"{response.request.method} {response.url}: {response.status}")
+
+    page.on("response", answered)
+    return errors

@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakes.shop import Shop
 from tests.support import wait_for
-from tests.web.browser.desks import Desk, sign_in
+from tests.web.browser.desks import Desk, sign_in, watch_errors
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def test_message_arrives_live_reply_tick_note_resolve_reopen(desk: Desk, page: A
                                                              channel: tuple[int, str]) -> None:
     ana = desk.agent("Ana Puig")
     desk.only_online(ana["id"])
+    errors = watch_errors(page)
     sign_in(page, ana["email"])
     navigations = no_reload(page)
 
@@ -82,6 +83,7 @@ def test_message_arrives_live_reply_tick_note_resolve_reopen(desk: Desk, page: A
     snoozed = desk.ok("GET", f"/conversations/{conversation_id}")
     assert snoozed["status"] == "snoozed" and snoozed["snoozed_until"].startswith("2031-05-0")
     assert navigations == [], navigations
+    assert errors == []  # no script error, no refused request along the way
 
 
 def test_assign_to_colleague_who_sees_it_arrive(desk: Desk, new_page: Any, channel: tuple[int, str]) -> None:
@@ -136,6 +138,7 @@ def test_failed_reply_shows_reason_and_retry_delivers(desk: Desk, page: Any, sho
 def test_keyboard_alone(desk: Desk, page: Any, channel: tuple[int, str]) -> None:
     """j/k, Enter, r, n, a, e, ?, Esc and Ctrl+Enter: a conversation handled without the mouse."""
     gil = desk.agent("Gil Mas")
+    errors = watch_errors(page)
     sign_in(page, gil["email"])
     desk.only_online()  # nobody online: the conversations wait, unassigned, in the shared queue
     for customer in ("Uri", "Vera"):
@@ -173,6 +176,7 @@ def test_keyboard_alone(desk: Desk, page: Any, channel: tuple[int, str]) -> None
     page.keyboard.press("/")
     assert page.evaluate("() => document.activeElement.id") == "search-box"
     assert desk.ok("GET", f"/conversations/{first}")["status"] == "resolved"
+    assert errors == []
 
 
 def test_colleague_sees_typing_and_note_live(desk: Desk, new_page: Any, channel: tuple[int, str]) -> None:

@@ -108,11 +108,18 @@ def test_other_teams_conversation_never_shown(desk: Desk, new_page: Any) -> None
     page.locator("h1", has_text="Conversation not found").wait_for()
     assert "xiuxiueig" not in page.inner_text("body") and "Sílvia" not in page.inner_text("body")
 
-    if desk.api("GET", "/search?q=xiuxiueig").status_code != 404:  # search: once the endpoint exists
-        page.fill("#search-box", "xiuxiueig")
+    def search(words: str) -> None:
+        page.fill("#search-box", words)
         page.press("#search-box", "Enter")
+        page.locator("#view h1", has_text=f"“{words}”").wait_for()
         page.locator("#view [role=status]", has_text=re.compile("Nothing found|results")).wait_for()
+
+    search("Hola nord")  # what she may see, she finds
+    page.locator("#search-results .conv-item", has_text="Nil Nord").first.wait_for()
+    for words in ("xiuxiueig", "Sílvia Sud", "secret del sud"):  # a message's word, the contact, a phrase
+        search(words)
         assert page.locator(f"#search-results .conv-item[data-id='{theirs['id']}']").count() == 0
+        assert "Sílvia" not in page.inner_text("#search-results")
     shop.close()
 
 

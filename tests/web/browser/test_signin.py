@@ -7,20 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.web.browser.desks import PASSWORD, Desk
+from tests.web.browser.desks import PASSWORD, Desk, watch_errors
 
 CSP_PARTS = ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'",
              "base-uri 'none'", "connect-src 'self'"]
-
-
-def watch_errors(page: Any) -> list[str]:
-    """Script errors of the page (uncaught exceptions, errors logged; not answers such as the 401
-    of ``GET /session`` before signing in), for a test to assert none happened."""
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}")
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
-    return errors
 
 
 def test_sign_in_wrong_pair_then_right_then_out(desk: Desk, page: Any) -> None:

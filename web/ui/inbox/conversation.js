@@ -13,6 +13,10 @@ import { retrying } from "../lib/retry.js";
 const TYPING_SHOWN_MS = 6000;
 let agents = null;
 
+export function forgetAgents() {
+  agents = null;
+}
+
 async function agentList() {
   if (!agents) agents = await get("/agents", { quiet: true }).then((r) => r.items).catch(() => []);
   return agents;

@@ -21,11 +21,25 @@ export async function countsInto(nav) {
   }
 }
 
-async function lookups() {
-  if (!channels) {
-    channels = await get("/channels", { quiet: true }).then((r) => r.items).catch(() => []);
-    teams = await get("/teams", { quiet: true }).then((r) => r.items).catch(() => []);
+let looked = null;
+
+// Channel and team names, fetched once (one promise: views rendered at once share it).
+function lookups(me) {
+  if (!looked) {
+    looked = Promise.all([
+      // Channels are listed for admins only; agents filter by the channels of what they see.
+      me.role === "admin" ? get("/channels", { quiet: true }).then((r) => r.items).catch(() => []) : [],
+      get("/teams", { quiet: true }).then((r) => r.items).catch(() => []),
+    ]).then(([c, x]) => { channels = c; teams = x; });
   }
+  return looked;
+}
+
+// Signed out: the next agent's lookups are their own.
+export function forgetLookups() {
+  looked = null;
+  channels = null;
+  teams = null;
 }
 
 export function query(view, filters, me) {
@@ -72,7 +86,7 @@ export function itemRow(item, { selected = false } = {}) {
 
 export async function listView(ctx, view, params) {
   view = view || "mine";
-  await lookups();
+  await lookups(ctx.me);
   const filters = { status: params.get("status") || "", channel_id: params.get("channel_id") || "",
     team_id: params.get("team_id") || "" };
   const list = h("ul", { class: "conv-list", id: "conversations", "aria-label": t(`nav.${view}`) });
