@@ -28,6 +28,7 @@ from sqlalchemy.sql.dml import Update
 
 from connectors import connector_class
 from connectors.base import Identity, OutboundMessage, SendResult
+from connectors.errors import PermanentError
 from store.events import append, event
 from store.models import utcnow
 from store.sql import channels, clean, contacts, conversations, identities, messages, participants
@@ -41,7 +42,15 @@ LEASE = 15.0  # seconds a claim holds a reply; renewed while the send runs
 RECORD_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0)  # retries of an outcome write on a broken connection
 
 
-class ReplyWindowClosed(ValueError):
+class ReplyRefused(ValueError):
+    """A reply its conversation's channel cannot take (the API answers 422 with the reason)."""
+
+
+class ReplyTooLong(ReplyRefused):
+    """Longer than the conversation takes (its channel's ``max_text_length``, for this thread)."""
+
+
+class ReplyWindowClosed(ReplyRefused):
     """The channel accepts replies only within a window after the customer's last message (its
     ``reply_window`` capability), and that window has closed. The API answers 422."""
 
@@ -58,11 +67,12 @@ def create_reply(
 ) -> int:
     """Store an agent's reply (``pending``, for the deliver job) or private note (never sent).
     Raises LookupError for no such conversation, ReplyWindowClosed for a reply its channel no
-    longer accepts (private notes are always taken)."""
+    longer accepts, ReplyTooLong for a text longer than the conversation takes (private notes are
+    always taken)."""
     now = utcnow()
     with engine.begin() as conn:
         conv = conn.execute(
-            select(c.channel_id, c.status, channels.c.kind)
+            select(c.channel_id, c.status, c.thread_key, channels.c.kind)
             .join(channels, channels.c.id == c.channel_id)
             .where(c.id == conversation_id)
         ).first()
@@ -70,6 +80,7 @@ def create_reply(
             raise LookupError(f"conversation {conversation_id} does not exist")
         if not private:
             _check_reply_window(conn, conversation_id, conv.kind, now)
+            _check_length(conn, conversation_id, conv, text)
         message_id = conn.execute(
             messages.insert()
             .values(
@@ -122,6 +133,21 @@ def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) ->
                                 "last message, and that time has passed")
 
 
+def _check_length(conn: Any, conversation_id: int, conv: Any, text: str) -> None:
+    try:
+        connector = connector_class(conv.kind)
+    except (KeyError, ImportError):
+        return
+    last_in = conn.execute(
+        select(m.external_id).where(m.conversation_id == conversation_id, m.direction == "in",
+                                    m.external_id.is_not(None)).order_by(m.id.desc()).limit(1)
+    ).scalar()
+    try:
+        connector.capabilities_for(conv.thread_key, last_in).check_text(text)
+    except PermanentError as exc:
+        raise ReplyTooLong(exc.reason) from None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
     channel_id: int
@@ -163,7 +189,7 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
             m.id == message_id
         )
     ).one()
-    conv = conn.execute(select(c.id, c.contact_id, c.subject).where(c.id == msg.conversation_id)).one()
+    conv = conn.execute(select(c.id, c.contact_id, c.subject, c.thread_key).where(c.id == msg.conversation_id)).one()
     contact = conn.execute(
         select(contacts.c.name, contacts.c.email, contacts.c.phone).where(contacts.c.id == conv.contact_id)
     ).one()
@@ -194,6 +220,7 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
         external_id=msg.external_id,
         in_reply_to=last_in,
         references=tuple(t.external_id for t in thread[-30:]),
+        thread_key=conv.thread_key,
         cc=tuple(Identity(external_id=e, email=e) for e in cc if e != contact.email),
         automatic=msg.automatic,
     )

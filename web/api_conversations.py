@@ -117,7 +117,7 @@ def reply(conversation_id: Id, body: ReplyIn, agent: CurrentAgent) -> ReplyOut:
     try:
         message_id = outbound.create_reply(get_engine(), conversation_id, agent_id=agent.id, text=body.text,
                                            private=body.private)
-    except outbound.ReplyWindowClosed as exc:
+    except outbound.ReplyRefused as exc:  # the reply window closed, a text too long for the thread
         raise HTTPException(422, str(exc)) from None
     if not body.private:
         ring_delivery(message_id)
