@@ -34,7 +34,7 @@ class TwitterConfig(ChannelConfig):
     webhooks: bool = False
     mentions: bool = True
     direct_messages: bool = True
-    poll_interval: float = Field(default=60.0, ge=5, le=3600)
+    poll_interval: float = Field(default=60.0, ge=1, le=3600)
     timeout: float = Field(default=20.0, gt=0, le=120)
 
     @field_validator("api_base_url")
