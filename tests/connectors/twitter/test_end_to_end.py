@@ -184,3 +184,30 @@ def test_a_blocked_dm_fails_the_reply_with_xs_reason(omnidesk: Running, x: FakeX
     failed = wait_for(lambda: (m := messages_of(omnidesk, conv["id"])[-1])["status"] == "failed" and m,
                       what="the reply failed")
     assert "You cannot send messages to this user" in failed["status_reason"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_move_to_dm_is_refused_where_it_cannot_be(omnidesk: Running, x: FakeX, callback: Any) -> None:
+    marta = x.user("2244994945", "Marta Ruiz", "martaruiz")
+    x_channel(omnidesk, x)
+    x.dm(marta, "a DM first")
+    dm_conv = conversation_with(omnidesk, "a DM first")
+    x.mention(marta, "@shop and in public")
+    public_conv = conversation_with(omnidesk, "@shop and in public")
+    taken = omnidesk.api("POST", f"/conversations/{public_conv['id']}/move-to-dm")
+    assert taken.status_code == 409
+    assert taken.json()["detail"].startswith(f"the customer's direct messages are open in conversation {dm_conv['id']}")
+    assert omnidesk.ok("POST", f"/conversations/{dm_conv['id']}/move-to-dm")["id"] == dm_conv["id"]  # there already
+    omnidesk.ok("POST", f"/conversations/{dm_conv['id']}/resolve")
+    omnidesk.ok("POST", f"/conversations/{public_conv['id']}/move-to-dm")  # free now
+    omnidesk.ok("POST", f"/conversations/{public_conv['id']}/messages", json={"text": "continuing here"})
+    wait_for(lambda: x.dms, what="the DM")
+    assert x.dms[0]["to"] == marta and x.tweets == []
+
+    api_channel, secret = omnidesk.api_channel(callback.url)
+    assert omnidesk.post_inbound(api_channel, secret, {"message_id": "m1", "from": {"id": "c1"},
+                                                       "text": "from the shop's form"}).status_code == 202
+    form = conversation_with(omnidesk, "from the shop's form")
+    refused = omnidesk.api("POST", f"/conversations/{form['id']}/move-to-dm")
+    assert refused.status_code == 409 and "no direct messages" in refused.json()["detail"]
+    assert omnidesk.api("POST", "/conversations/999999/move-to-dm").status_code == 404
