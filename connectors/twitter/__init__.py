@@ -124,14 +124,14 @@ class TwitterConnector(Connector):
         user_auth = self.config.bearer_token is None
 
         def fetch(token: str | None) -> dict[str, Any]:
-            return api.call("reading mentions", lambda: self.client.get_users_mentions(
+            return api.read("reading mentions", lambda: self.client.get_users_mentions(
                 self.config.user_id, since_id=since, pagination_token=token, max_results=poll.PAGE_SIZE,
                 tweet_fields=api.TWEET_FIELDS, expansions="author_id,attachments.media_keys",
                 user_fields=api.USER_FIELDS, media_fields=api.MEDIA_FIELDS, user_auth=user_auth))
         return fetch
 
     def _fetch_dms(self, token: str | None) -> dict[str, Any]:
-        return api.call("reading direct messages", lambda: self.client.get_direct_message_events(
+        return api.read("reading direct messages", lambda: self.client.get_direct_message_events(
             pagination_token=token, max_results=poll.PAGE_SIZE, event_types="MessageCreate",
             dm_event_fields=api.DM_FIELDS, expansions="sender_id,attachments.media_keys",
             user_fields=api.USER_FIELDS, media_fields=api.MEDIA_FIELDS, user_auth=True))

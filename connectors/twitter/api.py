@@ -52,6 +52,28 @@ def client(config: TwitterConfig) -> tweepy.Client:
     return made
 
 
+def read(what: str, request: Callable[[], requests.Response]) -> dict[str, Any]:
+    """:func:`call` for a read that comes back with the window left: X answers 429 to the next
+    read once ``x-rate-limit-remaining`` is 0, so a walk that needs more pages stops here instead,
+    as if it had (TransientError until the reset), and keeps what it has."""
+    response: list[requests.Response] = []
+
+    def keep() -> requests.Response:
+        response.append(request())
+        return response[0]
+
+    body = call(what, keep)
+    if response and response[0].headers.get("x-rate-limit-remaining") == "0":
+        wait = reset_in(response[0])
+        until = datetime.fromtimestamp(time.time() + wait, UTC).strftime("%H:%M:%S UTC")
+        body[SPENT] = TransientError(f"{what}: X's rate limit is used up; trying again after {until}",
+                                     retry_after=wait)
+    return body
+
+
+SPENT = "omnidesk:spent"  # a page's key for the TransientError the next read would meet
+
+
 def call(what: str, request: Callable[[], requests.Response], *, sending: bool = False) -> dict[str, Any]:
     """Run one tweepy call and return its JSON; X's failures become ours (see connectors.errors):
     429 and 5xx and the network are transient (429 until ``x-rate-limit-reset``), 401 is the

@@ -13,8 +13,9 @@ id per channel).
   events stored (``dm_seen``); a walk stops at a page holding one of them, or an id older than
   the oldest kept (the horizon), so a deleted DM cannot send it back 30 days.
 
-When X's rate limit stops a walk half way, what it fetched is handed over with the cursor as it
-was (stored once, fetched again next time), then the TransientError (retry after the reset).
+When X's rate limit stops a walk half way (a 429, or a page saying the window is used up while
+more pages are to come), what it fetched is handed over with the cursor as it was (stored once,
+fetched again next time), then the TransientError (retry after the reset).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from connectors.base import InboundMessage, PollBatch
 from connectors.errors import TransientError
-from connectors.twitter import events
+from connectors.twitter import api, events
 
 MAX_PAGES = 20  # per timeline a poll: 2,000 items; the rest comes in the next poll
 PAGE_SIZE = 100
@@ -65,6 +66,8 @@ def walk(fetch: Fetch, parse: Callable[[Any, dict, dict], InboundMessage | None]
         token = meta.get("next_token")
         if not items or not token or done(items):
             break
+        if isinstance(page.get(api.SPENT), TransientError):  # the next page would be refused
+            return list(found.values()), newest, page[api.SPENT]
     return list(found.values()), newest, None
 
 

@@ -127,7 +127,9 @@ class FakeX:
         """After ``after`` more calls, the next ``times`` calls to ``endpoint`` answer 429, the
         window resetting ``reset_in`` s from now."""
         with self.lock:
-            self.limits[endpoint] = Limit(remaining=after, reset=time.time() + reset_in, forced=times, after=after)
+            # Refused though the window showed room (another app of the account spent it, say).
+            self.limits[endpoint] = Limit(remaining=WINDOWS[endpoint] if after else 0, reset=time.time() + reset_in,
+                                          forced=times, after=after)
 
     def channel_config(self, **extra: Any) -> dict[str, Any]:
         return {"consumer_key": CONSUMER_KEY, "consumer_secret": CONSUMER_SECRET, "access_token": ACCESS_TOKEN,
@@ -163,7 +165,7 @@ class FakeX:
     def _window(self, endpoint: str, status: int) -> dict[str, str]:
         with self.lock:
             limit = self.limits.get(endpoint)
-            if limit is None or (limit.reset <= time.time() and not limit.forced):
+            if limit is None or limit.reset <= time.time():  # a new window
                 limit = self.limits[endpoint] = Limit(remaining=WINDOWS[endpoint], reset=time.time() + 900)
             if status != 429:
                 limit.remaining = max(0, limit.remaining - 1)

@@ -15,7 +15,7 @@ from connectors.base import Identity, OutboundMessage
 from connectors.errors import ConfigError, PermanentError, TransientError
 from connectors.twitter import TwitterConnector, poll
 from connectors.twitter.config import TwitterConfig
-from tests.fakes.twitter import SHOP_ID, FakeX
+from tests.fakes.twitter import SHOP_ID, FakeX, Limit
 from tests.support import free_port
 
 
@@ -190,3 +190,17 @@ def test_credentials_and_an_unreachable_x(x: FakeX) -> None:
                                              "timeout": 2}))
     with pytest.raises(TransientError, match="cannot reach X"):
         gone.send(outbound("hi", to="5", in_reply_to="dm:1"))
+
+
+def test_a_window_used_up_mid_walk_stops_before_xs_429(x: FakeX) -> None:
+    person = customers(x, 1)[0]
+    events = [x.dm(person, f"dm {n}") for n in range(250)]
+    x.limits["dm_events"] = Limit(remaining=1, reset=time.time() + 40)  # one read left in this window
+    handed: list[str] = []
+    with pytest.raises(TransientError) as stopped:
+        for batch in connector(x, mentions=False).poll(None):
+            handed += [e.external_id for e in batch.events]
+            assert batch.cursor == {}  # older pages are missing: nothing may move
+    assert "used up" in stopped.value.reason and 35 <= stopped.value.retry_after <= 41
+    assert handed == [f"dm:{e['id']}" for e in events[-100:]]
+    assert len(x.calls("/2/dm_events")) == 1  # no read X would refuse
