@@ -8,6 +8,7 @@ headers are read here.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +20,11 @@ from requests.adapters import HTTPAdapter
 
 from connectors.errors import ConfigError, PermanentError, TransientError
 from connectors.twitter.config import DEFAULT_API, TwitterConfig
+
+# tweepy logs every request's headers (the bearer token) and oauthlib its signing at DEBUG: with
+# omnidesk at DEBUG they would write the channel's secrets to the log. They say nothing below WARNING.
+for _name in ("tweepy", "oauthlib", "requests_oauthlib"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 # Fields asked for, so a tweet or DM event carries what the conversation needs.
 TWEET_FIELDS = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,lang,attachments"

@@ -204,3 +204,21 @@ def test_a_window_used_up_mid_walk_stops_before_xs_429(x: FakeX) -> None:
     assert "used up" in stopped.value.reason and 35 <= stopped.value.retry_after <= 41
     assert handed == [f"dm:{e['id']}" for e in events[-100:]]
     assert len(x.calls("/2/dm_events")) == 1  # no read X would refuse
+
+
+def test_secrets_stay_out_of_the_logs_even_at_debug(x: FakeX, caplog: pytest.LogCaptureFixture) -> None:
+    person = customers(x, 1)[0]
+    x.mention(person, "@shop hi")
+    x.dm(person, "hello")
+    config = x.channel_config()
+    with caplog.at_level("DEBUG"):
+        c = connector(x)
+        drain(c, None)
+        c.send(outbound("hi", to=person, in_reply_to="dm:1"))
+        x.limit("dm_send", times=1)
+        with pytest.raises(TransientError):
+            c.send(outbound("hi again", to=person, in_reply_to="dm:1"))
+    logged = caplog.text
+    assert x.dms and "Making API request" not in logged
+    for secret in ("consumer_secret", "access_token_secret", "bearer_token"):
+        assert config[secret] not in logged
