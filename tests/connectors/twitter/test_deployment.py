@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, select
@@ -73,16 +74,35 @@ def test_a_poller_killed_mid_poll_resumes_without_loss_or_doubles_and_replies_re
             stored = Counter(inbound_ids(pg_url))
             assert set(stored) == expected and max(stored.values()) == 1  # none lost, none doubled
 
-            # Replies: in public under the customer's tweet, and by DM to the right person.
+            # Replies: in public under the customer's tweet, and by DM to the right person; the
+            # public one meets X's rate limit first and goes after the reset.
             mention, dm = x.mentions[0], next(e for e in x.events if e["sender_id"] != SHOP_ID)
             convs = {m["text"]: m for m in _all_conversation_messages(desk, {mention["text"], dm["text"]})}
-            desk.ok("POST", f"/conversations/{convs[mention['text']]['conversation_id']}/messages",
-                    json={"text": "Public answer"})
-            desk.ok("POST", f"/conversations/{convs[dm['text']]['conversation_id']}/messages",
-                    json={"text": "Private answer"})
+            public, private = convs[mention["text"]]["conversation_id"], convs[dm["text"]]["conversation_id"]
+            refused = desk.api.post(f"/api/v1/conversations/{public}/messages", json={"text": "x" * 281})
+            assert refused.status_code == 422 and "at most 280" in refused.json()["detail"]
+            x.limit("tweets", times=1, reset_in=3)
+            limited_at = time.time()
+            desk.ok("POST", f"/conversations/{public}/messages", json={"text": "Public answer"})
+            desk.ok("POST", f"/conversations/{private}/messages", json={"text": "Private answer" + "!" * 500})
             support.wait_for(lambda: x.tweets and x.dms, timeout=30, what="both replies at X")
             assert [(t["text"], t["in_reply_to_tweet_id"]) for t in x.tweets] == [("Public answer", mention["id"])]
-            assert [(d["text"], d["to"]) for d in x.dms] == [("Private answer", dm["sender_id"])]
+            assert time.time() - limited_at >= 2  # not before the reset
+            assert [(d["text"], d["to"]) for d in x.dms] == [("Private answer" + "!" * 500, dm["sender_id"])]
+
+            # Polling meets the limit: the channel shows it, and waits for the reset.
+            x.limit("mentions", times=10_000, reset_in=5)
+            limited_at = time.time()
+            channel = support.wait_for(
+                lambda: (c := desk.ok("GET", "/channels")["items"][0])["status"] == "error" and c, timeout=15,
+                what="the channel showing the rate limit")
+            assert "rate limit" in channel["last_error"]
+            next_poll = datetime.fromisoformat(channel["next_poll_at"]).replace(tzinfo=UTC).timestamp()
+            assert limited_at + 3 < next_poll < limited_at + 7
+            x.mention(people[0], "@shop after the reset")
+            support.wait_for(lambda: "tweet:" + x.mentions[-1]["id"] in inbound_ids(pg_url), timeout=20,
+                             what="the mention after the reset")
+            assert time.time() >= next_poll - 0.5
     finally:
         x.close()
 
