@@ -57,6 +57,7 @@ class FakeX:
     dms: list[dict[str, Any]] = field(default_factory=list)  # what omnidesk sent by DM
     closed_dms: set[str] = field(default_factory=set)  # users who take no DMs from the shop
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # DM media: path -> (type, bytes)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -123,6 +124,14 @@ class FakeX:
             self.events.append(event)
         return event
 
+    def photo(self, data: bytes, content_type: str = "image/jpeg") -> dict[str, Any]:
+        """A DM photo the stand-in holds, as X lists it in ``includes.media`` (its ``url`` needs
+        the account's OAuth 1.0a signature, as X's ton.twitter.com does)."""
+        key = f"3_{self.next_id()}"
+        path = f"/1.1/ton/data/dm/{key}/photo.jpg"
+        self.files[path] = (content_type, data)
+        return {"media_key": key, "type": "photo", "url": self.url + path}
+
     def limit(self, endpoint: str, times: int = 1, reset_in: float = 5.0, *, after: int = 0) -> None:
         """After ``after`` more calls, the next ``times`` calls to ``endpoint`` answer 429, the
         window resetting ``reset_in`` s from now."""
@@ -149,6 +158,9 @@ class FakeX:
         raw = handler.rfile.read(length) if length else b""
         with self.lock:
             self.requests.append((method, parts.path, query))
+        if parts.path in self.files:
+            self._file(handler, parts.path)
+            return
         status, body, endpoint = self._route(method, parts.path, query, raw, handler.headers.get("authorization", ""))
         headers = self._window(endpoint, status) if endpoint else {}
         if status == 429:
@@ -159,6 +171,19 @@ class FakeX:
         handler.send_header("content-length", str(len(data)))
         for name, value in headers.items():
             handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _file(self, handler: http.server.BaseHTTPRequestHandler, path: str) -> None:
+        auth = handler.headers.get("authorization", "")
+        content_type, data = self.files[path]
+        if not (auth.startswith("OAuth ") and f'oauth_consumer_key="{CONSUMER_KEY}"' in auth):
+            content_type, data = "text/plain", b"Unauthorized"
+            handler.send_response(401)
+        else:
+            handler.send_response(200)
+        handler.send_header("content-type", content_type)
+        handler.send_header("content-length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
 
