@@ -22,11 +22,13 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Middleware
 
 import brokers
-from connectors.base import Event
-from connectors.errors import ConfigError, PermanentError, TransientError
+import fetching
+import pacing
+from connectors.base import Event, SendLimit
+from connectors.errors import ConfigError, PermanentError, RecipientUnreachable, TransientError
 from router.route import fill_agent, route_conversations
 from store import channels as channel_store
-from store import jobs, outbound
+from store import fetches, jobs, outbound
 from store.assignment import wake_snoozed
 from store.db import get_engine
 from store.events import prune as prune_events
@@ -52,6 +54,8 @@ def setup_broker(redis_url: str | None = None, *, namespace: str | None = None) 
     broker.add_middleware(RouteAttempts())
     dramatiq.set_broker(broker)
     brokers.declare_actors(broker, ACTORS, queue_prefix=settings.broker_queue_prefix)
+    # Send pacing: the broker's Redis (its namespace), else OMNIDESK_REDIS_URL, else this process.
+    pacing.configure(broker, namespace=namespace or settings.redis_namespace, redis_url=settings.redis_url)
     return broker
 
 
@@ -105,6 +109,9 @@ def after_inbound(results: list[Recorded]) -> None:
     need it, not one per conversation. The store counted these jobs' first attempts."""
     enqueue_routing((r.conversation_id for r in results if r.needs_routing and r.conversation_id is not None),
                     counted=True)
+    for recorded in results:
+        for attachment_id in recorded.fetches:
+            enqueue(fetch_attachment, attachment_id)
 
 
 def enqueue_routing(conversation_ids: Iterable[int], *, counted: bool = False) -> None:
@@ -224,19 +231,50 @@ OUTCOME_UNKNOWN = ("not known whether this reached the customer: the worker send
 
 
 @dramatiq.actor(queue_name="deliver", max_retries=0)
-def deliver(message_id: int) -> None:
+def deliver(message_id: int, paced_at: float | None = None) -> None:
     """Send one reply. Transient failures come back later (the message stays pending with its
     reason); permanent ones mark it failed with the reason the agent reads. The claim's lease
-    is renewed while the send runs and until its outcome is recorded."""
+    is renewed while the send runs and until its outcome is recorded. ``paced_at``: the send slot
+    (epoch seconds) this job holds, when the pacing put it off (see :func:`paced`)."""
     engine = get_engine()
     claim = outbound.claim(engine, message_id)
     if claim is None:
         return
     with heartbeat(lambda: outbound.renew_lease(engine, message_id), every=outbound.LEASE / 3):
-        _deliver(engine, claim)
+        _deliver(engine, claim, paced_at)
 
 
-def _deliver(engine: Any, claim: outbound.Claim) -> None:
+# Pacing (pacing.py): a wait up to PACE_SLEEP is slept with the claim held; a longer one puts the
+# reply back to pending and the job back on the broker, to come EARLY seconds before its slot and
+# sleep the rest. The slot stays the reply's (its slot is kept, not given back); a job the broker
+# brings back later than PACE_LATE after its slot takes a new one (the old one is then a gap).
+PACE_SLEEP = 2.0
+PACE_EARLY = 1.0
+PACE_LATE = 0.05
+
+
+def paced(engine: Any, message_id: int, limits: tuple[SendLimit, ...], paced_at: float | None) -> bool:
+    """Wait for a send slot of every limit; False when the reply was put off to a later slot. A
+    sleep that ends late by more than half a slot (a busy machine) takes a new slot: sent that
+    late, it would crowd the next sends."""
+    slack = min(pacing.interval(limit) for limit in limits) / 2
+    for _ in range(5):
+        now = time.time()
+        # The slot taken before the job was put off, else a new one.
+        wait = paced_at - now if paced_at is not None and now <= paced_at + PACE_LATE else pacing.take_all(limits)
+        paced_at = None
+        if wait > PACE_SLEEP:
+            outbound.defer(engine, message_id, wait)
+            enqueue(deliver, message_id, now + wait, delay_ms=int((wait - PACE_EARLY) * 1000))
+            return False
+        if wait > 0:
+            time.sleep(wait)
+        if time.time() - (now + max(wait, 0.0)) <= slack:
+            return True
+    return True
+
+
+def _deliver(engine: Any, claim: outbound.Claim, paced_at: float | None = None) -> None:
     message = claim.message
     message_id = message.message_id
     max_attempts = get_settings().max_attempts
@@ -258,7 +296,12 @@ def _deliver(engine: Any, claim: outbound.Claim) -> None:
             if chosen:
                 outbound.set_external_id(engine, message_id, chosen)
                 message = replace(message, external_id=chosen)
+        limits = connector.send_limits(message)
+        if limits and not paced(engine, message_id, limits, paced_at):
+            return
         result = connector.send(message)
+    except RecipientUnreachable as exc:  # the reply fails and the customer's identity is marked
+        outbound.mark_failed(engine, message_id, exc.reason, unreachable=True)
     except PermanentError as exc:
         outbound.mark_failed(engine, message_id, exc.reason)
     except TransientError as exc:
@@ -304,6 +347,19 @@ def heartbeat(renew: Callable[[], object], *, every: float) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=every)  # a renewal stuck on the database must not hold the job
+
+
+@dramatiq.actor(queue_name="fetch", max_retries=0)
+def fetch_attachment(attachment_id: int) -> None:
+    """Fetch one file the provider holds (fetching.py): claimed like a reply, so two workers never
+    fetch it at once; the lease is renewed while the download runs."""
+    engine = get_engine()
+    claim = fetches.claim(engine, attachment_id)
+    if claim is None:
+        return
+    with heartbeat(lambda: fetches.renew_lease(engine, attachment_id), every=fetches.LEASE / 3):
+        fetching.fetch_one(engine, claim, lambda aid, delay: enqueue(fetch_attachment, aid,
+                                                                     delay_ms=int(delay * 1000)))
 
 
 def _poll_owner() -> str:
@@ -370,13 +426,15 @@ def sweep() -> None:
         enqueue(pull_queue, agent_id)
     for channel_id in due.poll:
         enqueue(poll_channel, channel_id)
+    for attachment_id in fetches.due(get_engine(), grace=settings.sweep_grace):
+        enqueue(fetch_attachment, attachment_id)
     if any((due.route, due.deliver, due.poll)):
         log.info("sweep: %d route, %d deliver, %d pull, %d poll", len(due.route), len(due.deliver),
                  len(due.pull), len(due.poll))
     prune_events(get_engine(), settings.events_keep_hours)  # the event stream's old rows
 
 
-ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, poll_channel, sweep]
+ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, fetch_attachment, poll_channel, sweep]
 
 
 def stop_worker(worker: dramatiq.Worker) -> None:

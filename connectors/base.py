@@ -18,10 +18,21 @@ the iterator is the acknowledgement, after which the connector may flag or move 
     for batch in connector.poll(cursor):
         store.record_inbound(channel_id, batch.events, cursor=batch.cursor)
 
-Sends (the caller first lets the channel's capabilities shape the message)::
+Sends (the caller first lets the channel's capabilities shape the message, then keeps to the
+rates the connector declares, shared by every worker process: see ``pacing.py``)::
 
     message = connector.capabilities.fit(message)        # raises PermanentError (too long, files)
+    limits = connector.send_limits(message)              # SendLimit(key, per_second), ...
     result = connector.send(message)                     # raises TransientError, PermanentError
+                                                         # (RecipientUnreachable: opted out, blocked)
+
+Files the provider holds (a Twilio MediaUrl, a Telegram file_id) come as ``RemoteAttachment`` on
+the message; the store keeps them pending and a worker fetches each later::
+
+    fetched = connector.fetch(ref, max_bytes)            # raises TransientError, PermanentError
+
+A customer's opt-out or opt-in (STOP/START) is a ``ReachabilityUpdate`` event, stored like a
+message; replies to an unreachable customer are refused at once.
 
 Setting a channel up: when a channel is saved (created, or its config changed) the API calls
 ``check()`` and then ``webhook_setup(url)`` with the channel's public webhook URL; a ConfigError
@@ -69,6 +80,26 @@ class Attachment:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RemoteAttachment:
+    """A file the provider holds (Twilio MediaUrl, Telegram file_id), fetched later by a worker
+    with Connector.fetch, so a slow or failing download never blocks the message's text."""
+
+    ref: str  # what Connector.fetch needs: a URL, a file_id
+    filename: str
+    content_type: str
+    size: int | None = None  # when the provider says
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetched:
+    """What :meth:`Connector.fetch` got: the bytes, and the type and name when the provider said."""
+
+    data: bytes
+    content_type: str | None = None
+    filename: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One customer message, normalised. Nothing past ``connectors/`` reads a vendor payload.
 
@@ -89,6 +120,8 @@ class InboundMessage:
     ticket_number: int | None = None
     participants: tuple[Identity, ...] = ()  # others on the thread (email Cc)
     attachments: tuple[Attachment, ...] = ()
+    # Files still at the provider: stored ``pending`` with the message, fetched by a worker.
+    remote_attachments: tuple[RemoteAttachment, ...] = ()
     sent_at: datetime | None = None
     language: str | None = None
     automatic: bool = False  # auto-replies, lists, bulk: never auto-answer these
@@ -109,7 +142,26 @@ class StatusUpdate:
     raw: bytes = b""
 
 
-Event = InboundMessage | StatusUpdate
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReachabilityUpdate:
+    """The customer opted out (STOP) or back in (START) on this channel."""
+
+    sender_external_id: str
+    reachable: bool
+    reason: str | None = None
+    raw: bytes = b""
+
+
+Event = InboundMessage | StatusUpdate | ReachabilityUpdate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendLimit:
+    """How fast replies may go out under one key (a sender number, a bot, a bot's chat), shared by
+    every worker process: the deliver job takes a slot of each limit of a reply before sending."""
+
+    key: str  # e.g. "twilio:+15550001111", "telegram:bot123", "telegram:bot123:chat42"
+    per_second: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -300,6 +352,17 @@ class Connector(ABC):
     def send(self, message: OutboundMessage) -> SendResult:
         """Deliver a reply. Raises TransientError (retry later) or PermanentError."""
         raise NotImplementedError
+
+    def send_limits(self, message: OutboundMessage) -> tuple[SendLimit, ...]:
+        """The rates ``message`` must keep to (its sender's, its chat's); the deliver job paces the
+        sends of every worker process by them. None by default."""
+        return ()
+
+    def fetch(self, ref: str, max_bytes: int) -> Fetched:
+        """Download a :class:`RemoteAttachment` by its ``ref``. Raises TransientError (try again
+        later) or PermanentError (larger than ``max_bytes``, gone, refused); a connector that
+        announces remote attachments implements it."""
+        raise PermanentError(f"{self.kind} channels hold no files to fetch")
 
     def new_external_id(self, message_id: int) -> str | None:
         """An external id to give an outbound message before it is sent, or None."""

@@ -3,6 +3,8 @@
     ConnectorError
     ├── TransientError(retry_after)   the same call may work later: network, 5xx, 429, 4xx SMTP
     ├── PermanentError(reason)        it never will: unsubscribed, blocked, invalid address, 5xx SMTP
+    │   └── RecipientUnreachable      the customer cannot be written to on this channel (opted out,
+    │                                 blocked the bot): the reply fails and the identity is marked
     ├── ConfigError                   the channel's settings are wrong or its login is refused
     ├── AuthError(status)             a webhook's signature or secret is missing or wrong (401, or
     │                                 the status the provider's documentation names, e.g. 403)
@@ -33,6 +35,13 @@ class PermanentError(ConnectorError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RecipientUnreachable(PermanentError):
+    """The customer cannot be reached on this channel (Telegram: the bot was blocked; Twilio 21610:
+    unsubscribed). The deliver job fails the reply and marks the customer's identity unreachable,
+    so later replies are refused at once until the channel says the customer opted back in
+    (a :class:`connectors.base.ReachabilityUpdate`)."""
 
 
 class ConfigError(ConnectorError):

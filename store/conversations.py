@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, or_, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from store import reachability
 from store.dialect import insert_events
 from store.models import MAX_ID, utcnow
 from store.sql import agent_teams, attachments, contacts, conversations, messages, teams
@@ -50,7 +51,9 @@ class Filters:
 
 
 def _summaries() -> Any:
-    return select(conversations, contacts.c.name.label("contact_name")).join(contacts, contacts.c.id == c.contact_id)
+    return (select(conversations, contacts.c.name.label("contact_name"),
+                   reachability.reason_column(c.contact_id, c.channel_id))
+            .join(contacts, contacts.c.id == c.contact_id))
 
 
 def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters, limit: int) -> tuple[list[Any], bool]:
@@ -106,7 +109,8 @@ def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], d
         files: dict[int, list[Any]] = {}
         if msgs:
             for file in conn.execute(
-                select(f.id, f.message_id, f.filename, f.content_type, f.size, f.inline)
+                select(f.id, f.message_id, f.filename, f.content_type, f.size, f.inline, f.fetch_state,
+                       f.fetch_error)
                 .where(f.message_id.in_([x.id for x in msgs])).order_by(f.id)
             ):
                 files.setdefault(file.message_id, []).append(file)

@@ -15,7 +15,9 @@ seconds. Events are written as a transaction's last statement, so a committing t
 fills its ids within milliseconds.
 
 Types: ``message.created`` (in, out, notes), ``message.status`` (a reply's delivery status),
+``message.updated`` (a file fetched from the provider, or failed: store.fetches),
 ``conversation.created``, ``conversation.updated`` (assignment, status, priority, team, language),
+``contact.updated`` (a customer unreachable on a channel, or again reachable: store.reachability),
 ``agent.presence``, ``agent.typing``. ``conversation_id`` names the conversation; ``agent_id`` the
 agent an event is about (presence, typing; the agent a conversation was taken from).
 

@@ -62,6 +62,9 @@ class ContactIdentity(SQLModel, table=True):
     channel_id: int = Field(foreign_key="channels.id")
     external_id: str = Field(max_length=400)
     created_at: datetime = _ts(default_factory=utcnow)
+    # Set while the customer cannot be written to here (opted out, blocked us): replies are refused.
+    unreachable_reason: str | None = Field(default=None, sa_column=Column(Text))
+    unreachable_since: datetime | None = _ts(default=None)
 
 
 class Team(SQLModel, table=True):
@@ -247,7 +250,15 @@ class Attachment(SQLModel, table=True):
     size: int
     content_id: str | None = Field(default=None, max_length=400)
     inline: bool = False
-    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # b"" until fetched
+    # A file the provider holds (connectors.base.RemoteAttachment): ``ref`` names it for the
+    # connector's fetch; fetch_state done | pending | failed (with fetch_error), claimed like a reply.
+    ref: str | None = Field(default=None, sa_column=Column(Text))
+    fetch_state: str = Field(default="done", max_length=10)
+    fetch_error: str | None = Field(default=None, sa_column=Column(Text))
+    fetch_attempts: int = 0
+    next_fetch_at: datetime | None = _ts(default=None)
+    lease_until: datetime | None = _ts(default=None)
 
 
 class Assignment(SQLModel, table=True):
@@ -292,6 +303,8 @@ def _partial_indexes() -> None:
         ("ix_conversations_routing", (conv.updated_at,), conv.needs_routing.is_(True)),
         ("ix_messages_delivery", (msg.next_attempt_at,),
          (msg.direction == "out") & msg.status.in_(("pending", "sending"))),
+        ("ix_attachments_fetch", (Attachment.__table__.c.next_fetch_at,),  # type: ignore[attr-defined]
+         Attachment.__table__.c.fetch_state == "pending"),  # type: ignore[attr-defined]
     ):
         Index(name, *columns, postgresql_where=where, sqlite_where=where)
 

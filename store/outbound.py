@@ -29,9 +29,10 @@ from sqlalchemy.sql.dml import Update
 from connectors import connector_class
 from connectors.base import Identity, OutboundMessage, SendResult
 from connectors.errors import PermanentError
+from store import reachability
 from store.events import append, event
 from store.models import utcnow
-from store.sql import channels, clean, contacts, conversations, identities, messages, participants
+from store.sql import channels, clean, contacts, conversations, messages, participants
 
 log = logging.getLogger("omnidesk.store.outbound")
 
@@ -67,18 +68,20 @@ def create_reply(
 ) -> int:
     """Store an agent's reply (``pending``, for the deliver job) or private note (never sent).
     Raises LookupError for no such conversation, ReplyWindowClosed for a reply its channel no
-    longer accepts, ReplyTooLong for a text longer than the conversation takes (private notes are
-    always taken)."""
+    longer accepts, ReplyTooLong for a text longer than the conversation takes, ContactUnreachable
+    for a customer who cannot be written to on the channel (opted out, blocked us); private notes
+    are always taken."""
     now = utcnow()
     with engine.begin() as conn:
         conv = conn.execute(
-            select(c.channel_id, c.status, c.thread_key, channels.c.kind)
+            select(c.channel_id, c.contact_id, c.status, c.thread_key, channels.c.kind)
             .join(channels, channels.c.id == c.channel_id)
             .where(c.id == conversation_id)
         ).first()
         if conv is None:
             raise LookupError(f"conversation {conversation_id} does not exist")
         if not private:
+            reachability.check(conn, conv.contact_id, conv.channel_id)
             _check_reply_window(conn, conversation_id, conv.kind, now)
             _check_length(conn, conversation_id, conv, text)
         message_id = conn.execute(
@@ -193,12 +196,8 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
     contact = conn.execute(
         select(contacts.c.name, contacts.c.email, contacts.c.phone).where(contacts.c.id == conv.contact_id)
     ).one()
-    handle = conn.execute(
-        select(identities.c.external_id)
-        .where(identities.c.contact_id == conv.contact_id, identities.c.channel_id == msg.channel_id)
-        .order_by(identities.c.id)
-        .limit(1)
-    ).scalar()
+    handle = conn.execute(reachability.reply_identity(conv.contact_id, msg.channel_id)).first()
+    handle = handle.external_id if handle is not None else None
     thread = conn.execute(
         select(m.external_id, m.direction)
         .where(m.conversation_id == conv.id, m.external_id.is_not(None), m.id != message_id, m.private.is_(False))
@@ -247,16 +246,36 @@ def mark_retry(engine: Engine, message_id: int, reason: str, delay: float) -> No
                     next_attempt_at=utcnow() + timedelta(seconds=delay)), "pending")
 
 
-def mark_failed(engine: Engine, message_id: int, reason: str) -> None:
+def mark_failed(engine: Engine, message_id: int, reason: str, *, unreachable: bool = False) -> None:
+    """The reply will not go: ``failed`` with ``reason``. ``unreachable``: the channel said the
+    customer cannot be written to; their identity there is marked too, in the same transaction
+    (store.reachability), so later replies are refused at once."""
     _record(engine, update(messages)
             .where(m.id == message_id, m.status.in_(("pending", "sending")))
-            .values(status="failed", status_reason=clean(reason), lease_until=None, next_attempt_at=None), "failed")
+            .values(status="failed", status_reason=clean(reason), lease_until=None, next_attempt_at=None), "failed",
+            unreachable=reason if unreachable else None)
 
 
-def _record(engine: Engine, statement: Update, status: str | None = None) -> None:
+def defer(engine: Engine, message_id: int, delay: float) -> None:
+    """Put a claimed reply back to ``pending`` for ``delay`` seconds, its claim not counted as an
+    attempt: the send pacing had no slot sooner (workers' deliver job). Nothing the agent sees
+    changes (``sending`` writes no event), so none is written."""
+    _record(engine, update(messages).where(m.id == message_id, m.status == "sending")
+            .values(status="pending", lease_until=None, attempts=m.attempts - 1,
+                    next_attempt_at=utcnow() + timedelta(seconds=delay)))
+
+
+def _mark_recipient(conn: Any, conversation_id: int, reason: str) -> list[dict[str, Any]]:
+    conv = conn.execute(select(c.contact_id, c.channel_id).where(c.id == conversation_id)).one()
+    found = conn.execute(reachability.reply_identity(conv.contact_id, conv.channel_id)).first()
+    return [] if found is None else [reachability.mark(conn, found.id, conv.contact_id, reason)]
+
+
+def _record(engine: Engine, statement: Update, status: str | None = None, *, unreachable: str | None = None) -> None:
     """Run one idempotent status write, again on a fresh connection when the connection broke
     (the pool drops a broken connection, and the others of its age, when the error is raised).
-    ``status``: the write moves a reply to it; the move (if any) writes its ``message.status`` event."""
+    ``status``: the write moves a reply to it; the move (if any) writes its ``message.status`` event.
+    ``unreachable``: a reason to mark the reply's recipient identity with, if the write moved it."""
     if status is not None:
         statement = statement.returning(m.id, m.conversation_id)
     for delay in (*RECORD_DELAYS, None):
@@ -264,8 +283,11 @@ def _record(engine: Engine, statement: Update, status: str | None = None) -> Non
             with engine.begin() as conn:
                 result = conn.execute(statement)
                 moved = result.all() if status is not None else ()
-                append(conn, [event("message.status", row.conversation_id, message_id=row.id, status=status)
-                              for row in moved])
+                told = [event("message.status", row.conversation_id, message_id=row.id, status=status)
+                        for row in moved]
+                if unreachable is not None and moved:
+                    told.extend(_mark_recipient(conn, moved[0].conversation_id, unreachable))
+                append(conn, told)
             return
         except (OperationalError, InterfaceError, DBAPIError) as exc:
             broken = exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     reopen_days: float = 7.0
     # A job that failed (or killed its worker) this many times is marked failed for an admin.
     max_attempts: int = 8
+    # The largest file a fetch of a provider-held attachment keeps (bytes); a larger one fails
+    # with a reason the agent reads.
+    max_attachment_bytes: int = 20 * 1024 * 1024
     retry_base: float = 5.0  # seconds before a failed delivery's first retry; doubles each time
     sweep_interval: float = 5.0  # seconds between store sweeps in the scheduler
     # Work the store says is still to do is re-enqueued when it is older than this (seconds).

@@ -19,6 +19,7 @@ from store import agents as agent_store
 from store import assignment, outbound
 from store import conversations as store
 from store.db import get_engine
+from store.reachability import ContactUnreachable
 from web.deps import CurrentAgent, check_visible
 from web.schemas import (
     AttachmentOut,
@@ -47,7 +48,7 @@ def _summary(row: Any) -> ConversationOut:
         team_id=row.team_id, priority=row.priority, language=row.language, subject=row.subject,
         waiting_since=row.waiting_since, last_message_at=row.last_message_at,
         first_response_at=row.first_response_at, resolved_at=row.resolved_at, snoozed_until=row.snoozed_until,
-        created_at=row.created_at, route_error=row.route_error,
+        created_at=row.created_at, route_error=row.route_error, unreachable_reason=row.unreachable_reason,
     )
 
 
@@ -94,10 +95,12 @@ def _detail(conversation_id: int, found: Any = None) -> ConversationDetail:
     row, contact, msgs, files = found
     return ConversationDetail(
         **_summary(row).model_dump(exclude={"contact"}),
-        contact=ContactOut(id=contact.id, name=contact.name, email=contact.email, phone=contact.phone),
+        contact=ContactOut(id=contact.id, name=contact.name, email=contact.email, phone=contact.phone,
+                           unreachable_reason=row.unreachable_reason),
         messages=[
             MessageOut(**x._asdict(), attachments=[
-                AttachmentOut(id=a.id, filename=a.filename, content_type=a.content_type, size=a.size, inline=a.inline)
+                AttachmentOut(id=a.id, filename=a.filename, content_type=a.content_type, size=a.size, inline=a.inline,
+                              state=a.fetch_state, error=a.fetch_error)
                 for a in files.get(x.id, [])])
             for x in msgs
         ],
@@ -117,7 +120,7 @@ def reply(conversation_id: Id, body: ReplyIn, agent: CurrentAgent) -> ReplyOut:
     try:
         message_id = outbound.create_reply(get_engine(), conversation_id, agent_id=agent.id, text=body.text,
                                            private=body.private)
-    except outbound.ReplyRefused as exc:  # the reply window closed, a text too long for the thread
+    except (outbound.ReplyRefused, ContactUnreachable) as exc:  # window closed, too long, unreachable
         raise HTTPException(422, str(exc)) from None
     if not body.private:
         ring_delivery(message_id)
@@ -243,11 +246,19 @@ def update_conversation(conversation_id: Id, body: ConversationPatch, agent: Cur
 
 
 @router.get("/attachments/{attachment_id}", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"}, **NOT_FOUND})
+            responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"},
+                       **NOT_FOUND_OR_CONFLICT})
 def download(attachment_id: Id, agent: CurrentAgent) -> Response:
-    """An attachment's bytes, as a download (never rendered inline)."""
+    """An attachment's bytes, as a download (never rendered inline); 409 while the file is still
+    being fetched from the provider, or when that failed."""
     row = store.attachment(get_engine(), attachment_id)
     check_visible(agent, row, f"no attachment {attachment_id}")
+    if row.fetch_state == "pending":
+        raise HTTPException(409, f"attachment {attachment_id} is still being fetched from the provider; try again "
+                                 "shortly" + (f" (last try: {row.fetch_error})" if row.fetch_error else ""))
+    if row.fetch_state == "failed":
+        raise HTTPException(409, f"attachment {attachment_id} could not be fetched from the provider: "
+                                 f"{row.fetch_error or 'no reason given'}")
     # RFC 6266 / 5987: an ASCII fallback and the real (percent-encoded UTF-8) name.
     fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in row.filename)
     disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(row.filename, safe='')}"

@@ -142,6 +142,9 @@ class ContactRef(BaseModel):
 class ContactOut(ContactRef):
     email: str | None
     phone: str | None
+    unreachable_reason: str | None = Field(
+        default=None, description="set while the customer cannot be written to on this channel (opted out, "
+                                  "blocked): replies are refused with 422")
 
 
 class ConversationOut(BaseModel):
@@ -162,6 +165,8 @@ class ConversationOut(BaseModel):
     snoozed_until: datetime | None
     created_at: datetime
     route_error: str | None
+    unreachable_reason: str | None = Field(
+        default=None, description="set while the customer cannot be written to on this conversation's channel")
 
 
 class ConversationList(BaseModel):
@@ -175,6 +180,10 @@ class AttachmentOut(BaseModel):
     content_type: str
     size: int
     inline: bool
+    state: Literal["done", "pending", "failed"] = Field(
+        default="done", description="pending: still at the provider, being fetched; failed: see error")
+    error: str | None = Field(default=None, description="why the file could not be fetched (or, while "
+                                                        "pending, why the last try failed)")
 
 
 class MessageOut(BaseModel):

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from connectors.base import Event, InboundMessage, StatusUpdate
+from connectors.base import Event, InboundMessage, ReachabilityUpdate, StatusUpdate
+from store import reachability
 from store.events import append as append_events
 from store.events import event as stream_event
 from store.inbound.contacts import add_participants, contacts_for_many
@@ -26,6 +27,7 @@ from store.inbound.rows import (
     clean_event,
     conversation_row,
     message_row,
+    remote_attachment_rows,
     stored_messages,
 )
 from store.inbound.threads import conversation_columns, conversation_for, touch
@@ -50,6 +52,8 @@ def record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> 
             results[n] = moved = apply_status(conn, channel_id, event)
             if moved.message_id is not None and not moved.duplicate:
                 told.append(_status_event(moved, event.status))
+        elif isinstance(event, ReachabilityUpdate):
+            results[n] = Recorded(None, None)  # applied after the messages: their senders exist then
         elif event.external_id[:ID_LENGTH] in known:
             results[n] = Recorded(*known[event.external_id[:ID_LENGTH]], duplicate=True)
         elif event.external_id[:ID_LENGTH] not in fresh:
@@ -62,6 +66,8 @@ def record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> 
         if results[n] is None:  # a second copy of a message earlier in this batch
             first = results[fresh[event.external_id[:ID_LENGTH]]]
             results[n] = Recorded(first.message_id, first.conversation_id, duplicate=True)  # type: ignore[union-attr]
+    told.extend(reachability.apply(conn, channel_id, event) for event in events
+                if isinstance(event, ReachabilityUpdate))
     append_events(conn, told)
     return results  # type: ignore[return-value]
 
@@ -93,6 +99,12 @@ def store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessage
         raise Duplicate(row.id, row.conversation_id)
     insert_many(conn, attachments, [row for msg in batch
                                     for row in attachment_rows(stored[msg.external_id[:ID_LENGTH]], msg)])
+    fetches: dict[int, list[int]] = {}  # message id -> its attachments to fetch
+    for row in insert_many(conn, attachments,
+                           [row for msg in batch if msg.remote_attachments
+                            for row in remote_attachment_rows(stored[msg.external_id[:ID_LENGTH]], msg, now)],
+                           returning=("message_id", "id")):
+        fetches.setdefault(row.message_id, []).append(row.id)
     for msg, (conversation_id, _) in zip(batch, threads, strict=True):
         if msg.participants:
             add_participants(conn, channel_id, conversation_id, msg.participants)
@@ -105,7 +117,8 @@ def store_many(conn: Connection, channel_id: int, batch: Sequence[InboundMessage
                                  message_id=stored[msg.external_id[:ID_LENGTH]])
                     for msg, (conversation_id, _) in zip(batch, threads, strict=True))
     return [
-        Recorded(stored[msg.external_id[:ID_LENGTH]], conversation_id, needs_routing=needs_routing)
+        Recorded(stored[msg.external_id[:ID_LENGTH]], conversation_id, needs_routing=needs_routing,
+                 fetches=tuple(sorted(fetches.get(stored[msg.external_id[:ID_LENGTH]], ()))))
         for msg, (conversation_id, needs_routing) in zip(batch, threads, strict=True)
     ]
 

@@ -65,7 +65,8 @@ def bare_record(event: InboundMessage, exc: BaseException) -> InboundMessage:
 
 def describe(event: Event) -> str:
     """An event for a log line: its external id (cut short, valid Unicode), never its text."""
-    return repr(_valid(event.external_id)[:80])
+    name = getattr(event, "external_id", None) or getattr(event, "sender_external_id", "")
+    return repr(_valid(name)[:80])
 
 
 def _valid(text: str | None) -> str:

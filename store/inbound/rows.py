@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from connectors.base import Event, Identity, InboundMessage, StatusUpdate
+from connectors.base import Event, Identity, InboundMessage, ReachabilityUpdate, StatusUpdate
 from store.sql import clean, messages
 
 ID_LENGTH = 400  # messages.external_id, identities.external_id, conversations.thread_key
@@ -31,6 +31,9 @@ class Recorded:
     # The caller rings the router after commit (workers.after_inbound). The store has already
     # counted that routing attempt on the conversation, in the same transaction as the message.
     needs_routing: bool = False
+    # Attachments stored ``pending`` (files the provider holds): the caller rings their fetches
+    # after commit (workers.after_inbound).
+    fetches: tuple[int, ...] = ()
 
 
 class Duplicate(Exception):
@@ -68,14 +71,21 @@ def clean_event(event: Event) -> Event:
     texts, language, attachment names (the same object when there is none: one ``in`` a field)."""
     if isinstance(event, StatusUpdate):
         return clean_status(event)
+    if isinstance(event, ReachabilityUpdate):
+        if not _has_nul(event.sender_external_id, event.reason):
+            return event
+        return dataclasses.replace(event, sender_external_id=clean(event.sender_external_id) or "",
+                                   reason=clean(event.reason))
     m = event
     sender = clean_identity(m.sender)
     people = tuple(clean_identity(p) for p in m.participants) if m.participants else ()
     dirty_refs = any("\x00" in ref for ref in m.thread_refs)
     dirty_files = any(_has_nul(a.filename, a.content_type, a.content_id) for a in m.attachments)
+    dirty_remote = any(_has_nul(a.ref, a.filename, a.content_type) for a in m.remote_attachments)
     if (sender is m.sender and all(p is q for p, q in zip(people, m.participants, strict=True)) and not dirty_refs
-            and not dirty_files and not _has_nul(m.external_id, m.text, m.html, m.quoted, m.subject, m.thread_key,
-                                                 m.language, m.parse_error)):
+            and not dirty_files and not dirty_remote
+            and not _has_nul(m.external_id, m.text, m.html, m.quoted, m.subject, m.thread_key, m.language,
+                             m.parse_error)):
         return m
     return dataclasses.replace(
         m,
@@ -95,6 +105,11 @@ def clean_event(event: Event) -> Event:
                                 content_id=clean(a.content_id))
             for a in m.attachments
         ) if dirty_files else m.attachments,
+        remote_attachments=tuple(
+            dataclasses.replace(a, ref=clean(a.ref) or "", filename=clean(a.filename) or "",
+                                content_type=clean(a.content_type) or "")
+            for a in m.remote_attachments
+        ) if dirty_remote else m.remote_attachments,
     )
 
 
@@ -154,7 +169,7 @@ def conversation_row(channel_id: int, contact_id: int, msg: InboundMessage, key:
 
 
 def attachment_rows(message_id: int, msg: InboundMessage) -> list[dict[str, Any]]:
-    """The attachments rows of a stored message."""
+    """The attachments rows of a stored message whose bytes came with it (``done``)."""
     return [
         {
             "message_id": message_id,
@@ -164,8 +179,30 @@ def attachment_rows(message_id: int, msg: InboundMessage) -> list[dict[str, Any]
             "content_id": a.content_id[:400] if a.content_id else None,
             "inline": a.inline,
             "data": a.data,
+            "fetch_state": "done",
+            "fetch_attempts": 0,
         }
         for a in msg.attachments
+    ]
+
+
+def remote_attachment_rows(message_id: int, msg: InboundMessage, now: Any) -> list[dict[str, Any]]:
+    """The attachments rows of a stored message's files that the provider holds: ``pending``, no
+    bytes yet, due to be fetched now. ``size`` is the provider's word until the bytes come."""
+    return [
+        {
+            "message_id": message_id,
+            "filename": a.filename[:500] or "attachment",
+            "content_type": a.content_type[:200] or "application/octet-stream",
+            "size": max(0, a.size or 0),
+            "inline": False,
+            "data": b"",
+            "ref": a.ref,
+            "fetch_state": "pending",
+            "fetch_attempts": 0,
+            "next_fetch_at": now,
+        }
+        for a in msg.remote_attachments
     ]
 
 
