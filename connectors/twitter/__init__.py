@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import tweepy
 
@@ -30,8 +31,10 @@ from connectors.base import (
     Capabilities,
     Connector,
     Event,
+    Fetched,
     OutboundMessage,
     PollBatch,
+    SendLimit,
     SendResult,
     WebhookAnswer,
     WebhookRequest,
@@ -43,6 +46,9 @@ from connectors.twitter.config import TwitterConfig
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
 TWEET_LENGTH = 280  # X's limit for a tweet (X weighs some characters double: it may still refuse)
 DM_LENGTH = 10_000
+# X's limits per account: 100 tweets and 200 DMs in 15 minutes (FACTS.md), as even spacing.
+TWEETS_PER_SECOND, DMS_PER_SECOND = 100 / 900, 200 / 900
+MEDIA_HOSTS = (".twitter.com", ".twimg.com", ".x.com")  # where X's media live: fetch from nowhere else
 
 
 def signature(consumer_secret: str, data: bytes) -> str:
@@ -153,6 +159,26 @@ class TwitterConnector(Connector):
             text=message.text, in_reply_to_tweet_id=target.removeprefix(events.TWEET), user_auth=True), sending=True)
         tweet_id = (body.get("data") or {}).get("id")
         return SendResult(external_id=f"{events.TWEET}{tweet_id}" if tweet_id else None)
+
+    def send_limits(self, message: OutboundMessage) -> tuple[SendLimit, ...]:
+        if public(message.thread_key, message.in_reply_to):
+            return (SendLimit(f"twitter:{self.config.user_id}:tweets", TWEETS_PER_SECOND),)
+        return (SendLimit(f"twitter:{self.config.user_id}:dms", DMS_PER_SECOND),)
+
+    def fetch(self, ref: str, max_bytes: int) -> Fetched:
+        """A tweet's or DM's media file, with the account's signature (DM media need it). Only
+        from X's own hosts (or the configured API base): a file address is never a way to send
+        the account's signature elsewhere."""
+        parts = urlsplit(ref)
+        host = parts.hostname or ""
+        ours = host == urlsplit(self.config.api_base_url).hostname
+        if parts.scheme not in ("https", "http") or not (ours or host.endswith(MEDIA_HOSTS)):
+            raise PermanentError("not a file of X's")
+        auth = tweepy.OAuth1UserHandler(self.config.consumer_key, self.config.consumer_secret.get_secret_value(),
+                                        self.config.access_token,
+                                        self.config.access_token_secret.get_secret_value()).apply_auth()
+        data, content_type = api.download(self.client.session, ref, auth, max_bytes, self.config.timeout)
+        return Fetched(data=data, content_type=content_type)
 
     def check(self) -> None:
         try:

@@ -18,7 +18,7 @@ import requests
 import tweepy
 from requests.adapters import HTTPAdapter
 
-from connectors.errors import ConfigError, PermanentError, TransientError
+from connectors.errors import ConfigError, PermanentError, RecipientUnreachable, TransientError
 from connectors.twitter.config import DEFAULT_API, TwitterConfig
 
 # tweepy logs every request's headers (the bearer token) and oauthlib its signing at DEBUG: with
@@ -84,7 +84,8 @@ def call(what: str, request: Callable[[], requests.Response], *, sending: bool =
     """Run one tweepy call and return its JSON; X's failures become ours (see connectors.errors):
     429 and 5xx and the network are transient (429 until ``x-rate-limit-reset``), 401 is the
     channel's login, 403 on a read is the app's access level and on a send the recipient or the
-    content (permanent), other 4xx permanent with X's own words."""
+    content (permanent; RecipientUnreachable when X says the customer blocked the account), other
+    4xx permanent with X's own words."""
     try:
         response = request()
     except tweepy.TooManyRequests as exc:
@@ -98,7 +99,10 @@ def call(what: str, request: Callable[[], requests.Response], *, sending: bool =
         raise ConfigError(f"{what}: X refused the channel's credentials ({describe(exc)})", auth=True) from None
     except tweepy.Forbidden as exc:
         if sending:
-            raise PermanentError(f"{what}: X refused it ({describe(exc)})") from None
+            words = describe(exc)
+            # Blocked: no reply of any kind reaches them. DMs closed or a tweet deleted: only this one.
+            refused = RecipientUnreachable if "block" in words.lower() else PermanentError
+            raise refused(f"{what}: X refused it ({words})") from None
         raise ConfigError(f"{what}: X does not allow this app or account to read it ({describe(exc)})") from None
     except tweepy.HTTPException as exc:
         raise PermanentError(f"{what}: X answered {exc.response.status_code} ({describe(exc)})") from None
@@ -136,3 +140,25 @@ def describe(exc: tweepy.HTTPException) -> str:
     return str(exc.response.status_code)
 
 
+
+
+def download(session: requests.Session, url: str, auth: Any, max_bytes: int,
+             timeout: float) -> tuple[bytes, str | None]:
+    """A media file X holds (DM media need the account's OAuth 1.0a signature): its bytes and type.
+    PermanentError when larger than ``max_bytes`` or refused, TransientError for 429, 5xx and the
+    network."""
+    try:
+        with session.get(url, auth=auth, stream=True, timeout=timeout) as response:
+            if response.status_code == 429 or response.status_code >= 500:
+                raise TransientError(f"X answered {response.status_code} for the file",
+                                     retry_after=reset_in(response) if response.status_code == 429 else None)
+            if response.status_code >= 400:
+                raise PermanentError(f"X refused the file ({response.status_code} {response.reason})")
+            data = bytearray()
+            for chunk in response.iter_content(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise PermanentError(f"the file is larger than {max_bytes} bytes")
+            return bytes(data), response.headers.get("content-type")
+    except requests.RequestException as exc:
+        raise TransientError(f"cannot fetch the file from X ({type(exc).__name__})") from None

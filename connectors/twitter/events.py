@@ -10,6 +10,10 @@ Names every other part of omnidesk sees, the same whichever way a message came:
 - a tweet's ``thread_refs``: the tweet it replies to and its thread's first tweet, so a reply joins
   the conversation holding either (our own public replies are stored as ``tweet:<id>`` too).
 
+Media come as RemoteAttachments (the address X gives: a photo's ``url``, a video's best mp4
+variant), fetched by a worker with :meth:`TwitterConnector.fetch`; the text keeps a ``[video]``
+line for media X gives no address of.
+
 The shop's own tweets and DMs (our replies, or staff writing in X's app) are not customer
 messages: they are left out. A single item that cannot be read is kept with its parse error
 when it has an id, dropped (and counted) when it has none.
@@ -19,13 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
+import mimetypes
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-from connectors.base import Identity, InboundMessage
+from connectors.base import Identity, InboundMessage, RemoteAttachment
 
 log = logging.getLogger("omnidesk.connectors.twitter")
 
@@ -58,16 +64,33 @@ def _raw(item: Any) -> bytes:
     return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _media_lines(keys: Iterable[Any], media: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    lines = []
+_TYPES = {"photo": "image/jpeg", "video": "video/mp4", "animated_gif": "video/mp4"}
+
+
+def _media(keys: Iterable[Any], media: Mapping[str, Mapping[str, Any]],
+           ) -> tuple[list[str], tuple[RemoteAttachment, ...]]:
+    """Media of a tweet or DM as files to fetch (a worker downloads them: DM media need the
+    account's signature), and a text line for those X gives no address of."""
+    lines: list[str] = []
+    files: list[RemoteAttachment] = []
     for key in keys:
         found = media.get(str(key)) or {}
-        url = found.get("url") or found.get("preview_image_url") or found.get("media_url_https")
-        lines.append(f"[{found.get('type') or 'media'}{': ' + url if url else ''}]")
-    return lines
+        kind = str(found.get("type") or "media")
+        url = found.get("url") or found.get("media_url_https")
+        variants = found.get("variants") or (found.get("video_info") or {}).get("variants") or ()
+        videos = [v for v in variants if isinstance(v, dict) and v.get("content_type") == "video/mp4" and v.get("url")]
+        if kind != "photo" and videos:
+            url = max(videos, key=lambda v: v.get("bit_rate") or 0)["url"]
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            lines.append(f"[{kind}]")
+            continue
+        name = urlsplit(url).path.rsplit("/", 1)[-1] or f"{kind}-{key}"
+        content_type = mimetypes.guess_type(name)[0] or _TYPES.get(kind, "application/octet-stream")
+        files.append(RemoteAttachment(ref=url, filename=name[:200], content_type=content_type))
+    return lines, tuple(files)
 
 
-def _with_media(text: str, lines: list[str]) -> str:
+def _with_lines(text: str, lines: list[str]) -> str:
     return "\n".join([text, *lines]) if lines else text
 
 
@@ -98,10 +121,10 @@ def tweet(item: Any, users: Mapping[str, Any], media: Mapping[str, Any], shop_id
     try:
         refs = [str(r["id"]) for r in item.get("referenced_tweets") or () if r.get("type") == "replied_to"]
         root = str(item.get("conversation_id") or tweet_id)
-        keys = (item.get("attachments") or {}).get("media_keys") or ()
+        lines, files = _media((item.get("attachments") or {}).get("media_keys") or (), media)
         return InboundMessage(
             external_id=TWEET + tweet_id, sender=identity(author, users.get(author)),
-            text=_with_media(str(item.get("text") or ""), _media_lines(keys, media)),
+            text=_with_lines(str(item.get("text") or ""), lines), remote_attachments=files,
             thread_key=THREAD + root,
             thread_refs=tuple(dict.fromkeys(TWEET + r for r in [*refs, root] if r != tweet_id)),
             sent_at=_iso(item.get("created_at")), language=_language(item.get("lang")), raw=_raw(item))
@@ -125,10 +148,10 @@ def dm_event(item: Any, users: Mapping[str, Any], media: Mapping[str, Any], shop
         # One-to-one: the key made of the two ids, as for webhook events (which carry no
         # dm_conversation_id); a group conversation: X's id.
         one_to_one = not conversation or re.fullmatch(r"[0-9]+-[0-9]+", conversation)
-        keys = (item.get("attachments") or {}).get("media_keys") or ()
+        lines, files = _media((item.get("attachments") or {}).get("media_keys") or (), media)
         return InboundMessage(
             external_id=DM + event_id, sender=identity(sender, users.get(sender)),
-            text=_with_media(str(item.get("text") or ""), _media_lines(keys, media)),
+            text=_with_lines(str(item.get("text") or ""), lines), remote_attachments=files,
             thread_key=dm_thread(sender, shop_id) if one_to_one else DM_THREAD + conversation,
             sent_at=_iso(item.get("created_at")), raw=_raw(item))
     except (AttributeError, KeyError, TypeError) as exc:
@@ -170,11 +193,11 @@ def _activity_dm(item: Any, users: Mapping[str, Any], shop_id: str) -> InboundMe
     try:
         data = create.get("message_data") or {}
         attachment = (data.get("attachment") or {}).get("media")
-        lines = _media_lines(["m"], {"m": attachment}) if isinstance(attachment, dict) else []
+        lines, files = _media(["m"], {"m": attachment}) if isinstance(attachment, dict) else ([], ())
         sent = item.get("created_timestamp")
         return InboundMessage(
-            external_id=DM + event_id, sender=identity(sender, users.get(sender)),
-            text=_with_media(str(data.get("text") or ""), lines), thread_key=dm_thread(sender, shop_id),
+            external_id=DM + event_id, sender=identity(sender, users.get(sender)), remote_attachments=files,
+            text=_with_lines(str(data.get("text") or ""), lines), thread_key=dm_thread(sender, shop_id),
             sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None, raw=_raw(item))
     except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         return _broken(DM + event_id, sender, item, f"unreadable DM event: {type(exc).__name__}")
@@ -192,11 +215,12 @@ def _activity_tweet(item: Any, shop_id: str) -> InboundMessage | None:
         extended = item.get("extended_tweet") or {}
         text = str(extended.get("full_text") or item.get("full_text") or item.get("text") or "")
         media = (extended.get("extended_entities") or item.get("extended_entities") or {}).get("media") or ()
-        lines = _media_lines(range(len(media)), {str(n): m for n, m in enumerate(media)})
+        lines, files = _media(range(len(media)), {str(n): m for n, m in enumerate(media)})
         parent = str(item.get("in_reply_to_status_id_str") or "")
         sent = item.get("created_at")
         return InboundMessage(
-            external_id=TWEET + tweet_id, sender=identity(author, user), text=_with_media(text, lines),
+            external_id=TWEET + tweet_id, sender=identity(author, user), text=_with_lines(text, lines),
+            remote_attachments=files,
             # A first tweet starts its own thread; a reply joins its parent's conversation.
             thread_key=None if parent else THREAD + tweet_id,
             thread_refs=(TWEET + parent,) if parent else (),

@@ -50,12 +50,15 @@ class Limit:
 @dataclass
 class FakeX:
     page_delay: float = 0.0  # seconds before answering each read (a slow X, for kill tests)
+    # The shop's account; a test of its own, for one of its own (send pacing is per account).
+    shop_id: str = SHOP_ID
     users: dict[str, dict[str, str]] = field(default_factory=dict)
     mentions: list[dict[str, Any]] = field(default_factory=list)  # tweets mentioning the shop
     events: list[dict[str, Any]] = field(default_factory=list)  # DM events, oldest first
     tweets: list[dict[str, Any]] = field(default_factory=list)  # what omnidesk posted
     dms: list[dict[str, Any]] = field(default_factory=list)  # what omnidesk sent by DM
     closed_dms: set[str] = field(default_factory=set)  # users who take no DMs from the shop
+    blocked_by: set[str] = field(default_factory=set)  # users who blocked the shop
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # DM media: path -> (type, bytes)
 
@@ -63,7 +66,7 @@ class FakeX:
         self.lock = threading.Lock()
         self.ids = itertools.count(1_700_000_000_000_000_000, 1_000)
         self.limits: dict[str, Limit] = {}
-        self.user(SHOP_ID, "Shop", "shop")
+        self.user(self.shop_id, "Shop", "shop")
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -105,7 +108,7 @@ class FakeX:
             "created_at": _now(), "lang": "en", "edit_history_tweet_ids": [tweet_id]}
         if reply_to:
             tweet["referenced_tweets"] = [{"type": "replied_to", "id": reply_to}]
-            tweet["in_reply_to_user_id"] = SHOP_ID
+            tweet["in_reply_to_user_id"] = self.shop_id
         with self.lock:
             self.mentions.append(tweet)
         return tweet
@@ -115,8 +118,8 @@ class FakeX:
         event_id = self.next_id()
         event: dict[str, Any] = {
             "id": event_id, "event_type": "MessageCreate", "text": text, "sender_id": sender,
-            "dm_conversation_id": conversation_id(sender, SHOP_ID), "created_at": _now(),
-            "participant_ids": [sender, SHOP_ID]}
+            "dm_conversation_id": conversation_id(sender, self.shop_id), "created_at": _now(),
+            "participant_ids": [sender, self.shop_id]}
         if media:
             event["attachments"] = {"media_keys": [media["media_key"]]}
             event["_media"] = media
@@ -142,7 +145,7 @@ class FakeX:
 
     def channel_config(self, **extra: Any) -> dict[str, Any]:
         return {"consumer_key": CONSUMER_KEY, "consumer_secret": CONSUMER_SECRET, "access_token": ACCESS_TOKEN,
-                "access_token_secret": ACCESS_SECRET, "bearer_token": BEARER, "user_id": SHOP_ID,
+                "access_token_secret": ACCESS_SECRET, "bearer_token": BEARER, "user_id": self.shop_id,
                 "api_base_url": self.url, **extra}
 
     def calls(self, endpoint_path: str) -> list[dict[str, list[str]]]:
@@ -217,7 +220,7 @@ class FakeX:
         if path == "/2/dm_events" and method == "GET":
             return self._answer("dm_events", user_context, lambda: self._dm_events(query))
         if path == "/2/users/me" and method == "GET":
-            return self._answer("me", user_context, lambda: (200, {"data": self.users[SHOP_ID]}))
+            return self._answer("me", user_context, lambda: (200, {"data": self.users[self.shop_id]}))
         if path == "/2/tweets" and method == "POST":
             return self._answer("tweets", user_context, lambda: self._tweet(json.loads(raw or b"{}")))
         if (found := re.fullmatch(r"/2/dm_conversations/with/(\d+)/messages", path)) and method == "POST":
@@ -285,10 +288,14 @@ class FakeX:
             return 403, problem(403, "Forbidden", "You are not allowed to create a Tweet with duplicate content.")
         tweet_id = self.next_id()
         with self.lock:
-            self.tweets.append({"id": tweet_id, "text": text, "in_reply_to_tweet_id": parent, "author_id": SHOP_ID})
+            self.tweets.append({"id": tweet_id, "text": text, "in_reply_to_tweet_id": parent,
+                                "author_id": self.shop_id})
         return 201, {"data": {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}}
 
     def _send_dm(self, participant: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if participant in self.blocked_by:
+            return 403, problem(403, "Forbidden", "You cannot send messages to users who have blocked you.",
+                                "https://api.twitter.com/2/problems/dm-permissions")
         if participant in self.closed_dms:
             return 403, problem(403, "Forbidden", "You cannot send messages to this user.",
                                 "https://api.twitter.com/2/problems/dm-permissions")
@@ -298,11 +305,11 @@ class FakeX:
                          "detail": "One or more parameters to your request was invalid.",
                          "type": "https://api.twitter.com/2/problems/invalid-request"}
         event_id = self.next_id()
-        conversation = conversation_id(participant, SHOP_ID)
+        conversation = conversation_id(participant, self.shop_id)
         with self.lock:
             self.dms.append({"to": participant, "text": text, "dm_event_id": event_id})
             # X lists the shop's own DMs among the events too: the poller must leave them out.
-            self.events.append({"id": event_id, "event_type": "MessageCreate", "text": text, "sender_id": SHOP_ID,
+            self.events.append({"id": event_id, "event_type": "MessageCreate", "text": text, "sender_id": self.shop_id,
                                 "dm_conversation_id": conversation, "created_at": _now()})
         return 201, {"data": {"dm_conversation_id": conversation, "dm_event_id": event_id}}
 

@@ -16,7 +16,7 @@ from store.db import normalise_url
 from store.sql import messages
 from tests import support
 from tests.deployment import Deployment
-from tests.fakes.twitter import SHOP_ID, FakeX
+from tests.fakes.twitter import FakeX
 
 MENTIONS, DMS, CUSTOMERS = 450, 350, 40
 
@@ -68,7 +68,7 @@ def test_a_poller_killed_mid_poll_resumes_without_loss_or_doubles_and_replies_re
             writer.join()
 
             expected = {f"tweet:{t['id']}" for t in x.mentions} | {
-                f"dm:{e['id']}" for e in x.events if e["sender_id"] != SHOP_ID}
+                f"dm:{e['id']}" for e in x.events if e["sender_id"] != x.shop_id}
             support.wait_for(lambda: set(inbound_ids(pg_url)) >= expected, timeout=90, interval=0.5,
                              what="every mention and DM stored")
             stored = Counter(inbound_ids(pg_url))
@@ -76,7 +76,7 @@ def test_a_poller_killed_mid_poll_resumes_without_loss_or_doubles_and_replies_re
 
             # Replies: in public under the customer's tweet, and by DM to the right person; the
             # public one meets X's rate limit first and goes after the reset.
-            mention, dm = x.mentions[0], next(e for e in x.events if e["sender_id"] != SHOP_ID)
+            mention, dm = x.mentions[0], next(e for e in x.events if e["sender_id"] != x.shop_id)
             convs = {m["text"]: m for m in _all_conversation_messages(desk, {mention["text"], dm["text"]})}
             public, private = convs[mention["text"]]["conversation_id"], convs[dm["text"]]["conversation_id"]
             refused = desk.api.post(f"/api/v1/conversations/{public}/messages", json={"text": "x" * 281})

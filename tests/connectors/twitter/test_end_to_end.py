@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,13 +19,13 @@ import pytest
 from sqlalchemy import func, select
 
 from store.sql import messages
-from tests.fakes.twitter import CONSUMER_SECRET, SHOP_ID, FakeX
+from tests.fakes.twitter import CONSUMER_SECRET, FakeX
 from tests.support import Running, wait_for
 
 
 @pytest.fixture
 def x() -> Iterator[FakeX]:
-    fake = FakeX()
+    fake = FakeX(shop_id=str(1_500_000_000_000_000_000 + secrets.randbelow(10**15)))  # paced per account
     yield fake
     fake.close()
 
@@ -67,14 +68,14 @@ def test_a_mention_is_answered_in_public_and_a_dm_by_dm(omnidesk: Running, x: Fa
                 json={"text": "Sorry Marta, we're checking it now"})
     [reply] = wait_for(lambda: x.tweets, what="the public reply at X")
     assert reply == {"id": reply["id"], "text": "Sorry Marta, we're checking it now",
-                     "in_reply_to_tweet_id": mention["id"], "author_id": SHOP_ID}
+                     "in_reply_to_tweet_id": mention["id"], "author_id": x.shop_id}
     wait_for(lambda: messages_of(omnidesk, conv["id"])[-1]["status"] == "sent", what="the reply marked sent")
 
     # She answers our reply: the same conversation, and the next reply goes under her new tweet.
     again = x.mention(marta, "@shop thanks, any date?", reply_to=reply["id"], conversation=mention["id"])
     wait_for(lambda: len(messages_of(omnidesk, conv["id"])) == 3, what="her answer in the same conversation")
     omnidesk.ok("POST", f"/conversations/{conv['id']}/messages", token=agent["token"], json={"text": "Tomorrow!"})
-    wait_for(lambda: len(x.tweets) == 2, what="the second public reply")
+    wait_for(lambda: len(x.tweets) == 2, timeout=25, what="the second public reply (tweets paced 100/15 min)")
     assert x.tweets[1]["in_reply_to_tweet_id"] == again["id"]
 
     # Two customers write by DM: each gets their answer, and only they do.
@@ -125,9 +126,9 @@ def test_rate_limits_hold_polling_until_the_reset_and_sends_retry_after_it(omnid
     assert "rate limit" in channel["last_error"]
     next_poll = datetime.fromisoformat(channel["next_poll_at"]).replace(tzinfo=UTC).timestamp()
     assert started + 2.5 < next_poll < started + 6  # at the reset, not the usual backoff
-    calls = len(x.calls(f"/2/users/{SHOP_ID}/mentions"))
+    calls = len(x.calls(f"/2/users/{x.shop_id}/mentions"))
     time.sleep(1.5)
-    assert len(x.calls(f"/2/users/{SHOP_ID}/mentions")) == calls  # no poll meanwhile
+    assert len(x.calls(f"/2/users/{x.shop_id}/mentions")) == calls  # no poll meanwhile
     conv = conversation_with(omnidesk, "@shop hello?", timeout=15)  # after the reset
     wait_for(lambda: omnidesk.ok("GET", f"/channels/{channel_id}")["status"] == "ok", what="the channel ok again")
 
@@ -152,9 +153,9 @@ def test_webhooks_answer_the_crc_check_and_meet_polling_on_one_copy(omnidesk: Ru
     assert crc.status_code == 200 and crc.json() == {"response_token": sign(b"abc123")}
     marta = x.user("2244994945", "Marta Ruiz", "martaruiz")
     dm = x.dm(marta, "Sent by webhook and by poll")
-    body = json.dumps({"for_user_id": SHOP_ID, "direct_message_events": [{
+    body = json.dumps({"for_user_id": x.shop_id, "direct_message_events": [{
         "type": "message_create", "id": dm["id"], "created_timestamp": str(int(time.time() * 1000)),
-        "message_create": {"target": {"recipient_id": SHOP_ID}, "sender_id": marta,
+        "message_create": {"target": {"recipient_id": x.shop_id}, "sender_id": marta,
                            "message_data": {"text": "Sent by webhook and by poll"}}}],
         "users": {marta: {"id": marta, "name": "Marta Ruiz", "screen_name": "martaruiz"}}}).encode()
     bad = omnidesk.http.post(f"/webhooks/{channel_id}", content=body,
@@ -167,23 +168,44 @@ def test_webhooks_answer_the_crc_check_and_meet_polling_on_one_copy(omnidesk: Ru
     conv = conversation_with(omnidesk, "Sent by webhook and by poll")
     time.sleep(2.5)  # the poller has seen it too by now
     assert len(messages_of(omnidesk, conv["id"])) == 1 and stored_count(omnidesk) == 1
-    liked = json.dumps({"for_user_id": SHOP_ID, "favorite_events": [{"id": "1"}]}).encode()
+    liked = json.dumps({"for_user_id": x.shop_id, "favorite_events": [{"id": "1"}]}).encode()
     ignored = omnidesk.http.post(f"/webhooks/{channel_id}", content=liked,
                                  headers={"x-twitter-webhooks-signature": sign(liked)})
     assert ignored.status_code == 200 and stored_count(omnidesk) == 1
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_a_blocked_dm_fails_the_reply_with_xs_reason(omnidesk: Running, x: FakeX) -> None:
-    jan = x.user("987654321", "Jan", "jkowal")
+def test_closed_dms_fail_the_reply_and_a_block_makes_the_customer_unreachable(omnidesk: Running, x: FakeX) -> None:
+    jan, ola = x.user("987654321", "Jan", "jkowal"), x.user("55555", "Ola", "ola_n")
     x_channel(omnidesk, x)
     x.dm(jan, "hello")
-    conv = conversation_with(omnidesk, "hello")
+    x.dm(ola, "hi there")
+    jan_conv, ola_conv = conversation_with(omnidesk, "hello"), conversation_with(omnidesk, "hi there")
     x.closed_dms.add(jan)
-    omnidesk.ok("POST", f"/conversations/{conv['id']}/messages", json={"text": "Hi Jan"})
-    failed = wait_for(lambda: (m := messages_of(omnidesk, conv["id"])[-1])["status"] == "failed" and m,
-                      what="the reply failed")
-    assert "You cannot send messages to this user" in failed["status_reason"]
+    x.blocked_by.add(ola)
+    omnidesk.ok("POST", f"/conversations/{jan_conv['id']}/messages", json={"text": "Hi Jan"})
+    omnidesk.ok("POST", f"/conversations/{ola_conv['id']}/messages", json={"text": "Hi Ola"})
+    for conv, words in ((jan_conv, "You cannot send messages to this user"), (ola_conv, "blocked you")):
+        failed = wait_for(lambda conv=conv: (m := messages_of(omnidesk, conv["id"])[-1])["status"] == "failed" and m,
+                          what="the reply failed")
+        assert words in failed["status_reason"]
+    # Jan may still be answered (DMs closed: a public reply could reach him); Ola no longer.
+    assert omnidesk.api("POST", f"/conversations/{jan_conv['id']}/messages", json={"text": "again"}).status_code == 202
+    refused = omnidesk.api("POST", f"/conversations/{ola_conv['id']}/messages", json={"text": "again"})
+    assert refused.status_code == 422 and "blocked you" in refused.json()["detail"]
+
+
+def test_a_dm_photo_is_fetched_into_the_conversation(omnidesk: Running, x: FakeX) -> None:
+    jan = x.user("987654321", "Jan", "jkowal")
+    x_channel(omnidesk, x)
+    image = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
+    x.dm(jan, "the box arrived broken", media=x.photo(image))
+    conv = conversation_with(omnidesk, "the box arrived broken")
+    file = wait_for(lambda: (f := messages_of(omnidesk, conv["id"])[0]["attachments"][0])["state"] == "done" and f,
+                    what="the photo fetched")
+    assert (file["filename"], file["content_type"], file["size"]) == ("photo.jpg", "image/jpeg", len(image))
+    downloaded = omnidesk.api("GET", f"/attachments/{file['id']}")
+    assert downloaded.status_code == 200 and downloaded.content == image
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

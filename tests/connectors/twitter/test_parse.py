@@ -39,7 +39,8 @@ def as_dict(message: InboundMessage) -> dict[str, Any]:
             "sender": {"external_id": message.sender.external_id, "name": message.sender.name},
             "text": message.text, "thread_key": message.thread_key, "thread_refs": list(message.thread_refs),
             "sent_at": message.sent_at.isoformat() if message.sent_at else None, "language": message.language,
-            "parse_error": message.parse_error}
+            "parse_error": message.parse_error,
+            "files": [[f.ref, f.filename, f.content_type] for f in message.remote_attachments]}
 
 
 def parse_fixture(path: Path) -> list[dict[str, Any]] | str:

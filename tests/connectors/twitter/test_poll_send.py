@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from connectors.base import Identity, OutboundMessage
-from connectors.errors import ConfigError, PermanentError, TransientError
+from connectors.errors import ConfigError, PermanentError, RecipientUnreachable, TransientError
 from connectors.twitter import TwitterConnector, poll
 from connectors.twitter.config import TwitterConfig
 from tests.fakes.twitter import SHOP_ID, FakeX, Limit
@@ -222,3 +222,43 @@ def test_secrets_stay_out_of_the_logs_even_at_debug(x: FakeX, caplog: pytest.Log
     assert x.dms and "Making API request" not in logged
     for secret in ("consumer_secret", "access_token_secret", "bearer_token"):
         assert config[secret] not in logged
+
+
+def test_media_are_fetched_with_the_accounts_signature_from_xs_hosts_only(x: FakeX) -> None:
+    person = customers(x, 1)[0]
+    photo = x.photo(b"\xff\xd8\xff" + b"j" * 5000)
+    x.dm(person, "look", media=photo)
+    [batch] = list(connector(x, mentions=False).poll(None))[:1]
+    [file] = batch.events[0].remote_attachments
+    assert (file.ref, file.filename, file.content_type) == (photo["url"], "photo.jpg", "image/jpeg")
+    c = connector(x)
+    fetched = c.fetch(file.ref, max_bytes=10_000)
+    assert fetched.data == b"\xff\xd8\xff" + b"j" * 5000 and fetched.content_type == "image/jpeg"
+    with pytest.raises(PermanentError, match="larger than 1000 bytes"):
+        c.fetch(file.ref, max_bytes=1000)
+    with pytest.raises(PermanentError, match="404"):
+        c.fetch(x.url + "/1.1/ton/data/dm/gone.jpg", max_bytes=10_000)
+    for elsewhere in ("https://attacker.example/steal.jpg", "file:///etc/passwd", "https://twimg.com.evil.example/a"):
+        with pytest.raises(PermanentError, match="not a file of X's"):
+            c.fetch(elsewhere, max_bytes=10_000)
+
+
+def test_replies_are_paced_per_account_and_kind() -> None:
+    c = TwitterConnector(TwitterConfig(consumer_key="ck", consumer_secret="cs", access_token="at",
+                                       access_token_secret="ats", user_id="77"))
+    [tweets] = c.send_limits(outbound("hi", to="5", in_reply_to="tweet:1", thread_key="x-thread:1"))
+    [dms] = c.send_limits(outbound("hi", to="5", in_reply_to="dm:1", thread_key="x-dm:5-77"))
+    assert (tweets.key, round(tweets.per_second * 900)) == ("twitter:77:tweets", 100)
+    assert (dms.key, round(dms.per_second * 900)) == ("twitter:77:dms", 200)
+
+
+def test_a_customer_who_blocked_the_account_is_unreachable_one_with_dms_closed_is_not(x: FakeX) -> None:
+    blocker, closed = customers(x, 2)
+    x.blocked_by.add(blocker)
+    x.closed_dms.add(closed)
+    c = connector(x)
+    with pytest.raises(RecipientUnreachable, match="blocked you"):
+        c.send(outbound("hi", to=blocker, in_reply_to="dm:1"))
+    with pytest.raises(PermanentError) as refused:
+        c.send(outbound("hi", to=closed, in_reply_to="dm:1"))
+    assert not isinstance(refused.value, RecipientUnreachable)  # a public reply may still reach them
