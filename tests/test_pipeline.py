@@ -184,8 +184,10 @@ def test_the_webhook_edges_on_the_plain_asgi_path(omnidesk: Running, callback: C
     assert answer.headers["content-type"] == "application/json"
     assert answer.json() == {"stored": 1, "duplicates": 0}
 
-    # Anything but a POST to /webhooks/<number> is the framework's, as before.
-    assert omnidesk.http.get(f"/webhooks/{channel_id}").status_code == 405
+    # A GET of /webhooks/<number> is a provider's challenge, the connector's to answer: the API
+    # channel has none and checks the signature first. Other methods and paths are the framework's.
+    assert omnidesk.http.get(f"/webhooks/{channel_id}").status_code == 401
+    assert omnidesk.http.put(f"/webhooks/{channel_id}", content=b"{}").status_code == 405
     assert omnidesk.http.post("/webhooks/not-a-number", content=b"{}").status_code == 422
     assert omnidesk.http.post(f"/webhooks/{channel_id}/", content=b"{}").status_code in (307, 404)
     schema = omnidesk.http.get("/openapi.json").json()
