@@ -88,6 +88,13 @@ class TwitterConnector(Connector):
     # -- in: webhooks -----------------------------------------------------------------------------
 
     def parse(self, request: WebhookRequest) -> list[Event]:
+        """Account Activity: a GET is X's CRC check (answered by :meth:`answer`; the token proves
+        we hold the app's secret, so it needs no signature of its own), a POST its events, signed."""
+        if request.method != "GET":
+            given = request.headers.get(SIGNATURE_HEADER, "")
+            expected = signature(self.config.consumer_secret.get_secret_value(), request.body)
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                raise AuthError(f"missing or wrong {SIGNATURE_HEADER}", status=403)
         if not self.config.webhooks:
             raise PayloadError("this X channel takes no webhooks (its setting 'webhooks' is off)")
         if request.route:
@@ -95,11 +102,7 @@ class TwitterConnector(Connector):
         if request.method == "GET":
             if not request.query.get("crc_token"):
                 raise PayloadError("a CRC check needs crc_token")
-            return []  # answered by answer()
-        given = request.headers.get(SIGNATURE_HEADER, "")
-        expected = signature(self.config.consumer_secret.get_secret_value(), request.body)
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise AuthError(f"missing or wrong {SIGNATURE_HEADER}", status=403)
+            return []
         try:
             body = json.loads(request.body)
         except ValueError:

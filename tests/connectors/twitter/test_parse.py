@@ -121,6 +121,8 @@ def test_bad_bodies_and_channels_without_webhooks() -> None:
         connector().parse(signed(b"[1]"))
     with pytest.raises(PayloadError, match="webhooks"):
         connector(webhooks=False).parse(signed(b"{}"))
+    with pytest.raises(AuthError):  # the signature first, always
+        connector(webhooks=False).parse(dataclasses.replace(signed(b"{}"), headers={}))
     with pytest.raises(UnsupportedEvent):
         connector().parse(signed(b'{"for_user_id": "' + SHOP.encode() + b'", "tweet_delete_events": []}'))
     other = json.loads((FIXTURES / "activity_direct_message.json").read_text()) | {"for_user_id": "777"}
