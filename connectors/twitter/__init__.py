@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -125,7 +126,9 @@ class TwitterConnector(Connector):
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[PollBatch]:
         mentions = self._fetch_mentions(cursor or {}) if self.config.mentions else None
         dms = self._fetch_dms if self.config.direct_messages else None
-        return poll.poll(mentions, dms, self.config.user_id, cursor)
+        days = self.config.import_since_days
+        first = datetime.now(UTC) - timedelta(days=days) if days is not None else None
+        return poll.poll(mentions, dms, self.config.user_id, cursor, first_since=first)
 
     def _fetch_mentions(self, cursor: dict[str, Any]) -> poll.Fetch:
         since = cursor.get("mentions_since_id")

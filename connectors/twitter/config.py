@@ -6,6 +6,8 @@ The keys of ../shared/API.md (``consumer_key``, ``consumer_secret``, ``access_to
 - ``webhooks``: the channel also takes Account Activity webhooks (CRC answered, signatures
   checked); polling goes on as the fallback, at ``poll_interval``;
 - ``mentions`` / ``direct_messages``: which of the two the channel imports (both by default);
+- ``import_since_days``: how far back a new channel imports mentions and DMs (7; None: all X
+  keeps, 30 days of DMs), so connecting an account does not open a conversation per old mention;
 - ``poll_interval``: seconds between polls (X allows 450 mention reads / 15 min per app, 15 DM
   reads / 15 min per user: a minute apart stays well inside both);
 - ``timeout``: seconds for any call to X.
@@ -34,6 +36,7 @@ class TwitterConfig(ChannelConfig):
     webhooks: bool = False
     mentions: bool = True
     direct_messages: bool = True
+    import_since_days: int | None = Field(default=7, ge=0, le=30)
     poll_interval: float = Field(default=60.0, ge=1, le=3600)
     timeout: float = Field(default=20.0, gt=0, le=120)
 

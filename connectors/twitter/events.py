@@ -53,6 +53,11 @@ def identity(user_id: str, user: Mapping[str, Any] | None) -> Identity:
     return Identity(external_id=user_id, name=str(label)[:300] if label else None)
 
 
+def created(item: Mapping[str, Any]) -> datetime | None:
+    """When an API v2 tweet or DM event was created, if it says."""
+    return _iso(item.get("created_at"))
+
+
 def _iso(value: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC) if value else None

@@ -21,6 +21,7 @@ fetched again next time), then the TransientError (retry after the reset).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from connectors.base import InboundMessage, PollBatch
@@ -72,16 +73,19 @@ def walk(fetch: Fetch, parse: Callable[[Any, dict, dict], InboundMessage | None]
 
 
 def poll(fetch_mentions: Fetch | None, fetch_dms: Fetch | None, shop_id: str,
-         cursor: dict[str, Any] | None) -> Iterator[PollBatch]:
+         cursor: dict[str, Any] | None, *, first_since: datetime | None = None) -> Iterator[PollBatch]:
     """Mentions, then DMs (a timeline left out when its fetch is None), in committed batches.
+    ``first_since``: a timeline polled for the first time is imported back to then, no further.
     Raises the TransientError that stopped a walk once what both fetched is handed over (the two
     have rate limits of their own: a limit on one does not hold up the other)."""
     cursor = dict(cursor or {})
     first_stop: TransientError | None = None
     if fetch_mentions is not None:
         since = int(cursor.get("mentions_since_id") or 0)
+        cut = first_since if not since else None
         found, newest, stopped = walk(fetch_mentions, lambda i, u, m: events.tweet(i, u, m, shop_id),
-                                      lambda items: False)
+                                      lambda items: _older(items, cut))
+        found = _recent(found, cut)
         for chunk in _chunks(found):
             if stopped is None:  # a walk stopped half way moves nothing: older pages are missing
                 cursor = {**cursor, "mentions_since_id": str(max(since, *(_id(m.external_id) for m in chunk)))}
@@ -96,12 +100,14 @@ def poll(fetch_mentions: Fetch | None, fetch_dms: Fetch | None, shop_id: str,
         horizon = min(seen) if len(seen) >= SEEN_KEEP else 0
         known = set(seen)
 
+        cut = first_since if not known else None
+
         def done(items: list[Any]) -> bool:
-            return any(i in known or i < horizon for i in _ids(items))
+            return any(i in known or i < horizon for i in _ids(items)) or _older(items, cut)
 
         walked: list[int] = []
         found, _, stopped = walk(fetch_dms, lambda i, u, m: events.dm_event(i, u, m, shop_id), done, ids=walked)
-        found = [m for m in found if _id(m.external_id) not in known and _id(m.external_id) >= horizon]
+        found = [m for m in _recent(found, cut) if _id(m.external_id) not in known and _id(m.external_id) >= horizon]
         for chunk in _chunks(found):
             if stopped is None:
                 seen = _keep(seen, (_id(m.external_id) for m in chunk))
@@ -114,6 +120,18 @@ def poll(fetch_mentions: Fetch | None, fetch_dms: Fetch | None, shop_id: str,
             yield PollBatch(events=(), cursor={**cursor, "dm_seen": [str(i) for i in everything]})
     if first_stop is not None:
         raise first_stop
+
+
+def _older(items: list[Any], cut: datetime | None) -> bool:
+    """Whether a page reaches back past ``cut`` (a first import's limit)."""
+    if cut is None:
+        return False
+    times = [events.created(i) for i in items if isinstance(i, dict)]
+    return any(t is not None and t < cut for t in times)
+
+
+def _recent(messages: list[InboundMessage], cut: datetime | None) -> list[InboundMessage]:
+    return messages if cut is None else [m for m in messages if m.sent_at is None or m.sent_at >= cut]
 
 
 def _chunks(messages: list[InboundMessage]) -> Iterator[list[InboundMessage]]:

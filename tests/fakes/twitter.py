@@ -100,12 +100,12 @@ class FakeX:
         return user_id
 
     def mention(self, author: str, text: str, *, reply_to: str | None = None, conversation: str | None = None,
-                tweet_id: str | None = None) -> dict[str, Any]:
+                tweet_id: str | None = None, at: datetime | None = None) -> dict[str, Any]:
         """A tweet by ``author`` mentioning the shop (a reply to ``reply_to`` when given)."""
         tweet_id = tweet_id or self.next_id()
         tweet: dict[str, Any] = {
             "id": tweet_id, "text": text, "author_id": author, "conversation_id": conversation or tweet_id,
-            "created_at": _now(), "lang": "en", "edit_history_tweet_ids": [tweet_id]}
+            "created_at": _now(at), "lang": "en", "edit_history_tweet_ids": [tweet_id]}
         if reply_to:
             tweet["referenced_tweets"] = [{"type": "replied_to", "id": reply_to}]
             tweet["in_reply_to_user_id"] = self.shop_id
@@ -113,12 +113,13 @@ class FakeX:
             self.mentions.append(tweet)
         return tweet
 
-    def dm(self, sender: str, text: str, *, media: dict[str, Any] | None = None) -> dict[str, Any]:
+    def dm(self, sender: str, text: str, *, media: dict[str, Any] | None = None,
+           at: datetime | None = None) -> dict[str, Any]:
         """A DM from ``sender`` to the shop."""
         event_id = self.next_id()
         event: dict[str, Any] = {
             "id": event_id, "event_type": "MessageCreate", "text": text, "sender_id": sender,
-            "dm_conversation_id": conversation_id(sender, self.shop_id), "created_at": _now(),
+            "dm_conversation_id": conversation_id(sender, self.shop_id), "created_at": _now(at),
             "participant_ids": [sender, self.shop_id]}
         if media:
             event["attachments"] = {"media_keys": [media["media_key"]]}
@@ -319,5 +320,5 @@ def conversation_id(one: str, other: str) -> str:
     return f"{low}-{high}"
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+def _now(at: datetime | None = None) -> str:
+    return (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.000Z")

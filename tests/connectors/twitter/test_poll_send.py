@@ -262,3 +262,23 @@ def test_a_customer_who_blocked_the_account_is_unreachable_one_with_dms_closed_i
     with pytest.raises(PermanentError) as refused:
         c.send(outbound("hi", to=closed, in_reply_to="dm:1"))
     assert not isinstance(refused.value, RecipientUnreachable)  # a public reply may still reach them
+
+
+def test_a_new_channel_imports_back_to_import_since_days_only(x: FakeX) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    person = customers(x, 1)[0]
+    long_ago = datetime.now(UTC) - timedelta(days=10)
+    for n in range(250):  # three pages of old ones: not even fetched past the first that reaches back
+        x.mention(person, f"@shop old {n}", at=long_ago)
+        x.dm(person, f"old dm {n}", at=long_ago)
+    recent = [x.mention(person, "@shop this week", at=datetime.now(UTC) - timedelta(days=2)),
+              x.dm(person, "dm this week", at=datetime.now(UTC) - timedelta(days=2))]
+    ids, cursor, _ = drain(connector(x, import_since_days=7), None)
+    assert ids == [f"tweet:{recent[0]['id']}", f"dm:{recent[1]['id']}"]
+    assert len(x.calls("/2/dm_events")) == 1 and len(x.calls(f"/2/users/{SHOP_ID}/mentions")) == 1
+    # After the first import the cut no longer applies: a late-arriving old-dated DM still comes in.
+    late = x.dm(person, "sent offline, dated long ago", at=long_ago)
+    assert drain(connector(x, import_since_days=7), cursor)[0] == [f"dm:{late['id']}"]
+    everything, _, _ = drain(connector(x, import_since_days=None), None)
+    assert len(everything) == 503
