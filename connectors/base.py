@@ -21,7 +21,8 @@ the iterator is the acknowledgement, after which the connector may flag or move 
 Sends (the caller first lets the channel's capabilities shape the message, then keeps to the
 rates the connector declares, shared by every worker process: see ``pacing.py``)::
 
-    message = connector.capabilities.fit(message)        # raises PermanentError (too long, files)
+    message = connector.capabilities_for(message.thread_key, message.in_reply_to).fit(message)
+                                                         # raises PermanentError (too long, files)
     limits = connector.send_limits(message)              # SendLimit(key, per_second), ...
     result = connector.send(message)                     # raises TransientError, PermanentError
                                                          # (RecipientUnreachable: opted out, blocked)
