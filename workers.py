@@ -24,8 +24,9 @@ from dramatiq.middleware import CurrentMessage, Middleware
 import brokers
 import fetching
 import pacing
-from connectors.base import Event, SendLimit
+from connectors.base import Capabilities, Event, SendLimit
 from connectors.errors import ConfigError, PermanentError, RecipientUnreachable, TransientError
+from router.presence import sweep_presence
 from router.route import fill_agent, route_conversations
 from store import channels as channel_store
 from store import fetches, jobs, outbound
@@ -305,6 +306,8 @@ def _deliver(engine: Any, claim: outbound.Claim, paced_at: float | None = None) 
     except PermanentError as exc:
         outbound.mark_failed(engine, message_id, exc.reason)
     except TransientError as exc:
+        if exc.sent:  # parts of it went out: the next attempt sends the rest
+            outbound.set_external_id(engine, message_id, exc.sent)
         _retry(engine, claim, exc.reason, exc.retry_after)
     except ConfigError as exc:
         channel_store.mark_error(engine, channel.id, exc.reason, backoff=60, started=utcnow())
@@ -372,14 +375,16 @@ def poll_channel(channel_id: int) -> None:
     One poller a channel at a time (a lease in the store); a poll asked for while one runs makes
     that one look again when it is done, so nothing announced is left waiting for the interval."""
     engine = get_engine()
-    owner, lease = _poll_owner(), get_settings().poll_lease
+    channel = channel_store.load_channel(engine, channel_id)
+    if channel is None:
+        return
+    owner, lease = _poll_owner(), _poll_lease(channel.kind)
     if not channel_store.claim_poll(engine, channel_id, owner, lease):
         return  # another poller has this channel right now; it will look again
     started = utcnow()
-    channel = None
     again = False
     try:
-        channel = channel_store.load_channel(engine, channel_id)
+        channel = channel_store.load_channel(engine, channel_id)  # as it is now that this poller holds it
         connector = channel_store.connector_for(channel)
         # The lease is renewed while the poll runs (a slow page is not taken over), and after each
         # batch, which stops the poll should another poller hold the channel by then.
@@ -402,6 +407,15 @@ def poll_channel(channel_id: int) -> None:
         channel_store.release_poll(engine, channel_id, owner)
     if again:
         enqueue(poll_channel, channel_id)
+
+
+def _poll_lease(kind: str) -> float:
+    from connectors import connector_class
+
+    try:
+        return connector_class(kind).capabilities.poll_lease
+    except (KeyError, ImportError):
+        return Capabilities().poll_lease
 
 
 def _poll_failed(engine: Any, channel: Any, channel_id: int, reason: str, started: Any,
@@ -432,6 +446,7 @@ def sweep() -> None:
         log.info("sweep: %d route, %d deliver, %d pull, %d poll", len(due.route), len(due.deliver),
                  len(due.pull), len(due.poll))
     prune_events(get_engine(), settings.events_keep_hours)  # the event stream's old rows
+    sweep_presence(get_engine(), settings.presence_timeout)  # inboxes that stopped beating: away
 
 
 ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, fetch_attachment, poll_channel, sweep]

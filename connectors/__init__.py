@@ -11,6 +11,7 @@ REGISTRY: dict[str, str] = {
     "api": "connectors.api:ApiConnector",
     "email": "connectors.email:EmailConnector",
     "twitter": "connectors.twitter:TwitterConnector",
+    "telegram": "connectors.telegram:TelegramConnector",
 }
 
 

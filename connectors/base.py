@@ -37,7 +37,8 @@ message; replies to an unreachable customer are refused at once.
 
 Setting a channel up: when a channel is saved (created, or its config changed) the API calls
 ``check()`` and then ``webhook_setup(url)`` with the channel's public webhook URL; a ConfigError
-from either is shown to the admin (422) and the channel is not saved.
+from either is shown to the admin (422) and the channel is not saved. Secrets the settings
+generate (a webhook's secret token) and what ``check()`` learned are saved with the channel.
 
 An authenticated webhook carrying an event the connector does not use raises UnsupportedEvent:
 the endpoint answers 200 and stores nothing, so the provider does not retry it forever.
@@ -153,7 +154,20 @@ class ReachabilityUpdate:
     raw: bytes = b""
 
 
-Event = InboundMessage | StatusUpdate | ReachabilityUpdate
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageEdit:
+    """The customer changed a message they sent earlier (Telegram's edited messages), named by its
+    external id as its :class:`InboundMessage` was. The store shows the new text on that message,
+    marked edited, and keeps the text it replaces in the message's history; an edit of a message
+    it does not hold changes nothing."""
+
+    external_id: str
+    text: str
+    edited_at: datetime | None = None
+    raw: bytes = b""
+
+
+Event = InboundMessage | StatusUpdate | ReachabilityUpdate | MessageEdit
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -229,6 +243,9 @@ class Capabilities:
       sweep polls only ``pull`` channels, and the scheduler watches only ``watch`` ones.
     - ``poll_interval``: seconds between polls when nothing tells us sooner; a channel's config may
       carry its own ``poll_interval`` field, which wins (see :attr:`Connector.poll_interval`).
+    - ``poll_lease``: seconds ``poll_channel`` holds a channel; it renews the lease while the poll
+      runs (every third of it) and after each batch, so a poller that died is replaced once it
+      runs out, and a slow one that is alive never is.
     - ``reply_window``: a reply is refused when the customer's last message is older
       (``store.outbound.create_reply`` raises ``ReplyWindowClosed``; the API answers 422).
     - ``max_text_length``, ``supports_html``, ``supports_attachments``: :meth:`fit`, called by the
@@ -243,6 +260,7 @@ class Capabilities:
     pull: bool = False
     watch: bool = False  # pull channels that can be told of new data at once (IMAP IDLE)
     poll_interval: float = 60.0
+    poll_lease: float = 300.0
     max_text_length: int | None = None
     reply_window: timedelta | None = None  # e.g. WhatsApp's 24 hours
     supports_html: bool = False
@@ -369,8 +387,10 @@ class Connector(ABC):
         """An external id to give an outbound message before it is sent, or None."""
         return None
 
-    def check(self) -> None:
-        """Test the credentials against the service. Raises ConfigError saying what failed."""
+    def check(self) -> Mapping[str, Any] | None:
+        """Test the credentials against the service. Raises ConfigError saying what failed. May
+        return settings learned from the service (a bot's name), saved with the channel's."""
+        return None
 
     def webhook_setup(self, url: str) -> None:
         """Register ``url`` (this channel's public webhook URL) with the provider where the channel

@@ -25,10 +25,14 @@ class ConnectorError(Exception):
 
 
 class TransientError(ConnectorError):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, *, sent: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after  # seconds, when the provider said
+        # A reply sent in parts (a long text split): the external id naming the parts already
+        # sent. The deliver job keeps it; the next attempt gets it as ``external_id`` and sends
+        # only the rest.
+        self.sent = sent
 
 
 class PermanentError(ConnectorError):

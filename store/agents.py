@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, update
@@ -16,6 +17,7 @@ from store.models import MAX_ID, utcnow
 from store.sql import agent_languages, agent_teams, agents, teams, tokens
 
 a = agents.c
+LOCALES = ("en", "es", "ca", "pt", "pl")  # the inbox's languages; agents.locale is one of them
 
 
 def new_token(conn: Connection, agent_id: int) -> str:
@@ -85,6 +87,63 @@ def set_presence(engine: Engine, agent_id: int, presence: str) -> bool:
         if conn.execute(update(agents).where(a.id == agent_id).values(presence=presence)).rowcount:
             append(conn, [event("agent.presence", agent_id=agent_id, presence=presence)])
     return presence == "online"
+
+
+def heartbeat(engine: Engine, agent_id: int, presence: str | None = None) -> bool:
+    """The agent's inbox is open: ``last_seen_at`` is now; with ``presence``, set it too (its
+    ``agent.presence`` event only when it changes: a heartbeat comes every few seconds). Returns
+    whether the agent just came online (the caller pulls the queue)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        changed = False
+        if presence is not None:
+            changed = conn.execute(update(agents).where(a.id == agent_id, a.presence != presence)
+                                   .values(presence=presence, last_seen_at=now)).rowcount > 0
+        if not changed:
+            conn.execute(update(agents).where(a.id == agent_id).values(last_seen_at=now))
+        if changed:
+            append(conn, [event("agent.presence", agent_id=agent_id, presence=presence)])
+    return changed and presence == "online"
+
+
+Stale = Callable[[str, datetime | None, datetime], bool]  # (presence, last seen, now) -> away now?
+
+
+def away_if_stale(engine: Engine, stale: Stale) -> list[int]:
+    """Set ``away``, with its ``agent.presence`` event, every online agent for whom ``stale``
+    (the router's decision, ``router.presence``) says so; returns their ids. A heartbeat that
+    arrives meanwhile wins: the write is made only while last_seen_at is still the value decided on."""
+    now = utcnow()
+    moved = []
+    with engine.begin() as conn:
+        online = conn.execute(select(a.id, a.presence, a.last_seen_at).where(a.presence == "online")).all()
+        for row in online:
+            if not stale(row.presence, row.last_seen_at, now):
+                continue
+            done = conn.execute(update(agents).where(a.id == row.id, a.presence == "online",
+                                                     a.last_seen_at == row.last_seen_at).values(presence="away"))
+            if done.rowcount:
+                moved.append(row.id)
+        append(conn, [event("agent.presence", agent_id=agent_id, presence="away") for agent_id in moved])
+    return moved
+
+
+def change_password(engine: Engine, agent_id: int, current: str, new: str, *, keep_session: str | None) -> bool:
+    """Set a new password when ``current`` is the agent's password (False otherwise, nothing
+    changed), ending their other sessions (all but the cookie ``keep_session``). ValueError for
+    a new password too short or long."""
+    with engine.connect() as conn:
+        stored = conn.execute(select(a.password_hash).where(a.id == agent_id)).scalar()
+    if not passwords.verify(stored, current):
+        return False
+    hashed = passwords.hash_password(new)
+    with engine.begin() as conn:
+        done = conn.execute(update(agents).where(a.id == agent_id, a.password_hash == stored)
+                            .values(password_hash=hashed))
+        if not done.rowcount:  # changed meanwhile (another tab, a reset): the current one is no more
+            return False
+        sessions.revoke_all(conn, agent_id, keep=keep_session)
+    return True
 
 
 def admin_token(engine: Engine) -> str:

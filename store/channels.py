@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -43,6 +44,17 @@ def split_config(kind: str, values: dict[str, Any]) -> tuple[dict[str, Any], dic
         else:
             public[name] = value
     return public, secrets
+
+
+def generated_secrets(config: ChannelConfig, values: dict[str, Any]) -> dict[str, str]:
+    """The secrets ``config`` made up because ``values`` left them out (a webhook's secret token):
+    saved as made, so that what was registered with the provider is what the channel checks."""
+    made = {}
+    for name in type(config).secret_fields():
+        value = getattr(config, name)
+        if name not in values and isinstance(value, SecretStr):
+            made[name] = value.get_secret_value()
+    return made
 
 
 def redact_url(value: str) -> str:
@@ -150,12 +162,18 @@ def connector_for(channel: Channel | Any) -> Connector:
     return connector_class(channel.kind)(full_config(channel), channel_id=channel.id)
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
 class RedactUrls(logging.Filter):
-    """Redacts the credentials of URLs in a logger's records (see :func:`redact_url`)."""
+    """Redacts the credentials of URLs in a logger's records (see :func:`redact_url`): in its
+    arguments, and in its message (which another filter may already have formatted)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(redact_url(str(a)) if "://" in str(a) else a for a in record.args)
+        if isinstance(record.msg, str) and "://" in record.msg:
+            record.msg = _URL.sub(lambda found: redact_url(found.group(0)), record.msg)
         return True
 
 

@@ -8,6 +8,7 @@ SQL, for the list, and is tested against it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, or_, select, true, update
@@ -16,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from store import reachability
 from store.dialect import insert_events
 from store.models import MAX_ID, utcnow
-from store.sql import agent_teams, attachments, contacts, conversations, messages, teams
+from store.sql import agent_teams, attachments, channels, contacts, conversations, messages, teams
 
 c = conversations.c
 m = messages.c
@@ -46,20 +47,36 @@ class Filters:
     assignee_id: int | None = None
     unassigned: bool = False
     channel_id: int | None = None
+    team_id: int | None = None
+    view: str = "all"  # mine: assigned to the caller; unassigned: open, nobody's; all: everything visible
     waiting: bool | None = None
     before_id: int | None = None  # the cursor: ids below this one
 
 
-def _summaries() -> Any:
-    return (select(conversations, contacts.c.name.label("contact_name"),
+def summaries() -> Any:
+    """Conversations with their contact's name, their channel's kind, and why the customer cannot
+    be written to there (null: they can)."""
+    return (select(conversations, contacts.c.name.label("contact_name"), channels.c.kind.label("channel_kind"),
                    reachability.reason_column(c.contact_id, c.channel_id))
-            .join(contacts, contacts.c.id == c.contact_id))
+            .join(contacts, contacts.c.id == c.contact_id).join(channels, channels.c.id == c.channel_id))
 
 
-def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters, limit: int) -> tuple[list[Any], bool]:
+def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters, limit: int,
+                 columns: Sequence[Any] = ()) -> tuple[list[Any], bool]:
     """The conversations the agent may see that match ``filters``, newest first, at most
-    ``limit``; and whether more follow (the next page starts below the last id)."""
-    query = _summaries().where(visible_to(agent_id, admin=admin))
+    ``limit``; and whether more follow (the next page starts below the last id). ``columns``:
+    more to read with each row (correlated over ``conversations``: computed for the page alone).
+
+    The page's ids are chosen first, from the conversations alone (an index gives them newest
+    first), and only those rows are joined to their contact and channel: joining before the limit
+    lets the planner join every match of a large view and sort it."""
+    query = select(c.id).where(visible_to(agent_id, admin=admin))
+    if filters.view == "mine":
+        query = query.where(c.assignee_id == agent_id)
+    elif filters.view == "unassigned":
+        query = query.where(c.status == "open", c.assignee_id.is_(None))
+    if filters.team_id is not None:
+        query = query.where(c.team_id == filters.team_id)
     if filters.status:
         query = query.where(c.status == filters.status)
     if filters.assignee_id is not None:
@@ -72,8 +89,10 @@ def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters
         query = query.where(c.waiting_since.is_not(None) if filters.waiting else c.waiting_since.is_(None))
     if filters.before_id is not None:
         query = query.where(c.id < filters.before_id)
+    page = query.order_by(c.id.desc()).limit(limit + 1).subquery()
     with engine.connect() as conn:
-        rows = conn.execute(query.order_by(c.id.desc()).limit(limit + 1)).all()
+        rows = conn.execute(summaries().add_columns(*columns).join(page, page.c.id == c.id)
+                            .order_by(c.id.desc())).all()
     return rows[:limit], len(rows) > limit
 
 
@@ -88,7 +107,7 @@ def summary(engine: Engine, conversation_id: int) -> Any:
     if not 0 < conversation_id <= MAX_ID:
         return None
     with engine.connect() as conn:
-        return conn.execute(_summaries().where(c.id == conversation_id)).first()
+        return conn.execute(summaries().where(c.id == conversation_id)).first()
 
 
 def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], dict[int, list[Any]]] | None:
@@ -97,13 +116,13 @@ def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], d
     if not 0 < conversation_id <= MAX_ID:
         return None
     with engine.connect() as conn:
-        row = conn.execute(_summaries().where(c.id == conversation_id)).first()
+        row = conn.execute(summaries().where(c.id == conversation_id)).first()
         if row is None:
             return None
         contact = conn.execute(select(contacts).where(contacts.c.id == row.contact_id)).one()
         msgs = conn.execute(
             select(m.id, m.direction, m.text, m.html, m.quoted, m.subject, m.status, m.status_reason, m.private,
-                   m.automatic, m.author_agent_id, m.parse_error, m.created_at, m.sent_at)
+                   m.automatic, m.author_agent_id, m.parse_error, m.created_at, m.sent_at, m.edited_at, m.edits)
             .where(m.conversation_id == conversation_id).order_by(m.id)
         ).all()
         files: dict[int, list[Any]] = {}

@@ -18,7 +18,8 @@ Types: ``message.created`` (in, out, notes), ``message.status`` (a reply's deliv
 ``message.updated`` (a file fetched from the provider, or failed: store.fetches),
 ``conversation.created``, ``conversation.updated`` (assignment, status, priority, team, language),
 ``contact.updated`` (a customer unreachable on a channel, or again reachable: store.reachability),
-``agent.presence``, ``agent.typing``. ``conversation_id`` names the conversation; ``agent_id`` the
+``agent.presence``, ``agent.typing``, ``conversation.read`` (an agent's read marker moved: for that
+agent alone, see PERSONAL). ``conversation_id`` names the conversation; ``agent_id`` the
 agent an event is about (presence, typing; the agent a conversation was taken from).
 
 Pruning (:func:`prune`) keeps one mark: the newest pruned id stays as a row of type ``pruned``, so a
@@ -34,7 +35,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, or_, select, true, update
+from sqlalchemy import Connection, Engine, and_, case, delete, func, or_, select, true, update
 
 from store import wakeups  # noqa: F401 - registers the wake-up rung after a transaction that wrote events
 from store.conversations import visible_to
@@ -42,7 +43,7 @@ from store.dialect import insert_events
 from store.models import Event, utcnow
 from store.sql import conversations
 
-__all__ = ["PRUNED", "Reader", "append", "event", "head", "horizon", "prune", "record"]
+__all__ = ["PERSONAL", "PRUNED", "Reader", "append", "event", "head", "horizon", "prune", "record"]
 
 events = Event.__table__  # type: ignore[attr-defined]
 e = events.c
@@ -50,6 +51,7 @@ PRUNED = "pruned"  # the mark of the pruned horizon; never sent
 SETTLE = 2.0  # seconds a reader waits for a missing id while later ones are there
 OLD = 60.0  # seconds after which an event's missing predecessors are settled for any reader
 RECENT = 10.0  # a new reader starts before a missing id followed by events this young
+PERSONAL = ("conversation.read",)  # events read only by the agent they name (``agent_id``), admins too
 
 
 def event(type_: str, conversation_id: int | None = None, *, agent_id: int | None = None,
@@ -92,8 +94,10 @@ class Reader:
     ``router.access.may_see``), when the events are read: an agent gets the events of the
     conversations they may see at that moment, including the earlier events of one that has just
     become theirs, and none of one they may no longer see, except the event that took it from
-    them (its ``agent_id`` names them), so their inbox can drop it. Events about no conversation
-    (presence) go to everyone. ``after`` moves over the events the agent may not see too."""
+    them (its ``agent_id`` names them), so their inbox can drop it. The agent's teams are read in
+    the same statement, so an admin's change of them applies to a stream opened before it at its
+    next read. Events about no conversation (presence) go to everyone; PERSONAL ones to their agent
+    alone. ``after`` moves over the events the agent may not see too."""
 
     def __init__(self, engine: Engine, after: int, *, agent_id: int, admin: bool, settle: float = SETTLE) -> None:
         self.engine, self.after, self.agent_id, self.admin, self.settle = engine, after, agent_id, admin, settle
@@ -117,6 +121,7 @@ class Reader:
         """The next events the agent may see, oldest first (at most ``limit`` read)."""
         mine = true() if self.admin else or_(e.conversation_id.is_(None), e.agent_id == self.agent_id,
                                              visible_to(self.agent_id, admin=False))
+        mine = and_(or_(e.type.not_in(PERSONAL), e.agent_id == self.agent_id), mine)
         query = (select(e.id, e.type, e.conversation_id, e.agent_id, e.data, e.created_at,
                         case((mine, True), else_=False).label("visible"))
                  .outerjoin(conversations, conversations.c.id == e.conversation_id)

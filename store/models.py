@@ -89,6 +89,9 @@ class Agent(SQLModel, table=True):
     active: bool = True  # deactivated agents keep their history but cannot log in
     created_at: datetime = _ts(default_factory=utcnow)
     password_hash: str | None = Field(default=None, max_length=200)  # argon2id; None: cannot sign in
+    locale: str = Field(default="en", max_length=10, sa_column_kwargs={"server_default": "en"})  # the inbox's language
+    # The inbox's last heartbeat; None for agents whose presence only the API sets (integrations).
+    last_seen_at: datetime | None = _ts(default=None)
 
 
 class AgentTeam(SQLModel, table=True):
@@ -165,6 +168,11 @@ class Conversation(SQLModel, table=True):
         # One open conversation per thread key: concurrent first messages of a thread meet here.
         UniqueConstraint("channel_id", "open_key"),  # also serves lookups by channel
         Index("ix_conversations_thread", "channel_id", "thread_key"),
+        # The inbox: its counts (by status), and its views newest first (an agent's, a team's),
+        # read in id order from the index, so a page reads only its own rows.
+        Index("ix_conversations_status", "status", "assignee_id"),
+        Index("ix_conversations_assignee", "assignee_id", "id"),
+        Index("ix_conversations_team", "team_id", "id"),
         # Partial (see _partial_indexes): only the rows the queue and the sweep look for, so
         # assigning a conversation takes it out of both instead of writing new entries.
     )
@@ -173,7 +181,7 @@ class Conversation(SQLModel, table=True):
     channel_id: int = Field(foreign_key="channels.id")
     contact_id: int = Field(foreign_key="contacts.id", index=True)
     status: str = Field(default="open", max_length=10)  # open | pending | snoozed | resolved
-    assignee_id: int | None = Field(default=None, foreign_key="agents.id", index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="agents.id")  # ix_conversations_assignee
     last_assignee_id: int | None = Field(default=None, foreign_key="agents.id")
     team_id: int | None = Field(default=None, foreign_key="teams.id")
     priority: int = 0  # higher first
@@ -212,11 +220,14 @@ class Message(SQLModel, table=True):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel_id", "external_id"),
+        # A conversation's messages in order; its newest customer message read from the index's end
+        # alone on PostgreSQL (direction and private carried in it: the inbox's unread count).
+        Index("ix_messages_conversation", "conversation_id", "id", postgresql_include=["direction", "private"]),
         # Partial (see _partial_indexes): replies still to send; received messages stay out.
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    conversation_id: int = Field(foreign_key="conversations.id")  # ix_messages_conversation
     channel_id: int = Field(foreign_key="channels.id")
     direction: str = Field(max_length=3)  # in | out
     author_agent_id: int | None = Field(default=None, foreign_key="agents.id")
@@ -238,6 +249,10 @@ class Message(SQLModel, table=True):
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     sent_at: datetime | None = _ts(default=None)
     created_at: datetime = _ts(default_factory=utcnow)
+    # The customer changed the message (Telegram's edits): when, and the texts it had before,
+    # oldest first, as [{"text": ..., "until": <ISO time>}].
+    edited_at: datetime | None = _ts(default=None)
+    edits: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Attachment(SQLModel, table=True):
@@ -259,6 +274,30 @@ class Attachment(SQLModel, table=True):
     fetch_attempts: int = 0
     next_fetch_at: datetime | None = _ts(default=None)
     lease_until: datetime | None = _ts(default=None)
+
+
+class ConversationRead(SQLModel, table=True):
+    """How far an agent has read a conversation: its messages after this one are unread to them."""
+
+    __tablename__ = "conversation_reads"
+
+    agent_id: int = Field(foreign_key="agents.id", primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", primary_key=True)
+    last_read_message_id: int
+
+
+class CannedResponse(SQLModel, table=True):
+    """A reply an agent inserts by its shortcut; ``text`` may hold placeholders (store.canned)."""
+
+    __tablename__ = "canned_responses"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shortcut: str = Field(max_length=50, unique=True)
+    title: str = Field(max_length=200)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_by: int | None = Field(default=None, foreign_key="agents.id")
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
 
 
 class Assignment(SQLModel, table=True):

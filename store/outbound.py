@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -27,12 +28,12 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.dml import Update
 
 from connectors import connector_class
-from connectors.base import Identity, OutboundMessage, SendResult
+from connectors.base import Attachment, Capabilities, Identity, OutboundMessage, SendResult
 from connectors.errors import PermanentError
 from store import reachability
 from store.events import append, event
 from store.models import utcnow
-from store.sql import channels, clean, contacts, conversations, messages, participants
+from store.sql import attachments, channels, clean, contacts, conversations, messages, participants
 
 log = logging.getLogger("omnidesk.store.outbound")
 
@@ -51,6 +52,11 @@ class ReplyTooLong(ReplyRefused):
     """Longer than the conversation takes (its channel's ``max_text_length``, for this thread)."""
 
 
+class AttachmentsRefused(ReplyRefused):
+    """The channel cannot send files (its ``supports_attachments`` capability is false) and the
+    reply carries some. The API answers 422; a private note may carry files on any channel."""
+
+
 class ReplyWindowClosed(ReplyRefused):
     """The channel accepts replies only within a window after the customer's last message (its
     ``reply_window`` capability), and that window has closed. The API answers 422."""
@@ -65,12 +71,14 @@ def create_reply(
     private: bool = False,
     html: str | None = None,
     automatic: bool = False,
+    files: Sequence[Attachment] = (),
 ) -> int:
-    """Store an agent's reply (``pending``, for the deliver job) or private note (never sent).
-    Raises LookupError for no such conversation, ReplyWindowClosed for a reply its channel no
-    longer accepts, ReplyTooLong for a text longer than the conversation takes, ContactUnreachable
-    for a customer who cannot be written to on the channel (opted out, blocked us); private notes
-    are always taken."""
+    """Store an agent's reply (``pending``, for the deliver job) or private note (never sent),
+    with ``files`` as its attachments. Raises LookupError for no such conversation,
+    ReplyWindowClosed for a reply its channel no longer accepts, ReplyTooLong for a text longer
+    than the conversation takes, ContactUnreachable for a customer who cannot be written to on the
+    channel (opted out, blocked us), AttachmentsRefused for files on a reply its channel cannot
+    send them on; private notes are always taken."""
     now = utcnow()
     with engine.begin() as conn:
         conv = conn.execute(
@@ -82,6 +90,10 @@ def create_reply(
             raise LookupError(f"conversation {conversation_id} does not exist")
         if not private:
             reachability.check(conn, conv.contact_id, conv.channel_id)
+            found = capabilities(conv.kind)
+            if files and found is not None and not found.supports_attachments:
+                raise AttachmentsRefused("this channel cannot send attachments; send the text alone, or the "
+                                         "files in a private note")
             _check_reply_window(conn, conversation_id, conv.kind, now)
             _check_length(conn, conversation_id, conv, text)
         message_id = conn.execute(
@@ -101,6 +113,11 @@ def create_reply(
             )
             .returning(m.id)
         ).scalar_one()
+        if files:
+            conn.execute(attachments.insert(), [
+                {"message_id": message_id, "filename": clean(file.filename) or "file",
+                 "content_type": file.content_type, "size": file.size, "content_id": file.content_id,
+                 "inline": file.inline, "data": file.data} for file in files])
         if not private and not automatic:
             # The customer has an answer: no longer waiting; the first one is the first response.
             conn.execute(
@@ -118,11 +135,23 @@ def create_reply(
         return message_id
 
 
-def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) -> None:
+def capabilities(kind: str) -> Capabilities | None:
+    """The channel kind's declared capabilities; None for a kind this installation cannot load
+    (its deliver job says so)."""
     try:
-        window = connector_class(kind).capabilities.reply_window
+        return connector_class(kind).capabilities
     except (KeyError, ImportError):
-        return  # a kind this installation cannot load: its deliver job says so
+        return None
+
+
+def reply_window(kind: str) -> timedelta | None:
+    """How long after the customer's last message the channel takes replies; None: any time."""
+    found = capabilities(kind)
+    return found.reply_window if found is not None else None
+
+
+def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) -> None:
+    window = reply_window(kind)
     if window is None:
         return
     last_in = conn.execute(
@@ -207,6 +236,10 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
     cc = conn.execute(
         select(participants.c.email).where(participants.c.conversation_id == conv.id, participants.c.email.is_not(None))
     ).scalars()
+    files = conn.execute(
+        select(attachments.c.filename, attachments.c.content_type, attachments.c.data, attachments.c.content_id,
+               attachments.c.inline).where(attachments.c.message_id == message_id).order_by(attachments.c.id)
+    ).all()
     out = OutboundMessage(
         message_id=msg.id,
         conversation_id=conv.id,
@@ -221,6 +254,7 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
         references=tuple(t.external_id for t in thread[-30:]),
         thread_key=conv.thread_key,
         cc=tuple(Identity(external_id=e, email=e) for e in cc if e != contact.email),
+        attachments=tuple(Attachment(f.filename, f.content_type, f.data, f.content_id, f.inline) for f in files),
         automatic=msg.automatic,
     )
     return msg.channel_id, attempts, out

@@ -133,6 +133,10 @@ def sign_out(engine: Engine, token: str) -> bool:
         return conn.execute(delete(sessions).where(s.token_hash == token_hash(token))).rowcount > 0
 
 
-def revoke_all(conn: Connection, agent_id: int) -> int:
-    """End every session of an agent (disabled, or their password reset); how many there were."""
-    return conn.execute(delete(sessions).where(s.agent_id == agent_id)).rowcount
+def revoke_all(conn: Connection, agent_id: int, *, keep: str | None = None) -> int:
+    """End every session of an agent (disabled, or their password reset), but the one whose cookie
+    is ``keep`` (the agent's own, when they changed their password); how many ended."""
+    query = delete(sessions).where(s.agent_id == agent_id)
+    if keep is not None:
+        query = query.where(s.token_hash != token_hash(keep))
+    return conn.execute(query).rowcount

@@ -38,9 +38,6 @@ class Settings(BaseSettings):
     # what it abandons is found again by the sweep (leases run out). Keep it under your supervisor's
     # kill timeout (docker compose: stop_grace_period, 10 s by default; ours sets 30 s).
     shutdown_grace: float = 20.0
-    # A pull channel's poller holds its channel this long (seconds), renewed while it runs: a
-    # poller killed mid-poll is taken over once this has passed.
-    poll_lease: float = 30.0
     redis_namespace: str = "omnidesk"
     # The broker, when not Redis at redis_url: amqp://user:pass@host:5672/vhost for RabbitMQ (durable
     # queues), or redis://. Unset: redis_url, else the in-process broker. See brokers.py.
@@ -62,6 +59,8 @@ class Settings(BaseSettings):
     events_keep_hours: float = 72.0
     events_ping: float = 15.0
     events_poll: float = 5.0
+    # Seconds without an inbox heartbeat after which an online agent becomes away (router.presence).
+    presence_timeout: float = 90.0
 
     @field_validator("log_level")
     @classmethod

@@ -24,6 +24,8 @@ agent_languages: Table = models.AgentLanguage.__table__  # type: ignore[assignme
 assignments: Table = models.Assignment.__table__  # type: ignore[assignment]
 tokens: Table = models.ApiToken.__table__  # type: ignore[assignment]
 teams: Table = models.Team.__table__  # type: ignore[assignment]
+reads: Table = models.ConversationRead.__table__  # type: ignore[assignment]
+canned: Table = models.CannedResponse.__table__  # type: ignore[assignment]
 
 
 def clean(text: str | None) -> str | None:

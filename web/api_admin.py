@@ -33,6 +33,7 @@ from web.schemas import (
     FailedJobList,
     Id,
     Input,
+    Locale,
     PresenceOut,
     TeamList,
     TeamOut,
@@ -69,19 +70,24 @@ def _channel_out(row: Any) -> ChannelOut:
     )
 
 
-def _check(kind: str, values: dict[str, Any], verify: bool, channel_id: int | None = None) -> None:
+def _check(kind: str, values: dict[str, Any], verify: bool, channel_id: int | None = None) -> dict[str, Any]:
     """Validate the settings; with ``verify``, test them against the service; with a
-    ``channel_id``, register its webhook with the provider (the connector's ``webhook_setup``)."""
+    ``channel_id``, register its webhook with the provider (the connector's ``webhook_setup``).
+    Returns the settings to save: ``values`` with the secrets they generated (a webhook's secret
+    token, so the one registered is the one saved) and what the check learned (a bot's name)."""
     try:
         channel_store.split_config(kind, values)
         cls = connector_class(kind)
-        connector = cls(parse_config(cls, values), channel_id=channel_id)
+        config = parse_config(cls, values)
+        values = {**values, **channel_store.generated_secrets(config, values)}
+        connector = cls(config, channel_id=channel_id)
         if verify:
-            connector.check()
+            values.update(connector.check() or {})
         if channel_id is not None:
             connector.webhook_setup(channel_store.webhook_url(channel_id))
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None
+    return values
 
 
 def _load(channel_id: int) -> Any:
@@ -97,11 +103,11 @@ def create_channel(body: ChannelIn, _admin: Admin,
     """Create a channel. Its settings are validated and (``verify``) its logins tested now, so a
     wrong password shows here rather than on the first message; then its webhook is registered
     with the provider where the channel needs one (422 with the provider's reason if refused)."""
-    _check(body.kind, body.config, verify)
+    values = _check(body.kind, body.config, verify)
     engine = get_engine()
-    channel_id = channel_store.create_channel(engine, body.kind, body.name, body.config, enabled=body.enabled)
+    channel_id = channel_store.create_channel(engine, body.kind, body.name, values, enabled=body.enabled)
     try:
-        _check(body.kind, body.config, verify=False, channel_id=channel_id)
+        _check(body.kind, values, verify=False, channel_id=channel_id)
     except HTTPException:
         channel_store.delete_channel(engine, channel_id)
         raise
@@ -126,8 +132,7 @@ def update_channel(channel_id: Id, body: ChannelPatch, _admin: Admin,
     row = _load(channel_id)
     values = None
     if body.config is not None:
-        values = channel_store.merged_values(row, body.config)
-        _check(row.kind, values, verify, channel_id=channel_id)
+        values = _check(row.kind, channel_store.merged_values(row, body.config), verify, channel_id=channel_id)
     channel_store.update_channel(get_engine(), channel_id, name=body.name, enabled=body.enabled, values=values)
     forget(channel_id)
     _notify_pollers(channel_id)
@@ -178,6 +183,7 @@ class AgentPatch(Input):
     teams: list[TeamRef] | None = None
     active: bool | None = Field(default=None, description="false: signed out, tokens and invite links revoked")
     password: Password | None = Field(default=None, description="a new password; the agent's sessions end")
+    locale: Locale | None = Field(default=None, description="the inbox's language for the agent")
 
 
 class Presence(Input):
@@ -196,7 +202,8 @@ def agent_out(agent_id: int) -> AgentOut:
 def _as_out(row: Any, langs: list[str], teams: list[int]) -> AgentOut:
     return AgentOut(id=row.id, name=row.name, email=row.email, role=row.role, presence=row.presence,
                     capacity=row.capacity, active_conversations=row.active_count, languages=langs, teams=teams,
-                    active=row.active, last_assigned_at=row.last_assigned_at)
+                    active=row.active, last_assigned_at=row.last_assigned_at, locale=row.locale,
+                    last_seen_at=row.last_seen_at)
 
 
 @router.post("/agents", status_code=201, tags=["agents"], responses=errors(403, 409))

@@ -16,10 +16,9 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from store import agents as agent_store
-from store import assignment, outbound
+from store import assignment, inbox
 from store import conversations as store
 from store.db import get_engine
-from store.reachability import ContactUnreachable
 from web.deps import CurrentAgent, check_visible
 from web.schemas import (
     AttachmentOut,
@@ -30,7 +29,6 @@ from web.schemas import (
     Id,
     Input,
     MessageOut,
-    ReplyOut,
     RetryOut,
     errors,
 )
@@ -41,7 +39,10 @@ NOT_FOUND = errors(404)
 NOT_FOUND_OR_CONFLICT = errors(404, 409)
 
 
-def _summary(row: Any) -> ConversationOut:
+def summary_out(row: Any, extra: inbox.Extra | None = None) -> ConversationOut:
+    """A conversation row (``store.conversations.summaries``) as the API shows it, with what the
+    inbox adds for the caller (``store.inbox.extra``)."""
+    extra = extra or inbox.Extra()
     return ConversationOut(
         id=row.id, number=row.id, status=row.status, channel_id=row.channel_id,
         contact={"id": row.contact_id, "name": row.contact_name}, assignee_id=row.assignee_id,
@@ -49,12 +50,17 @@ def _summary(row: Any) -> ConversationOut:
         waiting_since=row.waiting_since, last_message_at=row.last_message_at,
         first_response_at=row.first_response_at, resolved_at=row.resolved_at, snoozed_until=row.snoozed_until,
         created_at=row.created_at, route_error=row.route_error, unreachable_reason=row.unreachable_reason,
+        channel_kind=row.channel_kind,
+        unread=extra.unread, preview=extra.preview, reply_window_ends_at=extra.reply_window_ends_at,
     )
 
 
 @router.get("/conversations")
 def list_conversations(
     agent: CurrentAgent,
+    view: Literal["mine", "unassigned", "all"] = Query("all", description="mine: assigned to the caller; "
+                                                       "unassigned: open and nobody's; all: everything visible"),
+    team_id: Id | None = None,
     status: Literal["open", "pending", "snoozed", "resolved"] | None = None,
     assignee_id: Id | None = None,
     unassigned: bool = False,
@@ -63,16 +69,18 @@ def list_conversations(
     cursor: Id | None = Query(None, description="the `next` of the previous page"),
     limit: int = Query(50, ge=1, le=200),
 ) -> ConversationList:
-    """The conversations the caller may see, newest first."""
+    """The conversations the caller may see, newest first, each with the caller's ``unread`` count,
+    a ``preview`` of its last message and its ``reply_window_ends_at``."""
     filters = store.Filters(status=status, assignee_id=assignee_id, unassigned=unassigned, channel_id=channel_id,
-                            waiting=waiting, before_id=cursor)
-    rows, more = store.list_visible(get_engine(), agent.id, admin=agent.role == "admin", filters=filters,
-                                    limit=limit)
-    items = [_summary(r) for r in rows]
+                            team_id=team_id, view=view, waiting=waiting, before_id=cursor)
+    engine = get_engine()
+    rows, more = store.list_visible(engine, agent.id, admin=agent.role == "admin", filters=filters, limit=limit,
+                                    columns=inbox.columns(agent.id))
+    items = [summary_out(r, inbox.extra(r)) for r in rows]
     return ConversationList(items=items, next=items[-1].id if more else None)
 
 
-def _visible(conversation_id: int, agent: Any) -> Any:
+def visible(conversation_id: int, agent: Any) -> Any:
     row = store.summary(get_engine(), conversation_id)
     check_visible(agent, row, f"no conversation {conversation_id}")
     return row
@@ -83,18 +91,19 @@ def get_conversation(conversation_id: Id, agent: CurrentAgent) -> ConversationDe
     """A conversation with its contact and messages."""
     found = store.detail(get_engine(), conversation_id)
     check_visible(agent, found[0] if found else None, f"no conversation {conversation_id}")
-    return _detail(conversation_id, found)
+    return _detail(conversation_id, found, agent.id)
 
 
-def _detail(conversation_id: int, found: Any = None) -> ConversationDetail:
+def _detail(conversation_id: int, found: Any = None, agent_id: int | None = None) -> ConversationDetail:
     """The conversation as it is now; after a change the caller made, whether or not they still
     see it (assigned to a colleague outside their teams, say)."""
     found = found or store.detail(get_engine(), conversation_id)
     if found is None:  # deleted meanwhile
         raise HTTPException(404, f"no conversation {conversation_id}")
     row, contact, msgs, files = found
+    extra = inbox.extras(get_engine(), agent_id, [row])[row.id] if agent_id is not None else None
     return ConversationDetail(
-        **_summary(row).model_dump(exclude={"contact"}),
+        **summary_out(row, extra).model_dump(exclude={"contact"}),
         contact=ContactOut(id=contact.id, name=contact.name, email=contact.email, phone=contact.phone,
                            unreachable_reason=row.unreachable_reason),
         messages=[
@@ -105,26 +114,6 @@ def _detail(conversation_id: int, found: Any = None) -> ConversationDetail:
             for x in msgs
         ],
     )
-
-
-class ReplyIn(Input):
-    text: str = Field(min_length=1, max_length=100_000)
-    private: bool = False
-
-
-@router.post("/conversations/{conversation_id}/messages", status_code=202, responses=errors(404, 422))
-def reply(conversation_id: Id, body: ReplyIn, agent: CurrentAgent) -> ReplyOut:
-    """Store a reply (``pending``; a worker delivers it on the conversation's channel) or a
-    private note (never sent)."""
-    _visible(conversation_id, agent)
-    try:
-        message_id = outbound.create_reply(get_engine(), conversation_id, agent_id=agent.id, text=body.text,
-                                           private=body.private)
-    except (outbound.ReplyRefused, ContactUnreachable) as exc:  # window closed, too long, unreachable
-        raise HTTPException(422, str(exc)) from None
-    if not body.private:
-        ring_delivery(message_id)
-    return ReplyOut(id=message_id, status="sent" if body.private else "pending", private=body.private)
 
 
 @router.post("/messages/{message_id}/retry", status_code=202, responses=NOT_FOUND_OR_CONFLICT)
@@ -143,7 +132,7 @@ def move_to_dm(conversation_id: Id, agent: CurrentAgent) -> ConversationDetail:
     """Continue a public conversation (an X mention thread) in direct messages with the customer:
     the next replies go there, and the customer's direct messages join this conversation. 409 when
     the channel has no direct messages or the customer's are open in another conversation."""
-    _visible(conversation_id, agent)
+    visible(conversation_id, agent)
     try:
         store.move_to_direct(get_engine(), conversation_id)
     except LookupError as exc:
@@ -160,7 +149,7 @@ class AssignIn(Input):
 @router.post("/conversations/{conversation_id}/assign", responses=NOT_FOUND_OR_CONFLICT)
 def assign(conversation_id: Id, body: AssignIn, agent: CurrentAgent) -> ConversationDetail:
     """Assign to an active agent (beyond their capacity, if need be), or back to the queue."""
-    _visible(conversation_id, agent)
+    visible(conversation_id, agent)
     engine = get_engine()
     if body.agent_id is not None and agent_store.find(engine, body.agent_id, active=True) is None:
         raise HTTPException(404, f"no active agent {body.agent_id}")
@@ -170,7 +159,7 @@ def assign(conversation_id: Id, body: AssignIn, agent: CurrentAgent) -> Conversa
         raise HTTPException(404, str(exc)) from None
     except (ValueError, assignment.ConcurrentChange) as exc:
         raise HTTPException(409, str(exc)) from None
-    changed = _detail(conversation_id)  # as assigned: before the router moves it on
+    changed = _detail(conversation_id, agent_id=agent.id)  # as assigned: before the router moves it on
     if body.agent_id is None:
         ring_routing([conversation_id])
     elif freed is not None:
@@ -180,19 +169,19 @@ def assign(conversation_id: Id, body: AssignIn, agent: CurrentAgent) -> Conversa
 
 @router.post("/conversations/{conversation_id}/resolve", responses=NOT_FOUND)
 def resolve(conversation_id: Id, agent: CurrentAgent) -> ConversationDetail:
-    _visible(conversation_id, agent)
+    visible(conversation_id, agent)
     freed = assignment.resolve(get_engine(), conversation_id, by=agent.id)
     if freed is not None:
         ring_pull(freed)
-    return _detail(conversation_id)
+    return _detail(conversation_id, agent_id=agent.id)
 
 
 @router.post("/conversations/{conversation_id}/reopen", responses=NOT_FOUND)
 def reopen(conversation_id: Id, agent: CurrentAgent) -> ConversationDetail:
-    _visible(conversation_id, agent)
+    visible(conversation_id, agent)
     if assignment.reopen(get_engine(), conversation_id):
         ring_routing([conversation_id])
-    return _detail(conversation_id)
+    return _detail(conversation_id, agent_id=agent.id)
 
 
 class ConversationPatch(Input):
@@ -231,7 +220,7 @@ def update_conversation(conversation_id: Id, body: ConversationPatch, agent: Cur
     changes = body.model_dump(exclude_unset=True)
     if changes.get("status") == "snoozed" and not changes.get("snoozed_until"):
         raise HTTPException(422, "snoozed needs snoozed_until")
-    _visible(conversation_id, agent)
+    visible(conversation_id, agent)
     engine = get_engine()
     if changes.get("team_id") is not None and not store.team_exists(engine, changes["team_id"]):
         raise HTTPException(422, f"no team {changes['team_id']}")
@@ -242,7 +231,7 @@ def update_conversation(conversation_id: Id, body: ConversationPatch, agent: Cur
         raise HTTPException(404, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from None
-    return _detail(conversation_id)
+    return _detail(conversation_id, agent_id=agent.id)
 
 
 @router.get("/attachments/{attachment_id}", response_class=Response,

@@ -62,7 +62,17 @@ def errors_as_strings(document: dict[str, Any]) -> dict[str, Any]:
 def create_app(*, demo: bool = False) -> FastAPI:
     """The web app. ``demo`` (or the environment's ``OMNIDESK_DEMO=1``, for uvicorn's factory)
     adds the demo shop's callback endpoint, which ``omnidesk up --demo`` points its channel at."""
-    from web import api_admin, api_conversations, api_session, health, webhooks
+    from web import (
+        api_admin,
+        api_canned,
+        api_compose,
+        api_conversations,
+        api_inbox,
+        api_me,
+        api_session,
+        health,
+        webhooks,
+    )
     from web import events as event_stream
     from web import metrics as prometheus_metrics
 
@@ -83,7 +93,11 @@ def create_app(*, demo: bool = False) -> FastAPI:
     app.include_router(prometheus_metrics.router)  # GET /metrics
     app.include_router(webhooks.router)
     app.include_router(api_admin.router, prefix="/api/v1")
+    app.include_router(api_me.router, prefix="/api/v1")
+    app.include_router(api_inbox.router, prefix="/api/v1")  # before /conversations/{id}: has /conversations/counts
     app.include_router(api_conversations.router, prefix="/api/v1")
+    app.include_router(api_compose.router, prefix="/api/v1")
+    app.include_router(api_canned.router, prefix="/api/v1")
     app.include_router(api_session.router, prefix="/api/v1")
     app.include_router(event_stream.router, prefix="/api/v1")  # GET /api/v1/events
     if demo:

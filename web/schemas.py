@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from store.models import MAX_ID
 
 Id = Annotated[int, Ge(1), Le(MAX_ID)]
+Locale = Literal["en", "es", "ca", "pt", "pl"]  # store.agents.LOCALES
 
 
 def _no_nul(value: Any) -> Any:
@@ -91,6 +92,8 @@ class AgentOut(BaseModel):
     teams: list[int]
     active: bool
     last_assigned_at: datetime | None
+    locale: Locale = Field(description="the inbox's language for this agent")
+    last_seen_at: datetime | None = Field(description="the inbox's last heartbeat (null: never)")
 
 
 class AgentCreated(AgentOut):
@@ -167,6 +170,11 @@ class ConversationOut(BaseModel):
     route_error: str | None
     unreachable_reason: str | None = Field(
         default=None, description="set while the customer cannot be written to on this conversation's channel")
+    channel_kind: str
+    unread: int = Field(description="the customer's messages after the caller's read marker")
+    preview: str | None = Field(description="the first 140 characters of the last message")
+    reply_window_ends_at: datetime | None = Field(
+        description="when the channel stops taking replies, unless the customer writes again; null: no window")
 
 
 class ConversationList(BaseModel):
@@ -186,6 +194,11 @@ class AttachmentOut(BaseModel):
                                                         "pending, why the last try failed)")
 
 
+class MessageEditOut(BaseModel):
+    text: str
+    until: datetime = Field(description="when the customer replaced this text")
+
+
 class MessageOut(BaseModel):
     id: int
     direction: Literal["in", "out"]
@@ -201,12 +214,56 @@ class MessageOut(BaseModel):
     parse_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    edited_at: datetime | None = Field(default=None, description="when the customer changed the message")
+    edits: list[MessageEditOut] | None = Field(default=None, description="the texts it had before, oldest first")
     attachments: list[AttachmentOut]
 
 
 class ConversationDetail(ConversationOut):
     contact: ContactOut  # type: ignore[assignment]
     messages: list[MessageOut]
+
+
+class CountsOut(BaseModel):
+    """Open and pending conversations the caller may see."""
+
+    mine: int = Field(description="assigned to the caller")
+    unassigned: int = Field(description="open, assigned to nobody")
+    all: int
+    unread: int = Field(description="with a customer message the caller has not read")
+
+
+class ReadOut(BaseModel):
+    conversation_id: int
+    last_read_message_id: int | None = Field(description="null: the conversation has no message yet")
+
+
+class IdentityOut(BaseModel):
+    channel_id: int
+    channel_kind: str
+    external_id: str
+
+
+class ContactDetail(ContactOut):
+    created_at: datetime
+    identities: list[IdentityOut]
+    conversations: list[ConversationOut] = Field(description="those the caller may see, newest first")
+
+
+class CannedOut(BaseModel):
+    id: int
+    shortcut: str
+    title: str
+    text: str
+    rendered: str | None = Field(default=None, description="with conversation_id: the text, placeholders filled")
+    created_by: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CannedList(BaseModel):
+    items: list[CannedOut]
+    next: int | None = None
 
 
 class ReplyOut(BaseModel):

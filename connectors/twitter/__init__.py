@@ -69,7 +69,8 @@ def public(thread_key: str | None, in_reply_to: str | None) -> bool:
 class TwitterConnector(Connector):
     kind: ClassVar[str] = "twitter"
     Config: ClassVar[type[TwitterConfig]] = TwitterConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(push=True, pull=True, poll_interval=60.0,
+    # A killed poller is replaced within poll_lease (renewed while a poll runs: see Capabilities).
+    capabilities: ClassVar[Capabilities] = Capabilities(push=True, pull=True, poll_interval=60.0, poll_lease=30.0,
                                                         max_text_length=DM_LENGTH)
     config: TwitterConfig
 

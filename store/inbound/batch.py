@@ -13,11 +13,12 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from connectors.base import Event, InboundMessage, ReachabilityUpdate, StatusUpdate
+from connectors.base import Event, InboundMessage, MessageEdit, ReachabilityUpdate, StatusUpdate
 from store import reachability
 from store.events import append as append_events
 from store.events import event as stream_event
 from store.inbound.contacts import add_participants, contacts_for_many
+from store.inbound.edits import apply_edit
 from store.inbound.receipts import apply_status
 from store.inbound.rows import (
     ID_LENGTH,
@@ -47,11 +48,14 @@ def record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> 
     results: list[Recorded | None] = [None] * len(events)
     fresh: dict[str, int] = {}  # external id -> position of its first copy in this batch
     told: list[dict[str, Any]] = []  # the stream's events of this batch
+    edits: list[int] = []
     for n, event in enumerate(events):
         if isinstance(event, StatusUpdate):
             results[n] = moved = apply_status(conn, channel_id, event)
             if moved.message_id is not None and not moved.duplicate:
                 told.append(_status_event(moved, event.status))
+        elif isinstance(event, MessageEdit):
+            edits.append(n)  # after the new messages: an edit may follow its message in one batch
         elif isinstance(event, ReachabilityUpdate):
             results[n] = Recorded(None, None)  # applied after the messages: their senders exist then
         elif event.external_id[:ID_LENGTH] in known:
@@ -62,6 +66,11 @@ def record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> 
         stored = store_many(conn, channel_id, [events[n] for n in fresh.values()], told)  # type: ignore[misc]
         for n, recorded in zip(fresh.values(), stored, strict=True):
             results[n] = recorded
+    for n in edits:
+        results[n] = edited = apply_edit(conn, channel_id, events[n])  # type: ignore[arg-type]
+        if edited.message_id is not None and not edited.duplicate:
+            told.append(stream_event("message.updated", edited.conversation_id, message_id=edited.message_id,
+                                     edited=True))
     for n, event in enumerate(events):
         if results[n] is None:  # a second copy of a message earlier in this batch
             first = results[fresh[event.external_id[:ID_LENGTH]]]

@@ -76,6 +76,8 @@ def clean_event(event: Event) -> Event:
             return event
         return dataclasses.replace(event, sender_external_id=clean(event.sender_external_id) or "",
                                    reason=clean(event.reason))
+    if not isinstance(event, InboundMessage):  # edits are cleaned where they are applied
+        return event
     m = event
     sender = clean_identity(m.sender)
     people = tuple(clean_identity(p) for p in m.participants) if m.participants else ()

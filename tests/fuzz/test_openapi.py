@@ -53,8 +53,8 @@ class Target:
 @pytest.fixture
 def target(omnidesk: Running, callback: CallbackServer) -> Iterator[Target]:
     """The running server's own /openapi.json, called with an admin's bearer token. The server
-    holds an API channel, an agent, a team and a conversation with a message, so that pinned ids
-    hit rows."""
+    holds an API channel, an agent, a team, a conversation with a message and a canned response,
+    so that pinned ids hit rows."""
     channel_id, secret = omnidesk.api_channel(callback.url)
     agent = omnidesk.agent("Fuzz Agent")
     omnidesk.ok("POST", "/teams", json={"name": "fuzz"})
@@ -62,13 +62,15 @@ def target(omnidesk: Running, callback: CallbackServer) -> Iterator[Target]:
     assert response.status_code == 202, response.text
     conversation = omnidesk.ok("GET", "/conversations")["items"][0]
     message = omnidesk.ok("GET", f"/conversations/{conversation['id']}")["messages"][0]
+    canned = omnidesk.ok("POST", "/canned-responses", json={"shortcut": "hi", "title": "Hi", "text": "Hola!"})
     config = SchemathesisConfig(seed=SEED)  # not discovered: no schemathesis.toml is read
     schema = schemathesis.openapi.from_url(f"{omnidesk.url}/openapi.json", config=config)
     schema.config.update(base_url=omnidesk.url, headers={"Authorization": f"Bearer {omnidesk.admin_token}"},
                          request_timeout=30)
     schema.config.generation.update(deterministic=True, database="none")  # the examples: ``budget`` below
     ids = {"channel_id": channel_id, "agent_id": agent["id"], "conversation_id": conversation["id"],
-           "message_id": message["id"], "attachment_id": 1}
+           "message_id": message["id"], "attachment_id": 1, "contact_id": conversation["contact"]["id"],
+           "canned_id": canned["id"]}
     yield Target(schema, omnidesk, omnidesk.ok("GET", "/me")["id"], ids)
 
 

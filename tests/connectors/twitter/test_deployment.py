@@ -40,7 +40,7 @@ def test_a_poller_killed_mid_poll_resumes_without_loss_or_doubles_and_replies_re
             x.mention(people[n % CUSTOMERS], f"@shop mention {n}")
         for n in range(DMS):
             x.dm(people[n % CUSTOMERS], f"dm {n}")
-        with Deployment(pg_url, tmp_path, OMNIDESK_POLL_LEASE="3") as desk:
+        with Deployment(pg_url, tmp_path) as desk:
             agent = desk.ok("POST", "/agents", json={"name": "Ana", "email": "ana@shop.test", "capacity": 1000})
             desk.ok("PUT", f"/agents/{agent['id']}/presence", json={"status": "online"})
             desk.ok("POST", "/channels", json={"kind": "twitter", "name": "@shop",
@@ -69,7 +69,8 @@ def test_a_poller_killed_mid_poll_resumes_without_loss_or_doubles_and_replies_re
 
             expected = {f"tweet:{t['id']}" for t in x.mentions} | {
                 f"dm:{e['id']}" for e in x.events if e["sender_id"] != x.shop_id}
-            support.wait_for(lambda: set(inbound_ids(pg_url)) >= expected, timeout=90, interval=0.5,
+            # The killed poller's lease (30 s) runs out, then the next poll takes over.
+            support.wait_for(lambda: set(inbound_ids(pg_url)) >= expected, timeout=120, interval=0.5,
                              what="every mention and DM stored")
             stored = Counter(inbound_ids(pg_url))
             assert set(stored) == expected and max(stored.values()) == 1  # none lost, none doubled
