@@ -288,9 +288,16 @@ def _deliver(engine: Any, claim: outbound.Claim, paced_at: float | None = None) 
         return
     try:
         connector = channel_store.connector_for(channel)
-        if claim.taken_over and not connector.capabilities.repeat_safe:
-            outbound.mark_failed(engine, message_id, OUTCOME_UNKNOWN)
-            return
+        note = None
+        if (claim.taken_over or claim.attempts > 1) and not connector.capabilities.repeat_safe:
+            found, note = _earlier_attempt(connector, claim)
+            if found is not None:
+                outbound.mark_sent(engine, message_id, found, note)
+                return
+            if note is None:  # the channel cannot tell whether the earlier attempt went out
+                if claim.taken_over:
+                    outbound.mark_failed(engine, message_id, OUTCOME_UNKNOWN)
+                    return
         message = connector.capabilities_for(message.thread_key, message.in_reply_to).fit(message)
         if message.external_id is None:
             chosen = connector.new_external_id(message_id)
@@ -317,7 +324,24 @@ def _deliver(engine: Any, claim: outbound.Claim, paced_at: float | None = None) 
         log.debug("deliver %s failed", message_id, exc_info=True)  # the text may quote customer data
         _retry(engine, claim, f"{type(exc).__name__}: {exc}", None)
     else:
-        outbound.mark_sent(engine, message_id, result)
+        outbound.mark_sent(engine, message_id, result, note)
+
+
+# What the agent reads when a reply's earlier attempt was looked up at the provider.
+FOUND_SENT = "an earlier attempt had reached the provider (its outcome was not known here): not sent again"
+NOT_FOUND_SENT = "the provider has no earlier attempt of this reply: sent now"
+
+
+def _earlier_attempt(connector: Any, claim: outbound.Claim) -> tuple[Any, str | None]:
+    """For a channel that cannot drop a repeat: ask the provider whether an earlier attempt at
+    this reply (its outcome unknown: a dropped connection, a stopped worker) went out. Returns
+    (its result or None, the note for the agent); the note is None when the channel cannot tell.
+    TransientError (the provider cannot be asked now) propagates: retried later, nothing sent."""
+    try:
+        found = connector.find_sent(claim.message, since=claim.created_at or utcnow())
+    except NotImplementedError:
+        return None, None
+    return found, FOUND_SENT if found is not None else NOT_FOUND_SENT
 
 
 def _retry(engine: Any, claim: outbound.Claim, reason: str, retry_after: float | None) -> None:

@@ -256,7 +256,7 @@ def http_requests(path: str, bodies: Sequence[tuple[bytes, dict[str, str]]]) -> 
 _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
 
-async def _answer(reader: asyncio.StreamReader) -> int:
+async def read_answer(reader: asyncio.StreamReader) -> int:
     """Read one response; returns its status."""
     head = await reader.readuntil(b"\r\n\r\n")
     if b"\r\ntransfer-encoding: chunked" in head.lower():
@@ -281,7 +281,7 @@ async def _send_all(ports: Sequence[int], requests: list[bytes], concurrency: in
             sent = time.perf_counter()
             try:
                 writer.write(request)
-                status = await _answer(reader)
+                status = await read_answer(reader)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 status = 0  # no answer: an error; the next request goes on a new connection
                 writer.close()
@@ -316,3 +316,42 @@ def http_load(ports: Sequence[int], requests: list[bytes], concurrency: int, *, 
         result = runner.run(_send_all(ports, requests, concurrency))
     result["errors"] = sum(n for status, n in result["statuses"].items() if status != ok)
     return result
+
+
+def paced_posts(ports: Sequence[int], requests: Sequence[tuple[str, bytes]], rate: float, *,
+                connections: int = 32) -> list[tuple[str, float]]:
+    """Send ``(key, request)`` pairs at ``rate`` a second, on time whatever the answers take (up to
+    ``connections`` in flight, split between the servers at ``ports``); returns each key with the
+    wall-clock time its answer arrived. A request answered other than 2xx raises."""
+    async def send_all() -> list[tuple[str, float]]:
+        pool: asyncio.Queue[tuple[int, asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        for n in range(connections):
+            port = ports[n % len(ports)]
+            pool.put_nowait((port, *await asyncio.open_connection("127.0.0.1", port)))
+        answered: list[tuple[str, float]] = []
+        failed: list[int] = []
+
+        async def one(key: str, request: bytes) -> None:
+            port, reader, writer = await pool.get()
+            writer.write(request)
+            status = await read_answer(reader)
+            answered.append((key, time.time()))
+            if not 200 <= status < 300:
+                failed.append(status)
+            pool.put_nowait((port, reader, writer))
+
+        began = time.perf_counter()
+        tasks = []
+        for n, (key, request) in enumerate(requests):
+            wait = began + n / rate - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(one(key, request)))
+        await asyncio.gather(*tasks)
+        while not pool.empty():
+            pool.get_nowait()[2].close()
+        if failed:
+            raise RuntimeError(f"paced posts: {len(failed)} answers other than 2xx, e.g. {failed[:5]}")
+        return answered
+
+    return asyncio.run(send_all())

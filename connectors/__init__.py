@@ -11,6 +11,8 @@ REGISTRY: dict[str, str] = {
     "api": "connectors.api:ApiConnector",
     "email": "connectors.email:EmailConnector",
     "twitter": "connectors.twitter:TwitterConnector",
+    "sms": "connectors.twilio:SmsConnector",
+    "whatsapp": "connectors.twilio:WhatsAppConnector",
     "telegram": "connectors.telegram:TelegramConnector",
 }
 

@@ -136,12 +136,15 @@ DeliveryStatus = Literal["pending", "sending", "sent", "delivered", "read", "fai
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StatusUpdate:
-    """A delivery receipt or bounce for a message we sent, named by its external id."""
+    """A delivery receipt or bounce for a message we sent, named by its external id; and by our
+    own ``message_id`` where the provider echoes it back (a status callback URL the send named),
+    so a receipt that overtakes the record of the send still finds its message."""
 
     external_id: str
     status: DeliveryStatus
     reason: str | None = None
     raw: bytes = b""
+    message_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,12 +201,16 @@ class OutboundMessage:
     cc: tuple[Identity, ...] = ()
     attachments: tuple[Attachment, ...] = ()
     automatic: bool = False  # sent by an automation, not a person
+    # An approved template instead of free text: {"name": ..., "variables": {...}} (WhatsApp
+    # outside its reply window); ``text`` then only says what was sent, for the agent.
+    template: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SendResult:
     external_id: str | None
     status: DeliveryStatus = "sent"
+    note: str | None = None  # what the agent should know of the send (e.g. "sent as 3 SMS segments")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -323,9 +330,13 @@ class Connector(ABC):
     Config: ClassVar[type[ChannelConfig]]
     capabilities: ClassVar[Capabilities] = Capabilities()
 
-    def __init__(self, config: ChannelConfig, *, channel_id: int | None = None) -> None:
+    def __init__(self, config: ChannelConfig, *, channel_id: int | None = None,
+                 webhook_url: str | None = None) -> None:
         self.config = config
         self.channel_id = channel_id
+        # This channel's public webhook URL (``/webhooks/{id}``, under OMNIDESK_PUBLIC_URL): what
+        # the provider calls, and the base of the sub-routes a send names (Twilio's status_callback).
+        self.webhook_url = webhook_url
 
     @property
     def poll_interval(self) -> float:
@@ -370,6 +381,16 @@ class Connector(ABC):
 
     def send(self, message: OutboundMessage) -> SendResult:
         """Deliver a reply. Raises TransientError (retry later) or PermanentError."""
+        raise NotImplementedError
+
+    def find_sent(self, message: OutboundMessage, since: datetime) -> SendResult | None:
+        """Whether an earlier attempt at ``message`` (made at or after ``since``) reached the
+        provider: its result if so, None if the provider certainly does not have it. For channels
+        that are not ``repeat_safe`` but can be asked (Twilio lists sent messages): the deliver job
+        calls it before any attempt after the first, and sends only when it answers None. Raises
+        TransientError when the provider cannot be asked now; NotImplementedError (the default)
+        when the channel cannot tell, and then a reply taken over from a stopped worker fails with
+        a reason the agent reads instead of being sent a second time."""
         raise NotImplementedError
 
     def send_limits(self, message: OutboundMessage) -> tuple[SendLimit, ...]:

@@ -251,6 +251,8 @@ def update_agent(
             revoke_access(conn, agent_id)
         set_skills(conn, agent_id, languages=languages,
                    team_ids=resolve_teams(conn, team_refs) if team_refs is not None else None)
+        if team_refs is not None or "role" in values or "active" in values:  # what they may see changed
+            append(conn, [event("agent.updated", agent_id=agent_id)])
     return True
 
 

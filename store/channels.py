@@ -159,7 +159,8 @@ def is_pull(kind: str) -> bool:
 def connector_for(channel: Channel | Any) -> Connector:
     """The channel's connector, with its secrets: from here on they must stay out of the logs."""
     guard_logs()
-    return connector_class(channel.kind)(full_config(channel), channel_id=channel.id)
+    return connector_class(channel.kind)(full_config(channel), channel_id=channel.id,
+                                         webhook_url=webhook_url(channel.id))
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")

@@ -110,6 +110,15 @@ def summary(engine: Engine, conversation_id: int) -> Any:
         return conn.execute(summaries().where(c.id == conversation_id)).first()
 
 
+def summaries_by_id(engine: Engine, conversation_ids: list[int], columns: Sequence[Any] = ()) -> dict[int, Any]:
+    """Conversations as the list reads them (with ``columns``, see :func:`list_visible`), by id."""
+    if not conversation_ids:
+        return {}
+    with engine.connect() as conn:
+        query = summaries().add_columns(*columns).where(c.id.in_(set(conversation_ids)))
+        return {row.id: row for row in conn.execute(query)}
+
+
 def detail(engine: Engine, conversation_id: int) -> tuple[Any, Any, list[Any], dict[int, list[Any]]] | None:
     """A conversation, its contact, its messages (oldest first) and their attachments (by
     message id, without the data); None when it does not exist."""

@@ -18,7 +18,7 @@ Types: ``message.created`` (in, out, notes), ``message.status`` (a reply's deliv
 ``message.updated`` (a file fetched from the provider, or failed: store.fetches),
 ``conversation.created``, ``conversation.updated`` (assignment, status, priority, team, language),
 ``contact.updated`` (a customer unreachable on a channel, or again reachable: store.reachability),
-``agent.presence``, ``agent.typing``, ``conversation.read`` (an agent's read marker moved: for that
+``agent.presence``, ``agent.typing``, ``agent.updated`` (role, teams or activity changed: streams re-read what the agent may see), ``conversation.read`` (an agent's read marker moved: for that
 agent alone, see PERSONAL). ``conversation_id`` names the conversation; ``agent_id`` the
 agent an event is about (presence, typing; the agent a conversation was taken from).
 
@@ -99,8 +99,10 @@ class Reader:
     next read. Events about no conversation (presence) go to everyone; PERSONAL ones to their agent
     alone. ``after`` moves over the events the agent may not see too."""
 
-    def __init__(self, engine: Engine, after: int, *, agent_id: int, admin: bool, settle: float = SETTLE) -> None:
+    def __init__(self, engine: Engine, after: int, *, agent_id: int, admin: bool, settle: float = SETTLE,
+                 shared: bool = False) -> None:
         self.engine, self.after, self.agent_id, self.admin, self.settle = engine, after, agent_id, admin, settle
+        self.shared = shared  # every event, PERSONAL ones too: a web process's streams filter them
         self._gap: tuple[int, float] | None = None  # the missing id waited for, since (monotonic)
         self.held = False  # the last read stopped at a missing id: read again soon
 
@@ -118,12 +120,15 @@ class Reader:
         return cls(engine, after, **kw)
 
     def read(self, limit: int = 500) -> list[Any]:
-        """The next events the agent may see, oldest first (at most ``limit`` read)."""
+        """The next events the agent may see, oldest first (at most ``limit`` read), each with its
+        conversation's assignee and team as they are now (an admin's reader reads every event:
+        a web process shares one among its streams, which filter with ``router.access``)."""
         mine = true() if self.admin else or_(e.conversation_id.is_(None), e.agent_id == self.agent_id,
                                              visible_to(self.agent_id, admin=False))
-        mine = and_(or_(e.type.not_in(PERSONAL), e.agent_id == self.agent_id), mine)
+        mine = true() if self.shared else and_(or_(e.type.not_in(PERSONAL), e.agent_id == self.agent_id), mine)
         query = (select(e.id, e.type, e.conversation_id, e.agent_id, e.data, e.created_at,
-                        case((mine, True), else_=False).label("visible"))
+                        case((mine, True), else_=False).label("visible"),
+                        conversations.c.assignee_id, conversations.c.team_id)
                  .outerjoin(conversations, conversations.c.id == e.conversation_id)
                  .where(e.id > self.after).order_by(e.id).limit(limit))
         with self.engine.connect() as conn:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, LargeBinary, Text, UniqueConstraint, func
+from sqlalchemy import text as sql_text
 from sqlmodel import Field, SQLModel
 
 # Ids are INTEGER columns: 32-bit on PostgreSQL. A larger number names nothing, and is refused
@@ -247,6 +248,8 @@ class Message(SQLModel, table=True):
     lease_until: datetime | None = _ts(default=None)
     parse_error: str | None = Field(default=None, sa_column=Column(Text))
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    # out: an approved template sent instead of free text, {"name", "variables"} (WhatsApp)
+    template: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     sent_at: datetime | None = _ts(default=None)
     created_at: datetime = _ts(default_factory=utcnow)
     # The customer changed the message (Telegram's edits): when, and the texts it had before,
@@ -349,3 +352,15 @@ def _partial_indexes() -> None:
 
 
 _partial_indexes()
+
+
+# What search reads on PostgreSQL (store.search): GIN indexes over the 'simple' text-search
+# configuration (no stemming: customers write in many languages); a contact by the text of the SQL
+# function contact_search_text (migration 0007). SQLite has FTS5 tables instead, made by the
+# migration (store.search.FTS_TABLES), outside the models.
+for _name, _table, _document in (
+    ("ix_messages_search", Message.__table__, "text"),  # type: ignore[attr-defined]
+    ("ix_contacts_search", Contact.__table__, "contact_search_text(name, email, phone)"),  # type: ignore[attr-defined]
+):
+    Index(_name, func.to_tsvector(sql_text("'simple'"), sql_text(_document)), postgresql_using="gin",
+          _table=_table).ddl_if(dialect="postgresql")

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -59,7 +59,28 @@ class AttachmentsRefused(ReplyRefused):
 
 class ReplyWindowClosed(ReplyRefused):
     """The channel accepts replies only within a window after the customer's last message (its
-    ``reply_window`` capability), and that window has closed. The API answers 422."""
+    ``reply_window`` capability), and that window has closed. The API answers 422. ``templates``:
+    the names of the channel's approved templates, which may still be sent."""
+
+    def __init__(self, reason: str, templates: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.templates = templates or []
+
+
+class UnknownTemplate(ValueError):
+    """A reply names a template the channel's settings do not list. The API answers 422."""
+
+
+def channel_templates(config: Any) -> dict[str, Any]:
+    """The approved templates in a channel's settings (``templates: [{"name", ...}]``), by name."""
+    listed = (config or {}).get("templates") or []
+    return {t["name"]: t for t in listed if isinstance(t, dict) and isinstance(t.get("name"), str)}
+
+
+def template_text(name: str, variables: dict[str, Any]) -> str:
+    """What the agent reads for a template reply (the provider fills in the approved wording)."""
+    shown = ", ".join(f"{k}={v}" for k, v in variables.items())
+    return f"[template {name}]" + (f" {shown}" if shown else "")
 
 
 def create_reply(
@@ -72,17 +93,20 @@ def create_reply(
     html: str | None = None,
     automatic: bool = False,
     files: Sequence[Attachment] = (),
+    template: dict[str, Any] | None = None,
 ) -> int:
     """Store an agent's reply (``pending``, for the deliver job) or private note (never sent),
-    with ``files`` as its attachments. Raises LookupError for no such conversation,
-    ReplyWindowClosed for a reply its channel no longer accepts, ReplyTooLong for a text longer
-    than the conversation takes, ContactUnreachable for a customer who cannot be written to on the
-    channel (opted out, blocked us), AttachmentsRefused for files on a reply its channel cannot
-    send them on; private notes are always taken."""
+    with ``files`` as its attachments. ``template`` (``{"name", "variables"}``): one of the
+    channel's approved templates instead of free text, allowed outside the reply window. Raises
+    LookupError for no such conversation, ReplyWindowClosed for a free-text reply its channel no
+    longer accepts, ContactUnreachable for a customer who cannot be written to on the channel
+    (opted out, blocked us), AttachmentsRefused for files on a reply its channel cannot send them
+    on, UnknownTemplate for a template the channel does not list, ReplyTooLong for a text
+    longer than the conversation takes; private notes are always taken."""
     now = utcnow()
     with engine.begin() as conn:
         conv = conn.execute(
-            select(c.channel_id, c.contact_id, c.status, c.thread_key, channels.c.kind)
+            select(c.channel_id, c.contact_id, c.status, c.thread_key, channels.c.kind, channels.c.config)
             .join(channels, channels.c.id == c.channel_id)
             .where(c.id == conversation_id)
         ).first()
@@ -94,7 +118,22 @@ def create_reply(
             if files and found is not None and not found.supports_attachments:
                 raise AttachmentsRefused("this channel cannot send attachments; send the text alone, or the "
                                          "files in a private note")
-            _check_reply_window(conn, conversation_id, conv.kind, now)
+        if template is not None:
+            known = channel_templates(conv.config)
+            if private or template.get("name") not in known:
+                names = ", ".join(known) or "none"
+                raise UnknownTemplate(f"no template {template.get('name')!r} on this channel (its templates: {names})")
+            template = {"name": template["name"], "variables": dict(template.get("variables") or {})}
+            text = template_text(template["name"], template["variables"])
+        elif not private:
+            try:
+                _check_reply_window(conn, conversation_id, conv.kind, now)
+            except ReplyWindowClosed as exc:
+                names = list(channel_templates(conv.config))
+                if names:
+                    exc = ReplyWindowClosed(f"{exc}; send one of the channel's approved templates instead: "
+                                            f"{', '.join(names)}", names)
+                raise exc from None
             _check_length(conn, conversation_id, conv, text)
         message_id = conn.execute(
             messages.insert()
@@ -108,6 +147,7 @@ def create_reply(
                 private=private,
                 automatic=automatic,
                 status="sent" if private else "pending",
+                template=template,
                 attempts=0,
                 created_at=now,
             )
@@ -154,10 +194,8 @@ def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) ->
     window = reply_window(kind)
     if window is None:
         return
-    last_in = conn.execute(
-        select(func.max(m.created_at)).where(m.conversation_id == conversation_id, m.direction == "in")
-    ).scalar()
-    if last_in is None or now - last_in > window:
+    ends = _window_end(conn, conversation_id, window)
+    if ends is None or now > ends:
         seconds = window.total_seconds()
         amount, unit = (seconds / 3600, "hour") if seconds >= 3600 else (seconds / 60, "minute")
         span = f"{amount:g} {unit}{'' if amount == 1 else 's'}"
@@ -180,12 +218,20 @@ def _check_length(conn: Any, conversation_id: int, conv: Any, text: str) -> None
         raise ReplyTooLong(exc.reason) from None
 
 
+def _window_end(conn: Any, conversation_id: int, window: timedelta) -> datetime | None:
+    last_in = conn.execute(
+        select(func.max(m.created_at)).where(m.conversation_id == conversation_id, m.direction == "in")
+    ).scalar()
+    return None if last_in is None else last_in + window
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
     channel_id: int
     attempts: int
     message: OutboundMessage
     taken_over: bool = False  # the lease of an earlier attempt expired: it may have been sent
+    created_at: datetime | None = None  # when the reply was stored: no attempt is older
 
 
 def claim(engine: Engine, message_id: int, *, lease: float | None = None) -> Claim | None:
@@ -204,7 +250,8 @@ def claim(engine: Engine, message_id: int, *, lease: float | None = None) -> Cla
             taken_over = True
         if row is None:
             return None
-        return Claim(*_context(conn, message_id, row.attempts), taken_over=taken_over)
+        created_at = conn.execute(select(m.created_at).where(m.id == message_id)).scalar_one()
+        return Claim(*_context(conn, message_id, row.attempts), taken_over=taken_over, created_at=created_at)
 
 
 def renew_lease(engine: Engine, message_id: int, lease: float | None = None) -> bool:
@@ -217,7 +264,7 @@ def renew_lease(engine: Engine, message_id: int, lease: float | None = None) -> 
 
 def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, OutboundMessage]:
     msg = conn.execute(
-        select(m.id, m.conversation_id, m.channel_id, m.text, m.html, m.external_id, m.automatic).where(
+        select(m.id, m.conversation_id, m.channel_id, m.text, m.html, m.external_id, m.automatic, m.template).where(
             m.id == message_id
         )
     ).one()
@@ -256,6 +303,7 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
         cc=tuple(Identity(external_id=e, email=e) for e in cc if e != contact.email),
         attachments=tuple(Attachment(f.filename, f.content_type, f.data, f.content_id, f.inline) for f in files),
         automatic=msg.automatic,
+        template=msg.template,
     )
     return msg.channel_id, attempts, out
 
@@ -265,11 +313,13 @@ def set_external_id(engine: Engine, message_id: int, external_id: str) -> None:
     _record(engine, update(messages).where(m.id == message_id).values(external_id=external_id))
 
 
-def mark_sent(engine: Engine, message_id: int, result: SendResult) -> None:
+def mark_sent(engine: Engine, message_id: int, result: SendResult, note: str | None = None) -> None:
+    """The send worked; ``note`` (and the result's own) is kept as the reason the agent reads."""
+    reason = "; ".join(n for n in (note, result.note) if n) or None
     _record(engine, update(messages)
             .where(m.id == message_id, m.status == "sending")
             .values(status=result.status, external_id=result.external_id or m.external_id, sent_at=utcnow(),
-                    lease_until=None, status_reason=None, next_attempt_at=None), result.status)
+                    lease_until=None, status_reason=clean(reason), next_attempt_at=None), result.status)
 
 
 def mark_retry(engine: Engine, message_id: int, reason: str, delay: float) -> None:

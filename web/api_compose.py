@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -38,9 +38,22 @@ MAX_FILES = 10
 MAX_TEXT = 100_000
 
 
+class TemplateIn(Input):
+    name: str = Field(min_length=1, max_length=100)
+    variables: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+
 class ReplyIn(Input):
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    text: str = Field(default="", max_length=MAX_TEXT)
+    template: TemplateIn | None = Field(default=None, description="one of the channel's approved templates "
+                                        "instead of text (WhatsApp outside its 24-hour window)")
     private: bool = False
+
+    @model_validator(mode="after")
+    def _text_or_template(self) -> ReplyIn:
+        if (not self.text) == (self.template is None):
+            raise ValueError("a reply needs its text, or a template instead of text (not both)")
+        return self
 
 
 class FormReply(Input):
@@ -129,15 +142,17 @@ async def reply(conversation_id: Id, request: Request, agent: CurrentAgent) -> R
     kind = request.headers.get("content-type", "").lower()
     form = kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
     body, files = await (_from_form(request) if form else _from_json(request))
-    message_id = await run_in_threadpool(_store, conversation_id, agent, body.text, body.private, files)
+    template = body.template.model_dump() if isinstance(body, ReplyIn) and body.template else None
+    message_id = await run_in_threadpool(_store, conversation_id, agent, body.text, body.private, files, template)
     return ReplyOut(id=message_id, status="sent" if body.private else "pending", private=body.private)
 
 
-def _store(conversation_id: int, agent: Any, text: str, private: bool, files: list[Attachment]) -> int:
+def _store(conversation_id: int, agent: Any, text: str, private: bool, files: list[Attachment],
+           template: dict[str, Any] | None) -> int:
     try:
         message_id = outbound.create_reply(get_engine(), conversation_id, agent_id=agent.id, text=text,
-                                           private=private, files=files)
-    except (outbound.ReplyRefused, ContactUnreachable) as exc:  # window closed, too long, files, unreachable
+                                           private=private, files=files, template=template)
+    except (outbound.ReplyRefused, outbound.UnknownTemplate, ContactUnreachable) as exc:  # window, length, files
         raise HTTPException(422, str(exc)) from None
     if not private:
         ring_delivery(message_id)

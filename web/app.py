@@ -69,6 +69,7 @@ def create_app(*, demo: bool = False) -> FastAPI:
         api_conversations,
         api_inbox,
         api_me,
+        api_search,
         api_session,
         health,
         webhooks,
@@ -98,6 +99,7 @@ def create_app(*, demo: bool = False) -> FastAPI:
     app.include_router(api_conversations.router, prefix="/api/v1")
     app.include_router(api_compose.router, prefix="/api/v1")
     app.include_router(api_canned.router, prefix="/api/v1")
+    app.include_router(api_search.router, prefix="/api/v1")
     app.include_router(api_session.router, prefix="/api/v1")
     app.include_router(event_stream.router, prefix="/api/v1")  # GET /api/v1/events
     if demo:

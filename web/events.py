@@ -10,15 +10,19 @@ event: reload the view, then the live stream follows.
 
 A web process is woken when events are written (``store.wakeups``: in-process, and PostgreSQL
 LISTEN for the other processes), and reads the table at least every ``OMNIDESK_EVENTS_POLL``
-seconds anyway, so a missed wake-up only delays. Every ``OMNIDESK_EVENTS_PING`` seconds a quiet
-stream sends a ``: ping`` comment, and checks that its agent is still active (a deactivated one's
-stream ends; a changed role applies).
+seconds anyway, so a missed wake-up only delays. It reads the table once for all its streams
+(:class:`Hub`), each of which picks what its agent may see (:func:`sees`). Every
+``OMNIDESK_EVENTS_PING`` seconds a quiet stream sends a ``: ping`` comment, and checks that its agent
+is still active (a deactivated one's stream ends; a changed role or team applies).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -27,51 +31,151 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from router.access import Viewer, may_see
 from store import agents as agent_store
 from store import conversations, events
 from store.db import get_engine
 from store.settings import get_settings
 from store.wakeups import Wakeups
 from web.deps import CurrentAgent, check_visible
+from web.deps import viewer as viewer_of
 from web.schemas import Id, errors
 
 router = APIRouter(tags=["events"], responses=errors(401, 422))
 
 MAX_SEQUENCE = 2**63 - 1
 BATCH = 500  # events read at a time
+KEPT = 20_000  # events a web process keeps in memory for its streams
+# Seconds the shared reader waits after a read that found events: under load every stream is
+# woken at most ~1/GATHER times a second (its cost per wake-up paid less often), at the price of
+# this much delay.
+GATHER = 0.05
+log = logging.getLogger(__name__)
 
 
 class Hub:
-    """A web process's (event loop's) wake-ups for its subscribers: listening while anyone listens."""
+    """A web process's (event loop's) share of the stream, while anyone listens: one reader of
+    every event (``events.Reader`` as an admin's), woken by ``store.wakeups`` and reading the table
+    every ``OMNIDESK_EVENTS_POLL`` s meanwhile; the newest :data:`KEPT` events kept with their
+    frames; the streams' bells rung when more come. Each stream takes from what is kept what its
+    agent may see (:func:`sees`), so a wake-up costs one read of the table whatever the number of
+    streams, and a frame is made once. A stream behind what is kept (resumed from long ago, or
+    started before the reader) reads the table itself until it has caught up."""
 
     def __init__(self) -> None:
         self._waiting: set[asyncio.Event] = set()
         self._wakeups: Wakeups | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._rung: asyncio.Event | None = None
+        self._feed: asyncio.Task[None] | None = None
+        self.kept: collections.deque[tuple[int, Any, str]] = collections.deque()
+        self.base: int | None = None  # every event after this id that a reader returns is kept
+        self.head = 0  # the shared reader's place
+        # What since() answered, until more events come: an agent's streams (tabs, windows) and
+        # all the admins' streams at one place wake together and are sent the same bytes.
+        self._answered: dict[tuple[int, Viewer], bytes] = {}
+        self.agents_changed: dict[int, int] = {}  # agent id -> the newest agent.updated about them
+
+    def changed_since(self, agent_id: int, after: int) -> bool:
+        """Whether the agent's role, teams or activity changed after event ``after`` (kept events)."""
+        return self.agents_changed.get(agent_id, 0) > after
 
     def subscribe(self) -> asyncio.Event:
         bell = asyncio.Event()
         if not self._waiting:
             self._loop = asyncio.get_running_loop()
+            self._rung = asyncio.Event()
             self._wakeups = Wakeups(get_settings().database_url, self._ring_threadsafe)
             self._wakeups.start()
+            self._feed = asyncio.create_task(self._read_all(self._rung))
         self._waiting.add(bell)
         return bell
 
     def unsubscribe(self, bell: asyncio.Event) -> None:
         self._waiting.discard(bell)
-        if not self._waiting and self._wakeups is not None:
-            self._wakeups.stop()
-            self._wakeups = None
+        if not self._waiting:
+            if self._wakeups is not None:
+                self._wakeups.stop()
+                self._wakeups = None
+            if self._feed is not None:
+                self._feed.cancel()
+                self._feed = None
+            self.kept.clear()
+            self._answered.clear()
+            self.agents_changed.clear()
+            self.base = None
+
+    def covers(self, after: int) -> bool:
+        """Whether what is kept holds every event after ``after`` (read so far)."""
+        return self.base is not None and after >= self.base
+
+    def since(self, after: int, viewer: Viewer) -> tuple[bytes, int]:
+        """The frames of the kept events after ``after`` that ``viewer`` may see, and the place
+        after them."""
+        key = (after, Viewer(0, True) if viewer.admin else viewer)
+        found = self._answered.get(key)
+        if found is None:
+            texts = []
+            for sequence, row, text in reversed(self.kept):
+                if sequence <= after:
+                    break
+                if sees(viewer, row):
+                    texts.append(text)
+            found = self._answered[key] = "".join(reversed(texts)).encode()
+        return found, max(after, self.head)
+
+    async def _read_all(self, rung: asyncio.Event) -> None:
+        settings = get_settings()
+        engine = get_engine()
+        reader: events.Reader | None = None
+        while True:
+            try:
+                if reader is None:
+                    reader = await run_in_threadpool(events.Reader.at_head, engine, agent_id=0, admin=True, shared=True)
+                    self.base = self.head = reader.after
+                rung.clear()  # before reading: a ring during the read is not lost
+                rows = await run_in_threadpool(reader.read, BATCH)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database away: the streams wait, the reader tries again
+                log.warning("reading the event table failed; trying again", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            if rows:
+                self._answered.clear()
+            for row in rows:
+                if row.type == "agent.updated" and row.agent_id is not None:
+                    self.agents_changed[row.agent_id] = row.id
+                if len(self.kept) == KEPT:
+                    self.base = self.kept.popleft()[0]
+                self.kept.append((row.id, row, frame(row.id, shown(row))))
+            if reader.after != self.head:
+                self.head = reader.after
+                for bell in self._waiting:
+                    bell.set()
+            if len(rows) == BATCH:
+                continue
+            if rows:  # what comes within the next moment is read (and sent to every stream) together
+                await asyncio.sleep(GATHER)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.25 if reader.held else settings.events_poll):
+                    await rung.wait()
 
     def _ring_threadsafe(self) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._ring)
+        loop, rung = self._loop, self._rung
+        if loop is not None and rung is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(rung.set)
 
-    def _ring(self) -> None:
-        for bell in self._waiting:
-            bell.set()
+
+def sees(viewer: Viewer, row: Any) -> bool:
+    """Whether ``viewer`` gets the event ``row`` (with its conversation's ``assignee_id`` and
+    ``team_id`` now): the choice ``events.Reader.read`` makes in SQL, with ``router.access.may_see``
+    (tested against it)."""
+    if row.type == events.PRUNED:
+        return False
+    if row.type in events.PERSONAL:
+        return row.agent_id == viewer.id
+    return viewer.admin or row.conversation_id is None or row.agent_id == viewer.id or may_see(viewer, row)
 
 
 def _hub(request: Request) -> Hub:
@@ -129,8 +233,10 @@ async def stream_events(
         if place < pruned or place > newest:  # missed events are gone (or never were): reload
             reader.after = newest
             opening = frame(newest, {"type": "reset"})
+    viewer = await run_in_threadpool(viewer_of, agent)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(_stream(request, reader, opening), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_stream(request, reader, viewer, opening), media_type="text/event-stream",
+                             headers=headers)
 
 
 @router.post("/conversations/{conversation_id}/typing", status_code=204, responses=errors(404))
@@ -142,7 +248,7 @@ def typing(conversation_id: Id, agent: CurrentAgent) -> Response:
     return Response(status_code=204)
 
 
-async def _stream(request: Request, reader: events.Reader, opening: str) -> AsyncIterator[str]:
+async def _stream(request: Request, reader: events.Reader, viewer: Viewer, opening: str) -> AsyncIterator[str | bytes]:
     settings = get_settings()
     hub = _hub(request)
     bell = hub.subscribe()
@@ -151,10 +257,21 @@ async def _stream(request: Request, reader: events.Reader, opening: str) -> Asyn
         next_ping = time.monotonic() + settings.events_ping
         while True:
             bell.clear()  # before reading: a ring during the read is not lost
-            rows = await run_in_threadpool(reader.read, BATCH)
-            for row in rows:
-                yield frame(row.id, shown(row))
-            if len(rows) == BATCH:
+            more = False
+            if hub.covers(reader.after):
+                if hub.changed_since(reader.agent_id, reader.after):  # new teams or role: from here on
+                    found = await run_in_threadpool(agent_store.find, reader.engine, reader.agent_id, active=True)
+                    if found is None:
+                        return
+                    viewer = await run_in_threadpool(viewer_of, found)
+                    reader.admin = viewer.admin
+                text, reader.after = hub.since(reader.after, viewer)
+            else:  # behind what the process keeps: its own reads of the table
+                rows = await run_in_threadpool(reader.read, BATCH)
+                text, more = "".join(frame(row.id, shown(row)) for row in rows).encode(), len(rows) == BATCH
+            if text:
+                yield text
+            if more:
                 continue
             now = time.monotonic()
             if now >= next_ping:
@@ -163,11 +280,11 @@ async def _stream(request: Request, reader: events.Reader, opening: str) -> Asyn
                 found = await run_in_threadpool(agent_store.find, reader.engine, reader.agent_id, active=True)
                 if found is None:
                     return
-                reader.admin = found.role == "admin"
-            try:
-                wait = min(settings.events_poll, next_ping - now, 0.25 if reader.held else settings.events_poll)
-                await asyncio.wait_for(bell.wait(), timeout=max(0.01, wait))
-            except TimeoutError:
-                pass  # poll the table: a wake-up may have been missed
+                viewer = await run_in_threadpool(viewer_of, found)  # a changed role or teams apply
+                reader.admin = viewer.admin
+            wait = min(settings.events_poll, next_ping - now, 0.25 if reader.held else settings.events_poll)
+            with contextlib.suppress(TimeoutError):  # then poll: a wake-up may have been missed, a ping may be due
+                async with asyncio.timeout(max(0.01, wait)):  # no task a wait, as wait_for makes
+                    await bell.wait()
     finally:
         hub.unsubscribe(bell)

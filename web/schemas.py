@@ -275,3 +275,24 @@ class ReplyOut(BaseModel):
 class RetryOut(BaseModel):
     id: int
     status: Literal["pending"]
+
+
+# -- search ---------------------------------------------------------------------------------------
+
+
+class MessageFound(BaseModel):
+    id: int
+    snippet: str = Field(description="the text around the first match, on one line")
+    created_at: datetime
+
+
+class SearchHit(BaseModel):
+    conversation: ConversationOut
+    message: MessageFound | None = Field(description="the message that matched; null for a contact")
+    contact: ContactOut | None = Field(description="the contact that matched, with `conversation` their newest the "
+                                                   "caller may see; null for a message")
+
+
+class SearchList(BaseModel):
+    items: list[SearchHit]
+    next: str | None = Field(description="the `cursor` of the next page; null on the last")

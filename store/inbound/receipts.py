@@ -1,12 +1,14 @@
 """Delivery receipts for our outbound messages: a status only ever moves forward.
 
 Providers send receipts out of order (Twilio may say "delivered" after "read"); a receipt that
-would move a status back, or names a message we do not know, changes nothing.
+would move a status back, or names a message we do not know, changes nothing. A receipt may also
+name our own message id (``StatusUpdate.message_id``): it then finds a reply whose send's outcome
+is not recorded yet (Twilio's callback overtaking our write of its sid), and records the sid.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, or_, update
 
 from connectors.base import StatusUpdate
 from store.inbound.rows import ID_LENGTH, Recorded, clean_status
@@ -25,15 +27,22 @@ def apply_status(conn: Connection, channel_id: int, update_: StatusUpdate) -> Re
     if rank is None:
         return Recorded(None, None)
     earlier = [status for status, r in RANK.items() if r < rank]
+    external_id = update_.external_id[:ID_LENGTH]
+    named = messages.c.external_id == external_id
+    if update_.message_id is not None:  # the send's record may not have come yet: our id says which
+        named = or_(named, (messages.c.id == update_.message_id)
+                    & (messages.c.external_id.is_(None) | (messages.c.external_id == external_id)))
     row = conn.execute(
         update(messages)
         .where(
             messages.c.channel_id == channel_id,
-            messages.c.external_id == update_.external_id[:ID_LENGTH],
+            named,
             messages.c.direction == "out",
             messages.c.status.in_(earlier),
         )
-        .values(status=update_.status, status_reason=update_.reason)
+        # A receipt without a reason keeps what the send noted (e.g. its SMS segments).
+        .values(status=update_.status, external_id=external_id,
+                status_reason=update_.reason if update_.reason is not None else messages.c.status_reason)
         .returning(messages.c.id, messages.c.conversation_id)
     ).first()
     if row is None:

@@ -1,0 +1,54 @@
+"""A web process reads the event table once for all its streams (``web.events.Hub``) and each
+stream picks what its agent may see with ``web.events.sees``: on random teams, agents,
+conversations and events, on both databases, that picks exactly what the agent's own reader
+(``store.events.Reader``, the rule in SQL) reads."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from sqlalchemy import Engine
+
+from router.access import Viewer
+from store import agents as agent_store
+from store import events
+from store.models import utcnow
+from store.sql import conversations
+from tests.support import channel_and_contact
+from web.events import sees
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_shared_reader_filtered_gives_each_agent_what_their_own_reader_gives(store_engine: Engine,
+                                                                                  seed: int) -> None:
+    rnd = random.Random(seed)
+    team_ids = [agent_store.create_team(store_engine, f"team {n}") for n in range(3)]
+    viewers = []
+    for n in range(8):
+        role = "admin" if n == 7 else "agent"
+        member = rnd.sample(team_ids, rnd.choice([0, 1, 1, 2]))
+        agent_id, _ = agent_store.create_agent(store_engine, name=f"A{n}", email=f"a{n}@shop.test", role=role,
+                                               team_ids=member)
+        viewers.append(Viewer.of(agent_id, role, member))
+    now = utcnow()
+    with store_engine.begin() as conn:
+        channel_id, contact_id = channel_and_contact(conn, now)
+        conversation_ids = [conn.execute(conversations.insert().values(
+            channel_id=channel_id, contact_id=contact_id, status="open",
+            assignee_id=rnd.choice([None, None, *(v.id for v in viewers)]), team_id=rnd.choice([None, *team_ids]),
+            priority=0, needs_routing=False, route_attempts=0, created_at=now, updated_at=now)
+            .returning(conversations.c.id)).scalar_one() for _ in range(30)]
+        agent_ids = [None, None, *(v.id for v in viewers)]
+        events.append(conn, [
+            events.event(rnd.choice(["message.created", "conversation.updated", "agent.presence"]),
+                         rnd.choice([None, *conversation_ids]), agent_id=rnd.choice(agent_ids))
+            for _ in range(200)])
+    every = events.Reader(store_engine, 0, agent_id=0, admin=True).read(1000)
+    assert len(every) == 200
+    mixed = False
+    for viewer in viewers:
+        own = [row.id for row in events.Reader(store_engine, 0, agent_id=viewer.id, admin=viewer.admin).read(1000)]
+        assert own == [row.id for row in every if sees(viewer, row)], viewer
+        mixed |= 0 < len(own) < len(every)
+    assert mixed
