@@ -298,7 +298,7 @@ def _deliver(engine: Any, claim: outbound.Claim, paced_at: float | None = None) 
                 if claim.taken_over:
                     outbound.mark_failed(engine, message_id, OUTCOME_UNKNOWN)
                     return
-        message = connector.capabilities.fit(message)
+        message = connector.capabilities_for(message.thread_key, message.in_reply_to).fit(message)
         if message.external_id is None:
             chosen = connector.new_external_id(message_id)
             if chosen:
@@ -410,13 +410,18 @@ def poll_channel(channel_id: int) -> None:
     try:
         channel = channel_store.load_channel(engine, channel_id)  # as it is now that this poller holds it
         connector = channel_store.connector_for(channel)
-        for batch in connector.poll(channel.cursor):
-            ingest(channel_id, batch.events, cursor=batch.cursor)
-            if not channel_store.extend_poll(engine, channel_id, owner, lease):
-                log.warning("channel %s: lost the poll lock; stopping", channel_id)
-                return
+        # The lease is renewed while the poll runs (a slow page is not taken over), and after each
+        # batch, which stops the poll should another poller hold the channel by then.
+        with heartbeat(lambda: channel_store.extend_poll(engine, channel_id, owner, lease), every=lease / 3):
+            for batch in connector.poll(channel.cursor):
+                ingest(channel_id, batch.events, cursor=batch.cursor)
+                if not channel_store.extend_poll(engine, channel_id, owner, lease):
+                    log.warning("channel %s: lost the poll lock; stopping", channel_id)
+                    return
         again = channel_store.mark_ok(engine, channel_id, connector.poll_interval, started=started)
-    except (ConfigError, TransientError, PermanentError) as exc:
+    except TransientError as exc:  # e.g. a rate limit: no poll before the provider's reset
+        again = _poll_failed(engine, channel, channel_id, exc.reason, started, wait=exc.retry_after)
+    except (ConfigError, PermanentError) as exc:
         again = _poll_failed(engine, channel, channel_id, exc.reason, started)
     except Exception as exc:  # a bug, not the channel: kept for the admin, tried again
         log.error("channel %s: poll failed: %s", channel_id, type(exc).__name__)
@@ -437,10 +442,12 @@ def _poll_lease(kind: str) -> float:
         return Capabilities().poll_lease
 
 
-def _poll_failed(engine: Any, channel: Any, channel_id: int, reason: str, started: Any) -> bool:
-    """Keep the reason for the admin and back off, longer after each error in a row."""
+def _poll_failed(engine: Any, channel: Any, channel_id: int, reason: str, started: Any,
+                 *, wait: float | None = None) -> bool:
+    """Keep the reason for the admin and back off: ``wait`` seconds when the provider said how
+    long (a rate limit's reset), else longer after each error in a row."""
     errors = (channel.error_count if channel is not None else 0) + 1
-    backoff = min(3600.0, 15.0 * 2 ** min(errors, 8))
+    backoff = wait if wait is not None else min(3600.0, 15.0 * 2 ** min(errors, 8))
     return channel_store.mark_error(engine, channel_id, reason, backoff=backoff, started=started)
 
 

@@ -10,6 +10,7 @@ from connectors.base import Connector
 REGISTRY: dict[str, str] = {
     "api": "connectors.api:ApiConnector",
     "email": "connectors.email:EmailConnector",
+    "twitter": "connectors.twitter:TwitterConnector",
     "sms": "connectors.twilio:SmsConnector",
     "whatsapp": "connectors.twilio:WhatsAppConnector",
     "telegram": "connectors.telegram:TelegramConnector",

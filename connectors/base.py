@@ -21,7 +21,8 @@ the iterator is the acknowledgement, after which the connector may flag or move 
 Sends (the caller first lets the channel's capabilities shape the message, then keeps to the
 rates the connector declares, shared by every worker process: see ``pacing.py``)::
 
-    message = connector.capabilities.fit(message)        # raises PermanentError (too long, files)
+    message = connector.capabilities_for(message.thread_key, message.in_reply_to).fit(message)
+                                                         # raises PermanentError (too long, files)
     limits = connector.send_limits(message)              # SendLimit(key, per_second), ...
     result = connector.send(message)                     # raises TransientError, PermanentError
                                                          # (RecipientUnreachable: opted out, blocked)
@@ -196,6 +197,7 @@ class OutboundMessage:
     external_id: str | None = None
     in_reply_to: str | None = None  # the external id of the message answered
     references: tuple[str, ...] = ()  # external ids of the thread, oldest first
+    thread_key: str | None = None  # the conversation's thread key (a DM thread, a public thread, ...)
     cc: tuple[Identity, ...] = ()
     attachments: tuple[Attachment, ...] = ()
     automatic: bool = False  # sent by an automation, not a person
@@ -248,12 +250,15 @@ class Capabilities:
       sweep polls only ``pull`` channels, and the scheduler watches only ``watch`` ones.
     - ``poll_interval``: seconds between polls when nothing tells us sooner; a channel's config may
       carry its own ``poll_interval`` field, which wins (see :attr:`Connector.poll_interval`).
-    - ``poll_lease``: seconds ``poll_channel`` holds a channel between two batches; a poller that
-      died is replaced once it runs out, so it should be a little longer than one batch can take.
+    - ``poll_lease``: seconds ``poll_channel`` holds a channel; it renews the lease while the poll
+      runs (every third of it) and after each batch, so a poller that died is replaced once it
+      runs out, and a slow one that is alive never is.
     - ``reply_window``: a reply is refused when the customer's last message is older
       (``store.outbound.create_reply`` raises ``ReplyWindowClosed``; the API answers 422).
     - ``max_text_length``, ``supports_html``, ``supports_attachments``: :meth:`fit`, called by the
-      deliver job before ``send``.
+      deliver job before ``send``; ``max_text_length`` also by ``create_reply`` (:meth:`check_text`),
+      so a reply too long is refused before it is stored. A channel whose threads differ (X: 280
+      characters in public, 10,000 in a DM) says so in :meth:`Connector.capabilities_for`.
     - ``repeat_safe``: the deliver job, when it takes over a reply whose earlier send may have
       happened (its worker stopped before recording the outcome).
     """
@@ -276,14 +281,19 @@ class Capabilities:
         """``message`` as this channel can carry it: HTML dropped where only text goes (the text
         is always there); PermanentError, with a reason the agent reads, for a text that is too long
         or files the channel cannot send."""
-        if self.max_text_length is not None and len(message.text) > self.max_text_length:
-            raise PermanentError(f"the reply has {len(message.text)} characters; this channel takes at most "
-                                 f"{self.max_text_length}")
+        self.check_text(message.text)
         if message.attachments and not self.supports_attachments:
             raise PermanentError("this channel cannot send attachments")
         if message.html is not None and not self.supports_html:
             return dataclasses.replace(message, html=None)
         return message
+
+
+    def check_text(self, text: str) -> None:
+        """PermanentError, with a reason the agent reads, for a text longer than the channel takes."""
+        if self.max_text_length is not None and len(text) > self.max_text_length:
+            raise PermanentError(f"the reply has {len(text)} characters; this channel takes at most "
+                                 f"{self.max_text_length}")
 
 
 class ChannelConfig(BaseModel):
@@ -334,6 +344,19 @@ class Connector(ABC):
         channel kind's default from ``capabilities``."""
         configured = getattr(self.config, "poll_interval", None)
         return float(configured) if configured else self.capabilities.poll_interval
+
+    @classmethod
+    def capabilities_for(cls, thread_key: str | None, in_reply_to: str | None) -> Capabilities:
+        """What a reply in one conversation can be: the channel's ``capabilities`` unless its threads
+        differ (X: a public mention thread takes 280 characters, a DM 10,000). ``thread_key``: the
+        conversation's; ``in_reply_to``: the external id of the customer's latest message in it."""
+        return cls.capabilities
+
+    def direct_thread(self, external_id: str) -> str | None:
+        """The thread key of a private conversation with the customer ``external_id`` (their id
+        on this channel), for a conversation moved there from a public one (X: mentions to DMs);
+        None where the channel has no such thing."""
+        return None
 
     def parse(self, request: WebhookRequest) -> list[Event]:
         """Authenticate a webhook and normalise it. Raises AuthError (checked first, always),

@@ -148,6 +148,14 @@ def delete_channel(engine: Engine, channel_id: int) -> int:
         return used
 
 
+def is_pull(kind: str) -> bool:
+    """Whether channels of ``kind`` are polled (False for a kind this installation cannot load)."""
+    try:
+        return connector_class(kind).capabilities.pull
+    except (KeyError, ImportError):
+        return False
+
+
 def connector_for(channel: Channel | Any) -> Connector:
     """The channel's connector, with its secrets: from here on they must stay out of the logs."""
     guard_logs()

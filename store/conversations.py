@@ -188,3 +188,46 @@ def team_exists(engine: Engine, team_id: int) -> bool:
         return False
     with engine.connect() as conn:
         return conn.execute(select(teams.c.id).where(teams.c.id == team_id)).first() is not None
+
+
+class NoDirectThread(ValueError):
+    """The conversation cannot move to direct messages (the channel has none, the customer has no
+    identity on it, or their direct conversation is open elsewhere). The API answers 409."""
+
+
+def move_to_direct(engine: Engine, conversation_id: int) -> bool:
+    """Make a public conversation (an X mention thread) continue in direct messages with its
+    customer: it takes the thread key of their direct conversation (the channel's connector says
+    which, :meth:`Connector.direct_thread`), so the next reply goes there and the customer's direct
+    messages join it. False when it is there already; LookupError for no such conversation."""
+    from store.channels import connector_for, load_channel
+    from store.events import append, event
+    from store.sql import identities
+
+    with engine.connect() as conn:  # the channel's connector first: not inside the write transaction
+        row = conn.execute(select(c.channel_id, c.contact_id).where(c.id == conversation_id)).first()
+        if row is None:
+            raise LookupError(f"conversation {conversation_id} does not exist")
+        handle = conn.execute(
+            select(identities.c.external_id)
+            .where(identities.c.contact_id == row.contact_id, identities.c.channel_id == row.channel_id)
+            .order_by(identities.c.id).limit(1)
+        ).scalar()
+    key = connector_for(load_channel(engine, row.channel_id)).direct_thread(handle) if handle else None
+    if key is None:
+        raise NoDirectThread("this conversation's channel has no direct messages with this customer")
+    with engine.begin() as conn:
+        row = conn.execute(select(c.id, c.channel_id, c.thread_key, c.status)
+                           .where(c.id == conversation_id).with_for_update()).one()
+        if row.thread_key == key:
+            return False
+        taken = conn.execute(select(c.id).where(c.channel_id == row.channel_id, c.open_key == key,
+                                                c.id != conversation_id)).scalar()
+        if taken is not None:
+            raise NoDirectThread(f"the customer's direct messages are open in conversation {taken}: "
+                                 "reply there, or resolve it first")
+        now = utcnow()
+        conn.execute(update(conversations).where(c.id == conversation_id).values(
+            thread_key=key, open_key=key if row.status != "resolved" else None, updated_at=now))
+        append(conn, [event("conversation.updated", conversation_id, at=now, thread="direct")])
+        return True

@@ -29,10 +29,11 @@ from sqlalchemy.sql.dml import Update
 
 from connectors import connector_class
 from connectors.base import Attachment, Capabilities, Identity, OutboundMessage, SendResult
+from connectors.errors import PermanentError
 from store import reachability
 from store.events import append, event
 from store.models import utcnow
-from store.sql import attachments, channels, clean, contacts, conversations, identities, messages, participants
+from store.sql import attachments, channels, clean, contacts, conversations, messages, participants
 
 log = logging.getLogger("omnidesk.store.outbound")
 
@@ -43,12 +44,20 @@ LEASE = 15.0  # seconds a claim holds a reply; renewed while the send runs
 RECORD_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0)  # retries of an outcome write on a broken connection
 
 
-class AttachmentsRefused(ValueError):
+class ReplyRefused(ValueError):
+    """A reply its conversation's channel cannot take (the API answers 422 with the reason)."""
+
+
+class ReplyTooLong(ReplyRefused):
+    """Longer than the conversation takes (its channel's ``max_text_length``, for this thread)."""
+
+
+class AttachmentsRefused(ReplyRefused):
     """The channel cannot send files (its ``supports_attachments`` capability is false) and the
     reply carries some. The API answers 422; a private note may carry files on any channel."""
 
 
-class ReplyWindowClosed(ValueError):
+class ReplyWindowClosed(ReplyRefused):
     """The channel accepts replies only within a window after the customer's last message (its
     ``reply_window`` capability), and that window has closed. The API answers 422. ``templates``:
     the names of the channel's approved templates, which may still be sent."""
@@ -92,11 +101,12 @@ def create_reply(
     LookupError for no such conversation, ReplyWindowClosed for a free-text reply its channel no
     longer accepts, ContactUnreachable for a customer who cannot be written to on the channel
     (opted out, blocked us), AttachmentsRefused for files on a reply its channel cannot send them
-    on, UnknownTemplate for a template the channel does not list; private notes are always taken."""
+    on, UnknownTemplate for a template the channel does not list, ReplyTooLong for a text
+    longer than the conversation takes; private notes are always taken."""
     now = utcnow()
     with engine.begin() as conn:
         conv = conn.execute(
-            select(c.channel_id, c.contact_id, c.status, channels.c.kind, channels.c.config)
+            select(c.channel_id, c.contact_id, c.status, c.thread_key, channels.c.kind, channels.c.config)
             .join(channels, channels.c.id == c.channel_id)
             .where(c.id == conversation_id)
         ).first()
@@ -124,6 +134,7 @@ def create_reply(
                     exc = ReplyWindowClosed(f"{exc}; send one of the channel's approved templates instead: "
                                             f"{', '.join(names)}", names)
                 raise exc from None
+            _check_length(conn, conversation_id, conv, text)
         message_id = conn.execute(
             messages.insert()
             .values(
@@ -192,6 +203,21 @@ def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) ->
                                 "last message, and that time has passed")
 
 
+def _check_length(conn: Any, conversation_id: int, conv: Any, text: str) -> None:
+    try:
+        connector = connector_class(conv.kind)
+    except (KeyError, ImportError):
+        return
+    last_in = conn.execute(
+        select(m.external_id).where(m.conversation_id == conversation_id, m.direction == "in",
+                                    m.external_id.is_not(None)).order_by(m.id.desc()).limit(1)
+    ).scalar()
+    try:
+        connector.capabilities_for(conv.thread_key, last_in).check_text(text)
+    except PermanentError as exc:
+        raise ReplyTooLong(exc.reason) from None
+
+
 def _window_end(conn: Any, conversation_id: int, window: timedelta) -> datetime | None:
     last_in = conn.execute(
         select(func.max(m.created_at)).where(m.conversation_id == conversation_id, m.direction == "in")
@@ -242,7 +268,7 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
             m.id == message_id
         )
     ).one()
-    conv = conn.execute(select(c.id, c.contact_id, c.subject).where(c.id == msg.conversation_id)).one()
+    conv = conn.execute(select(c.id, c.contact_id, c.subject, c.thread_key).where(c.id == msg.conversation_id)).one()
     contact = conn.execute(
         select(contacts.c.name, contacts.c.email, contacts.c.phone).where(contacts.c.id == conv.contact_id)
     ).one()
@@ -273,6 +299,7 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
         external_id=msg.external_id,
         in_reply_to=last_in,
         references=tuple(t.external_id for t in thread[-30:]),
+        thread_key=conv.thread_key,
         cc=tuple(Identity(external_id=e, email=e) for e in cc if e != contact.email),
         attachments=tuple(Attachment(f.filename, f.content_type, f.data, f.content_id, f.inline) for f in files),
         automatic=msg.automatic,

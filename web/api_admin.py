@@ -68,6 +68,7 @@ def _channel_out(row: Any) -> ChannelOut:
         id=row.id, kind=row.kind, name=row.name, enabled=row.enabled, config=row.config or {},
         secrets_set=sorted(crypto.decrypt(row.secrets)), status=row.status if row.enabled else "disabled",
         last_error=row.last_error, webhook_url=channel_store.webhook_url(row.id), created_at=row.created_at,
+        next_poll_at=row.next_poll_at if channel_store.is_pull(row.kind) else None,
     )
 
 

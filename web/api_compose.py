@@ -152,8 +152,7 @@ def _store(conversation_id: int, agent: Any, text: str, private: bool, files: li
     try:
         message_id = outbound.create_reply(get_engine(), conversation_id, agent_id=agent.id, text=text,
                                            private=private, files=files, template=template)
-    except (outbound.ReplyWindowClosed, outbound.AttachmentsRefused, outbound.UnknownTemplate,
-            ContactUnreachable) as exc:
+    except (outbound.ReplyRefused, outbound.UnknownTemplate, ContactUnreachable) as exc:  # window, length, files
         raise HTTPException(422, str(exc)) from None
     if not private:
         ring_delivery(message_id)

@@ -127,6 +127,21 @@ def retry_message(message_id: Id, agent: CurrentAgent) -> RetryOut:
     return RetryOut(id=message_id, status="pending")
 
 
+@router.post("/conversations/{conversation_id}/move-to-dm", responses=NOT_FOUND_OR_CONFLICT)
+def move_to_dm(conversation_id: Id, agent: CurrentAgent) -> ConversationDetail:
+    """Continue a public conversation (an X mention thread) in direct messages with the customer:
+    the next replies go there, and the customer's direct messages join this conversation. 409 when
+    the channel has no direct messages or the customer's are open in another conversation."""
+    visible(conversation_id, agent)
+    try:
+        store.move_to_direct(get_engine(), conversation_id)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except store.NoDirectThread as exc:
+        raise HTTPException(409, str(exc)) from None
+    return _detail(conversation_id)
+
+
 class AssignIn(Input):
     agent_id: Id | None = Field(description="the agent to assign; null puts the conversation back in the queue")
 

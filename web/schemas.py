@@ -71,6 +71,8 @@ class ChannelOut(BaseModel):
     status: Literal["ok", "error", "disabled"]
     last_error: str | None
     created_at: datetime
+    next_poll_at: datetime | None = Field(
+        default=None, description="pull channels: when they are polled next (later after an error or a rate limit)")
 
 
 class ChannelList(BaseModel):

@@ -55,9 +55,14 @@ def _fields(message: OutboundMessage) -> dict:  # type: ignore[type-arg]
     return {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]
 
 
-def test_a_text_over_the_channels_limit_fails_unsent(store_engine: Engine, shop: Shop) -> None:
+def test_a_text_over_the_channels_limit_is_refused_or_fails_unsent(store_engine: Engine, shop: Shop) -> None:
     conv = conversation(store_engine, "short", shop.url)
-    fits, too_long = conv.reply("Twenty chars exactly"), conv.reply("This one is too long for the channel")
+    with pytest.raises(outbound.ReplyTooLong, match="36 characters; this channel takes at most 20"):
+        conv.reply("This one is too long for the channel")  # refused before it is stored
+    fits, too_long = conv.reply("Twenty chars exactly"), conv.reply("Twenty chars as well")
+    with store_engine.begin() as conn:  # stored before the limit was lowered, say: the deliver job checks again
+        conn.execute(update(messages).where(messages.c.id == too_long)
+                     .values(text="This one is too long for the channel"))
     workers.deliver(fits)
     workers.deliver(too_long)
     assert _row(store_engine, fits).status == "delivered"
