@@ -38,7 +38,10 @@ export const KINDS = {
   twitter: [
     { key: "consumer_key", required: true }, { key: "consumer_secret", secret: true, required: true },
     { key: "access_token", required: true }, { key: "access_token_secret", secret: true, required: true },
-    { key: "bearer_token", secret: true }, { key: "user_id" }, { key: "api_base_url", type: "url" },
+    { key: "bearer_token", secret: true }, { key: "user_id", required: true },
+    { key: "mentions", type: "bool", default: true }, { key: "direct_messages", type: "bool", default: true },
+    { key: "webhooks", type: "bool" }, { key: "import_since_days", type: "number" },
+    { key: "poll_interval", type: "number", step: "any" }, { key: "api_base_url", type: "url" },
   ],
   webchat: [
     { key: "allowed_origins", type: "list", hint: "admin.hint.allowed_origins" },
@@ -71,7 +74,7 @@ function control(spec, value, editing, secretSet) {
     return h("select", { name }, h("option", { value: "" }, t("admin.default")),
       spec.options.map((o) => h("option", { value: o, selected: value === o }, o)));
   }
-  if (spec.type === "bool") return h("input", { type: "checkbox", name, checked: Boolean(value) });
+  if (spec.type === "bool") return h("input", { type: "checkbox", name, checked: Boolean(value ?? spec.default) });
   if (spec.type === "list" || spec.type === "json") {
     const text = value === undefined || value === null ? ""
       : spec.type === "list" ? value.join("\n") : JSON.stringify(value, null, 2);
@@ -127,7 +130,7 @@ export function readConfig(kind, form, channel) {
       if (!spec.secret && channel && before[spec.key] !== undefined && before[spec.key] !== null) config[spec.key] = null;
       continue;
     }
-    if (spec.type === "bool" && !value && !(spec.key in before)) continue;
+    if (spec.type === "bool" && !value && !(spec.key in before) && !spec.default) continue;
     config[spec.key] = value;
   }
   return config;
