@@ -100,6 +100,7 @@ def test_invite_an_agent_who_sets_a_password_and_signs_in(desk: Desk, new_page: 
     nora.click("#public button[type=submit]")
     nora.wait_for_selector("#me-name:has-text('Nora Ferrer')")
     nora.click("text=Sign out")
+    nora.wait_for_selector("#signin-form input[name=email]", state="visible")  # signed out, then in again
     sign_in(nora, email, "a long enough password")
     assert nora.inner_text("#me-name") == "Nora Ferrer"
     # The link was for once.
