@@ -72,6 +72,7 @@ def create_app(*, demo: bool = False) -> FastAPI:
         api_search,
         api_session,
         health,
+        pages,
         webhooks,
     )
     from web import events as event_stream
@@ -82,6 +83,8 @@ def create_app(*, demo: bool = False) -> FastAPI:
         webhook_handler=webhooks.serve,
         title="omnidesk",
         version="0.1.0",
+        docs_url=None,  # served by web.pages from local files (no CDN)
+        redoc_url=None,
         description=(
             "Omnichannel customer service: one inbox for every channel, routing to agents, replies "
             f"delivered on the customer's channel. Channel kinds available: {', '.join(sorted(REGISTRY))}.\n\n"
@@ -102,6 +105,7 @@ def create_app(*, demo: bool = False) -> FastAPI:
     app.include_router(api_search.router, prefix="/api/v1")
     app.include_router(api_session.router, prefix="/api/v1")
     app.include_router(event_stream.router, prefix="/api/v1")  # GET /api/v1/events
+    pages.mount(app)  # /, /invite/{token}, /ui/..., /docs
     if demo:
         from web import demo as demo_shop
 
