@@ -67,6 +67,7 @@ class FakeTelegram:
         self.bots: dict[str, Bot] = {}
         self.cond = threading.Condition()
         self.too_many = 0  # 429s answered
+        self.flood_next = 0  # sends to refuse with 429 next, however far apart they come
         self.refusals: collections.Counter[str] = collections.Counter()  # 429s by limit: "bot", "chat"
         # Called with (bot, updates) once getUpdates has answered with updates: a test's fault injection.
         self.after_updates: Any = None
@@ -271,7 +272,9 @@ class FakeTelegram:
                 raise ApiError(403, "Forbidden: bot was blocked by the user")
             while bot.sends and bot.sends[0] <= now - 1.0:
                 bot.sends.popleft()
-            if len(bot.sends) >= self.bot_rate or now - bot.last_to_chat.get(chat, -10.0) < self.chat_gap:
+            flooded = self.flood_next > 0  # a test's "the next send meets flood control", whatever the timing
+            self.flood_next -= flooded
+            if flooded or len(bot.sends) >= self.bot_rate or now - bot.last_to_chat.get(chat, -10.0) < self.chat_gap:
                 self.too_many += 1
                 self.refusals["bot" if len(bot.sends) >= self.bot_rate else "chat"] += 1
                 raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
