@@ -22,12 +22,13 @@ and is rung again for about its place in the queue: each key also keeps the end 
 (``queue``: one QUEUE_STEP of an interval further for every reply sent away), so a burst of
 replies comes back spread over the time their sends need, and asks again.
 
-Just before it sends, the thread says so (:meth:`Pacer.sending`). Per key the pacer keeps the last
-send's time, and a send starts no sooner than an interval after it: a thread that woke late still
-sends in its slot (no slot is lost), and the threads holding the next slots wait the extra it
-costs them, so two sends never start closer than an interval (a late wake-up on a loaded machine
-would otherwise put two sends into one slot's room). The key's next free time moves past the send
-too, so the slots reserved from then on are spaced from the actual sends.
+Just before it sends, the thread says so (:meth:`Pacer.sending`). Per key the pacer keeps the
+starts of the last sends, and no window of ``window(limit)`` seconds holds more than ``burst(limit)``
+starts (10 in 1.05 s at 10/s, one in 1.05 s at 1/s): a thread that woke late still sends in its
+slot (no slot is lost, and the threads holding the next slots do not wait for it), unless that
+would put one send too many into a window the provider counts; then it waits until it would not.
+The key's next free time moves past the send too, so the slots reserved from then on are spaced
+from the actual sends.
 
 Backends: on Redis one Lua script per ask (the clock is Redis's own, the keys live under the
 broker's namespace and expire once their slot has passed); without Redis (the embedded default)
@@ -39,6 +40,7 @@ Connectors never import this module: they only declare their limits.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import threading
@@ -63,6 +65,16 @@ def interval(limit: SendLimit) -> float:
     return MARGIN / limit.per_second
 
 
+def burst(limit: SendLimit) -> int:
+    """Sends of ``limit`` that may start within one window (a provider's "N a second")."""
+    return max(1, math.floor(limit.per_second + 1e-9))
+
+
+def window(limit: SendLimit) -> float:
+    """Seconds of the window that holds at most ``burst(limit)`` starts."""
+    return burst(limit) * interval(limit)
+
+
 @dataclass(frozen=True)
 class Slot:
     """The answer to an ask: ``taken``, the reply's slot is ``wait`` seconds away (0: now);
@@ -77,8 +89,8 @@ class Pacer(Protocol):
         """Ask for one slot of every limit (see the module docstring)."""
 
     def sending(self, limits: Sequence[SendLimit]) -> float:
-        """Claim the start of a send of ``limits``: the seconds to wait first (0: send now) so it
-        starts an interval after the key's last send; later slots move past it."""
+        """Claim the start of a send of ``limits``: the seconds to wait first (0: send now) so no
+        window of a key holds more than its burst of starts; later slots move past it."""
 
 
 def decide(now: float, frees: Sequence[float], queues: Sequence[float], steps: Sequence[float],
@@ -101,35 +113,44 @@ class LocalPacer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._state: dict[str, tuple[float, float, float]] = {}  # key: (next free, queue end, last send)
+        self._state: dict[str, tuple[float, float]] = {}  # key: (next free, queue end)
+        self._starts: dict[str, collections.deque[float]] = {}  # key: the last sends' starts
 
     def ask(self, limits: Sequence[SendLimit], horizon: float = HORIZON) -> Slot:
         limits = [limit for limit in limits if limit.per_second > 0]
         with self._lock:
             now = time.monotonic()
-            state = [self._state.get(limit.key, (0.0, 0.0, 0.0)) for limit in limits]
+            state = [self._state.get(limit.key, (0.0, 0.0)) for limit in limits]
             slot, frees, queues = decide(now, [s[0] for s in state], [s[1] for s in state],
                                          [interval(limit) for limit in limits], horizon)
-            for limit, free, queue, old in zip(limits, frees, queues, state, strict=True):
-                self._state[limit.key] = (free, queue, old[2])
+            for limit, free, queue in zip(limits, frees, queues, strict=True):
+                self._state[limit.key] = (free, queue)
             if len(self._state) > 10_000:  # forget keys whose slots are long past
-                self._state = {k: v for k, v in self._state.items() if max(v[:2]) > now}
+                self._state = {k: v for k, v in self._state.items() if max(v) > now}
+                self._starts = {k: v for k, v in self._starts.items() if k in self._state}
             return slot
 
     def sending(self, limits: Sequence[SendLimit]) -> float:
         limits = [limit for limit in limits if limit.per_second > 0]
         with self._lock:
             now = time.monotonic()
-            state = [self._state.get(limit.key, (0.0, 0.0, 0.0)) for limit in limits]
-            at = max([now, *(last + interval(limit) for limit, (_, _, last) in zip(limits, state, strict=True))])
-            for limit, (free, queue, _) in zip(limits, state, strict=True):
-                self._state[limit.key] = (max(free, at + interval(limit)), queue, at)
+            starts = [self._starts.setdefault(limit.key, collections.deque(maxlen=burst(limit))) for limit in limits]
+            at = now
+            for limit, recent in zip(limits, starts, strict=True):
+                if recent:
+                    at = max(at, recent[-1])  # starts stay in order
+                if len(recent) == burst(limit):
+                    at = max(at, recent[0] + window(limit))
+            for limit, recent in zip(limits, starts, strict=True):
+                recent.append(at)
+                free, queue = self._state.get(limit.key, (0.0, 0.0))
+                self._state[limit.key] = (max(free, at + interval(limit)), queue)
             return at - now
 
     def next_free(self, key: str) -> float:
         """Seconds from now to the key's next free time (0 when free now)."""
         with self._lock:
-            return max(0.0, self._state.get(key, (0.0, 0.0, 0.0))[0] - time.monotonic())
+            return max(0.0, self._state.get(key, (0.0, 0.0))[0] - time.monotonic())
 
     def take(self, limit: SendLimit) -> float:
         """Reserve the next slot of one limit however far; the wait (tests, tools)."""
@@ -178,22 +199,31 @@ end
 return {taken and 1 or 0, string.format('%.6f', wait)}
 """
 
-# KEYS: one hash per limit (fields free, last); ARGV[1]: keep (ms), ARGV[2..]: intervals. The send
-# starts at = max(now, last + interval of each key); last = at, free >= at + interval. Returns at - now.
+# KEYS[1..n]: one hash per limit (field free), KEYS[n+1..2n]: one list per limit (the last starts,
+# newest first); ARGV[1]: keep (ms), then per limit its burst, its window (s) and its interval (s).
+# The send starts at the first time no key's window would hold more than its burst; returns at - now.
 SENDING_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = #KEYS / 2
+local keep = tonumber(ARGV[1])
 local at = now
-for i = 1, #KEYS do
-  at = math.max(at, tonumber(redis.call('HGET', KEYS[i], 'last') or '0') + tonumber(ARGV[1 + i]))
+for i = 1, n do
+  local count = tonumber(ARGV[2 + 3 * (i - 1)])
+  local newest = redis.call('LINDEX', KEYS[n + i], 0)
+  if newest then at = math.max(at, tonumber(newest)) end
+  local oldest = redis.call('LINDEX', KEYS[n + i], count - 1)
+  if oldest then at = math.max(at, tonumber(oldest) + tonumber(ARGV[3 + 3 * (i - 1)])) end
 end
-for i = 1, #KEYS do
-  local after = at + tonumber(ARGV[1 + i])
-  local free = math.max(after, tonumber(redis.call('HGET', KEYS[i], 'free') or '0'))
-  redis.call('HSET', KEYS[i], 'free', string.format('%.6f', free), 'last', string.format('%.6f', at))
-  if redis.call('PTTL', KEYS[i]) < math.ceil((free - now) * 1000) + tonumber(ARGV[1]) then
-    redis.call('PEXPIRE', KEYS[i], math.ceil((free - now) * 1000) + tonumber(ARGV[1]))
-  end
+for i = 1, n do
+  local count = tonumber(ARGV[2 + 3 * (i - 1)])
+  local free = math.max(at + tonumber(ARGV[4 + 3 * (i - 1)]), tonumber(redis.call('HGET', KEYS[i], 'free') or '0'))
+  local ttl = math.ceil((free - now) * 1000) + keep
+  redis.call('HSET', KEYS[i], 'free', string.format('%.6f', free))
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+  redis.call('LPUSH', KEYS[n + i], string.format('%.6f', at))
+  redis.call('LTRIM', KEYS[n + i], 0, count - 1)
+  redis.call('PEXPIRE', KEYS[n + i], ttl)
 end
 return string.format('%.6f', at - now)
 """
@@ -221,8 +251,11 @@ class RedisPacer:
         limits = [limit for limit in limits if limit.per_second > 0]
         if not limits:
             return 0.0
-        return float(self._sending(keys=[self.prefix + limit.key for limit in limits],
-                                   args=[KEEP_MS, *(repr(interval(limit)) for limit in limits)]))
+        keys = [self.prefix + limit.key for limit in limits]
+        args: list[Any] = [KEEP_MS]
+        for limit in limits:
+            args += [burst(limit), repr(window(limit)), repr(interval(limit))]
+        return float(self._sending(keys=[*keys, *(f"{k}:starts" for k in keys)], args=args))
 
     def next_free(self, key: str) -> float:
         """Seconds from now to the key's next free time (0 when free now)."""

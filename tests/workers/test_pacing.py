@@ -78,22 +78,27 @@ def test_a_reply_bound_by_another_key_does_not_block_the_first(pacer: pacing.Loc
         pytest.approx(pacing.interval(bot), abs=0.02), True)  # type: ignore[arg-type]
 
 
-def test_sends_start_an_interval_apart_whatever_the_wake_ups(pacer: pacing.LocalPacer | pacing.RedisPacer) -> None:
-    """A send that starts after its slot (a sleep that woke late) is not refused, but the next
-    slot is an interval after the send, not after the slot; and a send whose slot came too close
-    after a late one waits the difference, so the provider never sees two closer than that."""
+def test_a_late_send_keeps_its_slot_within_the_providers_window(pacer: pacing.LocalPacer | pacing.RedisPacer) -> None:
+    """A send that starts after its slot (a sleep that woke late) goes at once and the sends after
+    it keep their slots, as long as no window of the limit (1.05 s at 10/s) holds more than its
+    burst (10) of starts; the one that would waits until it would not. The next slot reserved is an
+    interval after the late send, not after its slot."""
     ten = SendLimit("late", 10.0)
     step = pacing.interval(ten)
+    assert (pacing.burst(ten), pacing.window(ten)) == (10, pytest.approx(10 * step))
     assert pacer.take(ten) == pytest.approx(0.0, abs=0.01)
-    assert pacer.take(ten) == pytest.approx(step, abs=0.01)  # another thread's slot, next
-    time.sleep(0.15)  # the first wakes one and a half slots late: the second's slot has come
+    time.sleep(0.3)  # three slots late
     assert pacer.sending([ten]) == 0.0  # the late one sends at once
     assert pacer.next_free("late") == pytest.approx(step, abs=0.03)  # an interval after it
-    assert pacer.sending([ten]) == pytest.approx(step, abs=0.03)  # the second waits for the room
-    assert pacer.next_free("late") == pytest.approx(2 * step, abs=0.03)
-    assert pacer.take(ten) == pytest.approx(2 * step, abs=0.03)
-    other = SendLimit("other", 10.0)
-    assert pacer.sending([other]) == 0.0  # keys are apart
+    first = time.monotonic()
+    waits = [pacer.sending([ten]) for _ in range(9)]  # nine more at once: within the window's burst
+    assert waits == pytest.approx([0.0] * 9, abs=0.01)
+    eleventh = pacer.sending([ten])  # one too many for the window that began with the late send
+    assert eleventh == pytest.approx(pacing.window(ten) - (time.monotonic() - first), abs=0.05)
+    assert pacer.sending([SendLimit("other", 10.0)]) == 0.0  # keys are apart
+    one = SendLimit("chat", 1.0)  # one a second: each start 1.05 s after the one before
+    assert pacer.sending([one]) == 0.0
+    assert pacer.sending([one]) == pytest.approx(pacing.interval(one), abs=0.03)
 
 
 def test_redis_slots_are_shared_atomic_and_expire() -> None:
