@@ -27,6 +27,8 @@ starts of the last sends, and no window of ``window(limit)`` seconds holds more 
 starts (10 in 1.05 s at 10/s, one in 1.05 s at 1/s): a thread that woke late still sends in its
 slot (no slot is lost, and the threads holding the next slots do not wait for it), unless that
 would put one send too many into a window the provider counts; then it waits until it would not.
+Nor do two sends start closer than CATCH_UP of ``1 / per_second``: the sends held up by a stall
+catch up at twice the rate at most, not all at once (a provider's bucket holds a few, not a burst).
 The key's next free time moves past the send too, so the slots reserved from then on are spaced
 from the actual sends.
 
@@ -58,6 +60,7 @@ KEEP_MS = 60_000  # a key lives this long past its next free slot
 HORIZON = 2.0  # seconds: a slot further away than this is not reserved
 SPARE = 2.0  # slots of a key one reservation may leave unused (a reply bound by another key)
 QUEUE_STEP = 0.8  # replies sent away are queued this fraction of an interval apart (some come late)
+CATCH_UP = 0.5  # sends after a late one start at least this fraction of 1 / per_second apart
 
 
 def interval(limit: SendLimit) -> float:
@@ -138,7 +141,7 @@ class LocalPacer:
             at = now
             for limit, recent in zip(limits, starts, strict=True):
                 if recent:
-                    at = max(at, recent[-1])  # starts stay in order
+                    at = max(at, recent[-1] + CATCH_UP / limit.per_second)
                 if len(recent) == burst(limit):
                     at = max(at, recent[0] + window(limit))
             for limit, recent in zip(limits, starts, strict=True):
@@ -200,7 +203,8 @@ return {taken and 1 or 0, string.format('%.6f', wait)}
 """
 
 # KEYS[1..n]: one hash per limit (field free), KEYS[n+1..2n]: one list per limit (the last starts,
-# newest first); ARGV[1]: keep (ms), then per limit its burst, its window (s) and its interval (s).
+# newest first); ARGV[1]: keep (ms), then per limit its burst, its window (s), its interval (s) and
+# the least gap between two starts (s).
 # The send starts at the first time no key's window would hold more than its burst; returns at - now.
 SENDING_SCRIPT = """
 local t = redis.call('TIME')
@@ -209,15 +213,15 @@ local n = #KEYS / 2
 local keep = tonumber(ARGV[1])
 local at = now
 for i = 1, n do
-  local count = tonumber(ARGV[2 + 3 * (i - 1)])
+  local count = tonumber(ARGV[2 + 4 * (i - 1)])
   local newest = redis.call('LINDEX', KEYS[n + i], 0)
-  if newest then at = math.max(at, tonumber(newest)) end
+  if newest then at = math.max(at, tonumber(newest) + tonumber(ARGV[5 + 4 * (i - 1)])) end
   local oldest = redis.call('LINDEX', KEYS[n + i], count - 1)
-  if oldest then at = math.max(at, tonumber(oldest) + tonumber(ARGV[3 + 3 * (i - 1)])) end
+  if oldest then at = math.max(at, tonumber(oldest) + tonumber(ARGV[3 + 4 * (i - 1)])) end
 end
 for i = 1, n do
-  local count = tonumber(ARGV[2 + 3 * (i - 1)])
-  local free = math.max(at + tonumber(ARGV[4 + 3 * (i - 1)]), tonumber(redis.call('HGET', KEYS[i], 'free') or '0'))
+  local count = tonumber(ARGV[2 + 4 * (i - 1)])
+  local free = math.max(at + tonumber(ARGV[4 + 4 * (i - 1)]), tonumber(redis.call('HGET', KEYS[i], 'free') or '0'))
   local ttl = math.ceil((free - now) * 1000) + keep
   redis.call('HSET', KEYS[i], 'free', string.format('%.6f', free))
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
@@ -254,7 +258,7 @@ class RedisPacer:
         keys = [self.prefix + limit.key for limit in limits]
         args: list[Any] = [KEEP_MS]
         for limit in limits:
-            args += [burst(limit), repr(window(limit)), repr(interval(limit))]
+            args += [burst(limit), repr(window(limit)), repr(interval(limit)), repr(CATCH_UP / limit.per_second)]
         return float(self._sending(keys=[*keys, *(f"{k}:starts" for k in keys)], args=args))
 
     def next_free(self, key: str) -> float:
