@@ -235,47 +235,43 @@ OUTCOME_UNKNOWN = ("not known whether this reached the customer: the worker send
 def deliver(message_id: int, paced_at: float | None = None) -> None:
     """Send one reply. Transient failures come back later (the message stays pending with its
     reason); permanent ones mark it failed with the reason the agent reads. The claim's lease
-    is renewed while the send runs and until its outcome is recorded. ``paced_at``: the send slot
-    (epoch seconds) this job holds, when the pacing put it off (see :func:`paced`)."""
+    is renewed while the send runs and until its outcome is recorded. ``paced_at`` is no longer
+    used (jobs rung before slots were reserved only near-term may still carry it)."""
     engine = get_engine()
     claim = outbound.claim(engine, message_id)
     if claim is None:
         return
     with heartbeat(lambda: outbound.renew_lease(engine, message_id), every=outbound.LEASE / 3):
-        _deliver(engine, claim, paced_at)
+        _deliver(engine, claim)
 
 
-# Pacing (pacing.py): a wait up to PACE_SLEEP is slept with the claim held; a longer one puts the
-# reply back to pending and the job back on the broker, to come EARLY seconds before its slot and
-# sleep the rest. The slot stays the reply's (its slot is kept, not given back); a job the broker
-# brings back later than PACE_LATE after its slot takes a new one (the old one is then a gap).
-PACE_SLEEP = 2.0
-PACE_EARLY = 1.0
-PACE_LATE = 0.05
+# Pacing (pacing.py): a slot within pacing.HORIZON is the reply's, slept to in this thread with the
+# claim held, and used even when the sleep ends late (the pacer keeps the next send an interval
+# after it). A reply with no slot that near reserves none: it goes back to pending and
+# is rung again PACE_EARLY seconds before its place in the queue, to ask again (a reply held back only
+# by another of its keys, SPARE, comes back at that key's slot).
+PACE_EARLY = pacing.HORIZON / 2
+PACE_MIN_DELAY = 0.1  # a reply put off comes back no sooner than this
 
 
-def paced(engine: Any, message_id: int, limits: tuple[SendLimit, ...], paced_at: float | None) -> bool:
-    """Wait for a send slot of every limit; False when the reply was put off to a later slot. A
-    sleep that ends late by more than half a slot (a busy machine) takes a new slot: sent that
-    late, it would crowd the next sends."""
-    slack = min(pacing.interval(limit) for limit in limits) / 2
-    for _ in range(5):
-        now = time.time()
-        # The slot taken before the job was put off, else a new one.
-        wait = paced_at - now if paced_at is not None and now <= paced_at + PACE_LATE else pacing.take_all(limits)
-        paced_at = None
-        if wait > PACE_SLEEP:
-            outbound.defer(engine, message_id, wait)
-            enqueue(deliver, message_id, now + wait, delay_ms=int((wait - PACE_EARLY) * 1000))
-            return False
-        if wait > 0:
-            time.sleep(wait)
-        if time.time() - (now + max(wait, 0.0)) <= slack:
-            return True
+def paced(engine: Any, message_id: int, limits: tuple[SendLimit, ...]) -> bool:
+    """Wait for a send slot of every limit; False when the reply was put off (no slot near)."""
+    slot = pacing.ask(limits)
+    if not slot.taken:
+        # Held back by another key (SPARE): back at that slot; else early enough to find it near.
+        delay = max(slot.wait - PACE_EARLY if slot.wait > pacing.HORIZON else slot.wait, PACE_MIN_DELAY)
+        outbound.defer(engine, message_id, delay)
+        enqueue(deliver, message_id, delay_ms=int(delay * 1000))
+        return False
+    if slot.wait > 0:
+        time.sleep(slot.wait)
+    extra = pacing.current().sending(limits)  # the send before this one started late: keep apart
+    if extra > 0:
+        time.sleep(extra)
     return True
 
 
-def _deliver(engine: Any, claim: outbound.Claim, paced_at: float | None = None) -> None:
+def _deliver(engine: Any, claim: outbound.Claim) -> None:
     message = claim.message
     message_id = message.message_id
     max_attempts = get_settings().max_attempts
@@ -305,7 +301,7 @@ def _deliver(engine: Any, claim: outbound.Claim, paced_at: float | None = None) 
                 outbound.set_external_id(engine, message_id, chosen)
                 message = replace(message, external_id=chosen)
         limits = connector.send_limits(message)
-        if limits and not paced(engine, message_id, limits, paced_at):
+        if limits and not paced(engine, message_id, limits):
             return
         result = connector.send(message)
     except RecipientUnreachable as exc:  # the reply fails and the customer's identity is marked
