@@ -22,7 +22,7 @@ from store.conversations import summaries, visible_to
 from store.dialect import insert_ignore
 from store.events import append, event
 from store.models import MAX_ID
-from store.outbound import reply_window
+from store.outbound import window_end
 from store.sql import channels, contacts, conversations, identities, messages, reads
 
 c = conversations.c
@@ -60,9 +60,8 @@ def columns(agent_id: int) -> list[Any]:
 
 def extra(row: Any) -> Extra:
     """A row read with :func:`columns` (and ``channel_kind``) as what the list shows."""
-    window = reply_window(row.channel_kind)
-    ends = row.last_in_at + window if window is not None and row.last_in_at is not None else None
-    return Extra(unread=int(row.unread or 0), preview=row.preview, reply_window_ends_at=ends)
+    return Extra(unread=int(row.unread or 0), preview=row.preview,
+                 reply_window_ends_at=window_end(row.channel_kind, row.last_in_at))
 
 
 def extras(engine: Engine, agent_id: int, rows: Sequence[Any]) -> dict[int, Extra]:

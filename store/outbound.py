@@ -190,11 +190,19 @@ def reply_window(kind: str) -> timedelta | None:
     return found.reply_window if found is not None else None
 
 
+def window_end(kind: str, last_in: datetime | None) -> datetime | None:
+    """When a conversation on a ``kind`` channel whose customer last wrote at ``last_in`` stops
+    taking free-text replies; None: it never does (no window), or nothing to answer yet. The one
+    rule: enforced by create_reply, shown by the inbox's list."""
+    window = reply_window(kind)
+    return None if window is None or last_in is None else last_in + window
+
+
 def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) -> None:
     window = reply_window(kind)
     if window is None:
         return
-    ends = _window_end(conn, conversation_id, window)
+    ends = window_end(kind, _last_in(conn, conversation_id))
     if ends is None or now > ends:
         seconds = window.total_seconds()
         amount, unit = (seconds / 3600, "hour") if seconds >= 3600 else (seconds / 60, "minute")
@@ -218,11 +226,10 @@ def _check_length(conn: Any, conversation_id: int, conv: Any, text: str) -> None
         raise ReplyTooLong(exc.reason) from None
 
 
-def _window_end(conn: Any, conversation_id: int, window: timedelta) -> datetime | None:
-    last_in = conn.execute(
+def _last_in(conn: Any, conversation_id: int) -> datetime | None:
+    return conn.execute(
         select(func.max(m.created_at)).where(m.conversation_id == conversation_id, m.direction == "in")
     ).scalar()
-    return None if last_in is None else last_in + window
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
