@@ -54,9 +54,9 @@ def test_agents_may_not_change_teams(omnidesk: Running) -> None:
 
 
 def test_openapi_lists_the_known_channel_kinds(omnidesk: Running) -> None:
-    from connectors import REGISTRY
-
     kind = omnidesk.http.get("/openapi.json").json()["components"]["schemas"]["ChannelIn"]["properties"]["kind"]
-    assert kind["enum"] == sorted(REGISTRY) and "api" in kind["enum"]
+    # (Other tests may register a kind of their own while the schema is first built: not == REGISTRY.)
+    assert {"api", "email", "sms", "whatsapp", "telegram", "twitter"} <= set(kind["enum"])
+    assert kind["enum"] == sorted(kind["enum"])
     unknown = omnidesk.api("POST", "/channels", json={"kind": "pigeon", "name": "x", "config": {}})
     assert unknown.status_code == 422 and "unknown channel kind" in unknown.json()["detail"]

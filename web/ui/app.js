@@ -195,7 +195,7 @@ async function boot() {
   if (path.startsWith("/invite/")) return render();
   const session = await get("/session", { quiet: true }).catch(() => null);
   if (session) await onSignedIn(session);
-  else showSignIn();
+  else if (!state.me) showSignIn();  // not when the form signed in while this was asked (a quick agent)
 }
 
 boot();

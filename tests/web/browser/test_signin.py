@@ -45,6 +45,31 @@ def test_sign_in_wrong_pair_then_right_then_out(desk: Desk, page: Any) -> None:
     assert errors == []
 
 
+def test_a_quick_sign_in_is_not_undone_by_the_page_still_starting(desk: Desk, page: Any) -> None:
+    """The page asks ``GET /session`` as it starts; an agent who signs in before that answer comes
+    (a slow network, a loaded server) stays signed in when the answer (401: not yet) arrives."""
+    rita = desk.agent("Rita Soler")
+    held: list[Any] = []
+
+    def hold_first_check(route: Any) -> None:
+        if route.request.method == "GET" and not held:
+            held.append(route)  # answered only after the sign-in below
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/session", hold_first_check)
+    page.goto("/")
+    page.fill("input[name=email]", rita["email"])
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#me-name")
+    assert len(held) == 1
+    # The start-up check answers now what it would have answered then: not signed in.
+    held[0].fulfill(status=401, content_type="application/json", body='{"detail": "not signed in"}')
+    page.wait_for_timeout(500)  # give a wrong outcome (the sign-in form back) time to show
+    assert page.locator("#me-name").is_visible() and not page.locator("#signin").is_visible()
+
+
 def test_rate_limit_message(desk: Desk, page: Any) -> None:
     bo = desk.agent("Bo Nowak", online=False)
     page.goto("/")
