@@ -80,9 +80,12 @@ def test_other_teams_conversation_never_shown(desk: Desk, new_page: Any) -> None
 
     page = new_page()
     sign_in(page, ana["email"])
-    page.evaluate("""() => { window.seenEvents = [];
+    # A stream opened without a place starts at the newest event: wait until it is open (its place
+    # taken) before making the activity it must see, or a slow start would begin after it.
+    page.evaluate("""() => new Promise((opened) => { window.seenEvents = [];
         const s = new EventSource('/api/v1/events');
-        s.onmessage = (e) => window.seenEvents.push(JSON.parse(e.data)); }""")
+        s.onopen = () => opened();
+        s.onmessage = (e) => window.seenEvents.push(JSON.parse(e.data)); })""")
 
     # Activity on the south conversation, then on one Ana sees (the sentinel her stream must show).
     desk.inbound(channel, "Un altre secret del sud", customer="sud-1", name="Sílvia Sud")
