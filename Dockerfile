@@ -6,7 +6,7 @@ COPY connectors ./connectors
 COPY router ./router
 COPY store ./store
 COPY web ./web
-COPY workers.py brokers.py pacing.py fetching.py cli.py cli_startup.py ./
+COPY workers.py brokers.py pacing.py fetching.py delivery.py cli.py cli_startup.py ./
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 omnidesk
 USER omnidesk
 EXPOSE 8000

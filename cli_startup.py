@@ -158,7 +158,7 @@ def demo_logins(engine: Engine) -> list[str]:
 
     from store import agents
     from store.channels import full_config
-    from store.demo import DEMO_AGENTS, login_line, restore_password
+    from store.demo import DEMO_AGENTS, demo_shop_line, login_line, restore_password
     from store.sql import agents as agent_table
     from store.sql import channels
 
@@ -176,6 +176,7 @@ def demo_logins(engine: Engine) -> list[str]:
     if channel is not None:
         secret = full_config(channel).secret.get_secret_value()  # type: ignore[attr-defined]
         lines.append(f"demo API channel {channel.id}: POST /webhooks/{channel.id} signed with secret {secret}")
+    lines.append(demo_shop_line())
     return lines
 
 

@@ -22,15 +22,21 @@ and is rung again for about its place in the queue: each key also keeps the end 
 (``queue``: one QUEUE_STEP of an interval further for every reply sent away), so a burst of
 replies comes back spread over the time their sends need, and asks again.
 
-Just before it sends, the thread says so (:meth:`Pacer.sending`). Per key the pacer keeps the
-starts of the last sends, and no window of ``window(limit)`` seconds holds more than ``burst(limit)``
-starts (10 in 1.05 s at 10/s, one in 1.05 s at 1/s): a thread that woke late still sends in its
-slot (no slot is lost, and the threads holding the next slots do not wait for it), unless that
-would put one send too many into a window the provider counts; then it waits until it would not.
-Nor do two sends start closer than CATCH_UP of ``1 / per_second``: the sends held up by a stall
-catch up at twice the rate at most, not all at once (a provider's bucket holds a few, not a burst).
-The key's next free time moves past the send too, so the slots reserved from then on are spaced
-from the actual sends.
+Just before it sends, the thread says so (:meth:`Pacer.sending`), and once the provider has
+answered (or the request failed) it says that too (:meth:`Pacer.sent`). The provider counts a
+send when it arrives, some time between its start and its answer; a loaded machine can stretch
+that by hundreds of milliseconds, so sends that started on their slots arrive bunched. Per key
+the pacer therefore keeps, for each of the last sends, the latest it can have arrived: its answer's
+time once answered, else its start plus a window (a send in flight, or one whose worker died). A
+send starts only when fewer than ``burst(limit)`` of these fall within the ``window(limit)`` before
+it (30 in 1 s at 30/s, one in 1 s at 1/s). Then no window of the provider's holds more than its
+burst of arrivals, however late each arrived within its request: the send that starts last in
+such a window saw every other one counted. A thread that woke late still sends in its slot (no
+slot is lost, and the threads holding the next slots do not wait for it) unless the window says
+no; then it waits until it would not. Nor do two sends start closer than CATCH_UP of
+``1 / per_second``: the sends held up by a stall catch up at twice the rate at most, not all at
+once. The key's next free time moves past the send too, so the slots reserved from then on are
+spaced from the actual sends.
 
 Backends: on Redis one Lua script per ask (the clock is Redis's own, the keys live under the
 broker's namespace and expire once their slot has passed); without Redis (the embedded default)
@@ -42,9 +48,11 @@ Connectors never import this module: they only declare their limits.
 
 from __future__ import annotations
 
-import collections
+import heapq
+import itertools
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -56,6 +64,9 @@ from connectors.base import SendLimit
 log = logging.getLogger("omnidesk.pacing")
 
 MARGIN = 1.05  # slots 5% further apart than the limit allows (see the module docstring)
+# The window of arrivals a send checks, a little longer than the provider's second: two machines'
+# clocks may run apart by an NTP slew (0.05%), and a timer's granularity is a millisecond or so.
+WINDOW_MARGIN = 1.01
 KEEP_MS = 60_000  # a key lives this long past its next free slot
 HORIZON = 2.0  # seconds: a slot further away than this is not reserved
 SPARE = 2.0  # slots of a key one reservation may leave unused (a reply bound by another key)
@@ -74,8 +85,17 @@ def burst(limit: SendLimit) -> int:
 
 
 def window(limit: SendLimit) -> float:
-    """Seconds of the window that holds at most ``burst(limit)`` starts."""
-    return burst(limit) * interval(limit)
+    """Seconds of the window that holds at most ``burst(limit)`` arrivals."""
+    return WINDOW_MARGIN * burst(limit) / limit.per_second
+
+
+@dataclass(frozen=True)
+class Start:
+    """The answer to :meth:`Pacer.sending`: send after ``wait`` seconds (0: now); pass ``token``
+    to :meth:`Pacer.sent` once the provider answered."""
+
+    wait: float
+    token: str
 
 
 @dataclass(frozen=True)
@@ -91,9 +111,12 @@ class Pacer(Protocol):
     def ask(self, limits: Sequence[SendLimit], horizon: float = HORIZON) -> Slot:
         """Ask for one slot of every limit (see the module docstring)."""
 
-    def sending(self, limits: Sequence[SendLimit]) -> float:
+    def sending(self, limits: Sequence[SendLimit]) -> Start:
         """Claim the start of a send of ``limits``: the seconds to wait first (0: send now) so no
-        window of a key holds more than its burst of starts; later slots move past it."""
+        window of a key holds more than its burst of arrivals; later slots move past it."""
+
+    def sent(self, limits: Sequence[SendLimit], token: str) -> None:
+        """The send ``token`` of ``limits`` was answered: it arrived by now."""
 
 
 def decide(now: float, frees: Sequence[float], queues: Sequence[float], steps: Sequence[float],
@@ -117,7 +140,9 @@ class LocalPacer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state: dict[str, tuple[float, float]] = {}  # key: (next free, queue end)
-        self._starts: dict[str, collections.deque[float]] = {}  # key: the last sends' starts
+        self._last: dict[str, float] = {}  # key: the last send's start
+        self._sends: dict[str, dict[str, float]] = {}  # key: token -> the latest its send arrived
+        self._tokens = itertools.count(1)
 
     def ask(self, limits: Sequence[SendLimit], horizon: float = HORIZON) -> Slot:
         limits = [limit for limit in limits if limit.per_second > 0]
@@ -130,25 +155,39 @@ class LocalPacer:
                 self._state[limit.key] = (free, queue)
             if len(self._state) > 10_000:  # forget keys whose slots are long past
                 self._state = {k: v for k, v in self._state.items() if max(v) > now}
-                self._starts = {k: v for k, v in self._starts.items() if k in self._state}
+                self._last = {k: v for k, v in self._last.items() if k in self._state}
+                self._sends = {k: v for k, v in self._sends.items() if k in self._state}
             return slot
 
-    def sending(self, limits: Sequence[SendLimit]) -> float:
+    def sending(self, limits: Sequence[SendLimit]) -> Start:
         limits = [limit for limit in limits if limit.per_second > 0]
         with self._lock:
             now = time.monotonic()
-            starts = [self._starts.setdefault(limit.key, collections.deque(maxlen=burst(limit))) for limit in limits]
+            token = str(next(self._tokens))
             at = now
-            for limit, recent in zip(limits, starts, strict=True):
-                if recent:
-                    at = max(at, recent[-1] + CATCH_UP / limit.per_second)
-                if len(recent) == burst(limit):
-                    at = max(at, recent[0] + window(limit))
-            for limit, recent in zip(limits, starts, strict=True):
-                recent.append(at)
+            for limit in limits:
+                sends = self._sends.setdefault(limit.key, {})
+                for old in [t for t, arrived in sends.items() if arrived <= now - window(limit)]:
+                    del sends[old]  # out of every window from now on
+                if limit.key in self._last:
+                    at = max(at, self._last[limit.key] + CATCH_UP / limit.per_second)
+                latest = heapq.nlargest(burst(limit), sends.values())
+                if len(latest) == burst(limit):
+                    at = max(at, latest[-1] + window(limit))
+            for limit in limits:
+                self._last[limit.key] = at
+                self._sends[limit.key][token] = at + window(limit)  # in flight: arrived by then, at most
                 free, queue = self._state.get(limit.key, (0.0, 0.0))
                 self._state[limit.key] = (max(free, at + interval(limit)), queue)
-            return at - now
+            return Start(at - now, token)
+
+    def sent(self, limits: Sequence[SendLimit], token: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            for limit in limits:
+                sends = self._sends.get(limit.key, {})
+                if token in sends:
+                    sends[token] = now
 
     def next_free(self, key: str) -> float:
         """Seconds from now to the key's next free time (0 when free now)."""
@@ -202,34 +241,42 @@ end
 return {taken and 1 or 0, string.format('%.6f', wait)}
 """
 
-# KEYS[1..n]: one hash per limit (field free), KEYS[n+1..2n]: one list per limit (the last starts,
-# newest first); ARGV[1]: keep (ms), then per limit its burst, its window (s), its interval (s) and
-# the least gap between two starts (s).
+# KEYS[1..n]: one hash per limit (fields free, last: the last start), KEYS[n+1..2n]: one sorted set
+# per limit (send token -> the latest it arrived); ARGV[1]: keep (ms), ARGV[2]: the send's token,
+# then per limit its burst, its window (s), its interval (s) and the least gap between two starts (s).
 # The send starts at the first time no key's window would hold more than its burst; returns at - now.
 SENDING_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = #KEYS / 2
-local keep = tonumber(ARGV[1])
+local keep, token = tonumber(ARGV[1]), ARGV[2]
 local at = now
 for i = 1, n do
-  local count = tonumber(ARGV[2 + 4 * (i - 1)])
-  local newest = redis.call('LINDEX', KEYS[n + i], 0)
-  if newest then at = math.max(at, tonumber(newest) + tonumber(ARGV[5 + 4 * (i - 1)])) end
-  local oldest = redis.call('LINDEX', KEYS[n + i], count - 1)
-  if oldest then at = math.max(at, tonumber(oldest) + tonumber(ARGV[3 + 4 * (i - 1)])) end
+  local count, win = tonumber(ARGV[3 + 4 * (i - 1)]), tonumber(ARGV[4 + 4 * (i - 1)])
+  local last = redis.call('HGET', KEYS[i], 'last')
+  if last then at = math.max(at, tonumber(last) + tonumber(ARGV[6 + 4 * (i - 1)])) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[n + i], '-inf', string.format('%.6f', now - win))
+  local nth = redis.call('ZREVRANGE', KEYS[n + i], count - 1, count - 1, 'WITHSCORES')
+  if nth[2] then at = math.max(at, tonumber(nth[2]) + win) end
 end
 for i = 1, n do
-  local count = tonumber(ARGV[2 + 4 * (i - 1)])
-  local free = math.max(at + tonumber(ARGV[4 + 4 * (i - 1)]), tonumber(redis.call('HGET', KEYS[i], 'free') or '0'))
-  local ttl = math.ceil((free - now) * 1000) + keep
-  redis.call('HSET', KEYS[i], 'free', string.format('%.6f', free))
+  local win = tonumber(ARGV[4 + 4 * (i - 1)])
+  local free = math.max(at + tonumber(ARGV[5 + 4 * (i - 1)]), tonumber(redis.call('HGET', KEYS[i], 'free') or '0'))
+  local ttl = math.ceil((math.max(free, at + win) - now) * 1000) + keep
+  redis.call('HSET', KEYS[i], 'free', string.format('%.6f', free), 'last', string.format('%.6f', at))
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
-  redis.call('LPUSH', KEYS[n + i], string.format('%.6f', at))
-  redis.call('LTRIM', KEYS[n + i], 0, count - 1)
+  redis.call('ZADD', KEYS[n + i], string.format('%.6f', at + win), token)
   redis.call('PEXPIRE', KEYS[n + i], ttl)
 end
 return string.format('%.6f', at - now)
+"""
+
+# KEYS: the sorted sets of SENDING_SCRIPT; ARGV[1]: the send's token. It arrived by now.
+SENT_SCRIPT = """
+local t = redis.call('TIME')
+local now = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
+for i = 1, #KEYS do redis.call('ZADD', KEYS[i], 'XX', now, ARGV[1]) end
+return 1
 """
 
 
@@ -241,6 +288,7 @@ class RedisPacer:
         self._client = client
         self._ask = client.register_script(TAKE_SCRIPT)
         self._sending = client.register_script(SENDING_SCRIPT)
+        self._sent = client.register_script(SENT_SCRIPT)
 
     def ask(self, limits: Sequence[SendLimit], horizon: float = HORIZON) -> Slot:
         limits = [limit for limit in limits if limit.per_second > 0]
@@ -251,15 +299,21 @@ class RedisPacer:
                                       *(repr(interval(limit)) for limit in limits)])
         return Slot(float(wait), bool(int(taken)))
 
-    def sending(self, limits: Sequence[SendLimit]) -> float:
+    def sending(self, limits: Sequence[SendLimit]) -> Start:
         limits = [limit for limit in limits if limit.per_second > 0]
+        token = secrets.token_hex(8)
         if not limits:
-            return 0.0
+            return Start(0.0, token)
         keys = [self.prefix + limit.key for limit in limits]
-        args: list[Any] = [KEEP_MS]
+        args: list[Any] = [KEEP_MS, token]
         for limit in limits:
             args += [burst(limit), repr(window(limit)), repr(interval(limit)), repr(CATCH_UP / limit.per_second)]
-        return float(self._sending(keys=[*keys, *(f"{k}:starts" for k in keys)], args=args))
+        return Start(float(self._sending(keys=[*keys, *(f"{k}:sends" for k in keys)], args=args)), token)
+
+    def sent(self, limits: Sequence[SendLimit], token: str) -> None:
+        keys = [f"{self.prefix}{limit.key}:sends" for limit in limits if limit.per_second > 0]
+        if keys:
+            self._sent(keys=keys, args=[token])
 
     def next_free(self, key: str) -> float:
         """Seconds from now to the key's next free time (0 when free now)."""

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import dramatiq
@@ -22,15 +22,22 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Middleware
 
 import brokers
+import delivery
 import fetching
 import pacing
-from connectors.base import Capabilities, Event, SendLimit
-from connectors.errors import ConfigError, PermanentError, RecipientUnreachable, TransientError
-from router.presence import sweep_presence
+from connectors.base import Capabilities, Event, InboundMessage
+from connectors.errors import ConfigError, PermanentError, TransientError
+from router import ack as acknowledgements
+from router import automation
+from router.presence import sweep_away
+from router.reassign import sweep_reassign
 from router.route import fill_agent, route_conversations
+from router.sla import deadline, sweep_sla
+from router.widening import sweep_skills
 from store import channels as channel_store
 from store import fetches, jobs, outbound
-from store.assignment import wake_snoozed
+from store.assignment import Outcome, wake_snoozed
+from store.assignment_batch import HELD
 from store.db import get_engine
 from store.events import prune as prune_events
 from store.inbound import Recorded, record_inbound
@@ -53,6 +60,7 @@ def setup_broker(redis_url: str | None = None, *, namespace: str | None = None) 
                                    heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS)
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(RouteAttempts())
+    broker.add_middleware(WarmRouter())
     dramatiq.set_broker(broker)
     brokers.declare_actors(broker, ACTORS, queue_prefix=settings.broker_queue_prefix)
     # Send pacing: the broker's Redis (its namespace), else OMNIDESK_REDIS_URL, else this process.
@@ -75,8 +83,8 @@ def enqueue(actor: dramatiq.Actor, *args: Any, delay_ms: int | None = None) -> N
 def ingest(channel_id: int, events: Sequence[Event], *, cursor: dict[str, Any] | None = None) -> list[Recorded]:
     """Store inbound events (and a pull channel's ``cursor``) in one transaction, then ring the
     router once for the conversations that need it. Webhooks and pollers both come this way."""
-    results = record_inbound(get_engine(), channel_id, events, cursor=cursor)
-    after_inbound(results)
+    results = record_inbound(get_engine(), channel_id, events, cursor=cursor, deadline=deadline)
+    after_inbound(results, events)
     return results
 
 
@@ -105,14 +113,20 @@ def ring_poll(channel_id: int) -> None:
 ROUTE_BATCH = 200
 
 
-def after_inbound(results: list[Recorded]) -> None:
+def after_inbound(results: list[Recorded], events: Sequence[Event] = ()) -> None:
     """After a commit of inbound messages: one routing job per chunk of the conversations that
-    need it, not one per conversation. The store counted these jobs' first attempts."""
+    need it, not one per conversation. The store counted these jobs' first attempts. With the
+    ``events`` stored (one per result), one acknowledgement job for the conversations that got a
+    new customer message (not a receipt, an edit or a redelivery)."""
     enqueue_routing((r.conversation_id for r in results if r.needs_routing and r.conversation_id is not None),
                     counted=True)
     for recorded in results:
         for attachment_id in recorded.fetches:
             enqueue(fetch_attachment, attachment_id)
+    fresh = list(dict.fromkeys(r.conversation_id for e, r in zip(events, results, strict=False)
+                               if isinstance(e, InboundMessage) and not r.duplicate and r.conversation_id is not None))
+    if fresh and get_settings().ack_enabled:
+        enqueue(acknowledge, fresh)
 
 
 def enqueue_routing(conversation_ids: Iterable[int], *, counted: bool = False) -> None:
@@ -133,6 +147,21 @@ def first_delivery(message: dramatiq.Message[Any]) -> bool:
     if message.options.get("retries", 0):
         return False
     return time.time() * 1000 - message.message_timestamp < COUNTED_FRESH_MS
+
+
+class WarmRouter(Middleware):
+    """A worker that starts loads the router's language models in the background (seconds), so
+    the first routing job does not wait for them (it waits only if it comes before they are in)."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        threading.Thread(target=_warm, name="omnidesk-warm-router", daemon=True).start()
+
+
+def _warm() -> None:
+    try:
+        automation.warm()
+    except Exception:  # noqa: BLE001 - the first routing job will say what is wrong
+        log.exception("could not load the language models")
 
 
 class RouteAttempts(Middleware):
@@ -198,7 +227,7 @@ def _route(todo: list[int]) -> None:
     engine = get_engine()
     max_attempts = get_settings().max_attempts
     try:
-        route_conversations(engine, todo, max_attempts=max_attempts)
+        _again(route_conversations(engine, todo, max_attempts=max_attempts))
         return
     except Exception as exc:
         if len(todo) == 1:
@@ -208,7 +237,7 @@ def _route(todo: list[int]) -> None:
     failed: Exception | None = None
     for conversation_id in todo:
         try:
-            route_conversations(engine, [conversation_id], max_attempts=max_attempts)
+            _again(route_conversations(engine, [conversation_id], max_attempts=max_attempts))
         except Exception as exc:  # noqa: BLE001 - kept and raised once the others had their turn
             jobs.route_error(engine, [conversation_id], f"{type(exc).__name__}: {exc}")
             failed = exc
@@ -216,138 +245,41 @@ def _route(todo: list[int]) -> None:
         raise failed
 
 
+# A conversation whose automations another transaction held (for milliseconds: an acknowledgement
+# being claimed, an agent's change) is routed again this much later, not left for the sweep.
+HELD_AGAIN_MS = 300
+
+
+def _again(outcomes: Sequence[Outcome]) -> None:
+    held = [o.conversation_id for o in outcomes if o.skipped == HELD]
+    if held:
+        enqueue(route_batch, held, delay_ms=HELD_AGAIN_MS)
+
+
 @dramatiq.actor(queue_name="route", max_retries=5, min_backoff=500)
 def pull_queue(agent_id: int) -> None:
     fill_agent(get_engine(), agent_id)
 
 
-def _backoff(attempts: int) -> float:
-    return min(3600.0, get_settings().retry_base * 2 ** max(0, attempts - 1))
-
-
-# What the agent reads when a reply's earlier attempt may or may not have reached the customer
-# and its channel gives the receiver no way to drop a repeat.
-OUTCOME_UNKNOWN = ("not known whether this reached the customer: the worker sending it stopped before it "
-                   "could record the outcome; send it again if the customer did not get it")
-
-
 @dramatiq.actor(queue_name="deliver", max_retries=0)
 def deliver(message_id: int, paced_at: float | None = None) -> None:
-    """Send one reply. Transient failures come back later (the message stays pending with its
-    reason); permanent ones mark it failed with the reason the agent reads. The claim's lease
-    is renewed while the send runs and until its outcome is recorded. ``paced_at`` is no longer
-    used (jobs rung before slots were reserved only near-term may still carry it)."""
+    """Send one reply (``delivery.deliver_one``). Transient failures come back later (the message
+    stays pending with its reason); permanent ones mark it failed with the reason the agent reads.
+    The claim's lease is renewed while the send runs and until its outcome is recorded. ``paced_at``
+    is no longer used (jobs rung before slots were reserved only near-term may still carry it)."""
     engine = get_engine()
     claim = outbound.claim(engine, message_id)
     if claim is None:
         return
     with heartbeat(lambda: outbound.renew_lease(engine, message_id), every=outbound.LEASE / 3):
-        _deliver(engine, claim)
+        delivery.deliver_one(engine, claim, _bells())
 
 
-# Pacing (pacing.py): a slot within pacing.HORIZON is the reply's, slept to in this thread with the
-# claim held, and used even when the sleep ends late (the pacer keeps the next send an interval
-# after it). A reply with no slot that near reserves none: it goes back to pending and
-# is rung again PACE_EARLY seconds before its place in the queue, to ask again (a reply held back only
-# by another of its keys, SPARE, comes back at that key's slot).
-PACE_EARLY = pacing.HORIZON / 2
-PACE_MIN_DELAY = 0.1  # a reply put off comes back no sooner than this
-
-
-def paced(engine: Any, message_id: int, limits: tuple[SendLimit, ...]) -> bool:
-    """Wait for a send slot of every limit; False when the reply was put off (no slot near)."""
-    slot = pacing.ask(limits)
-    if not slot.taken:
-        # Held back by another key (SPARE): back at that slot; else early enough to find it near.
-        delay = max(slot.wait - PACE_EARLY if slot.wait > pacing.HORIZON else slot.wait, PACE_MIN_DELAY)
-        outbound.defer(engine, message_id, delay)
-        enqueue(deliver, message_id, delay_ms=int(delay * 1000))
-        return False
-    if slot.wait > 0:
-        time.sleep(slot.wait)
-    extra = pacing.current().sending(limits)  # the send before this one started late: keep apart
-    if extra > 0:
-        time.sleep(extra)
-    return True
-
-
-def _deliver(engine: Any, claim: outbound.Claim) -> None:
-    message = claim.message
-    message_id = message.message_id
-    max_attempts = get_settings().max_attempts
-    if claim.attempts > max_attempts:
-        outbound.mark_failed(engine, message_id, f"gave up after {max_attempts} attempts")
-        return
-    channel = channel_store.load_channel(engine, claim.channel_id)
-    if channel is None or not channel.enabled:
-        outbound.mark_failed(engine, message_id, "the channel is disabled")
-        return
-    try:
-        connector = channel_store.connector_for(channel)
-        note = None
-        if (claim.taken_over or claim.attempts > 1) and not connector.capabilities.repeat_safe:
-            found, note = _earlier_attempt(connector, claim)
-            if found is not None:
-                outbound.mark_sent(engine, message_id, found, note)
-                return
-            if note is None:  # the channel cannot tell whether the earlier attempt went out
-                if claim.taken_over:
-                    outbound.mark_failed(engine, message_id, OUTCOME_UNKNOWN)
-                    return
-        message = connector.capabilities_for(message.thread_key, message.in_reply_to).fit(message)
-        if message.external_id is None:
-            chosen = connector.new_external_id(message_id)
-            if chosen:
-                outbound.set_external_id(engine, message_id, chosen)
-                message = replace(message, external_id=chosen)
-        limits = connector.send_limits(message)
-        if limits and not paced(engine, message_id, limits):
-            return
-        result = connector.send(message)
-    except RecipientUnreachable as exc:  # the reply fails and the customer's identity is marked
-        outbound.mark_failed(engine, message_id, exc.reason, unreachable=True)
-    except PermanentError as exc:
-        outbound.mark_failed(engine, message_id, exc.reason)
-    except TransientError as exc:
-        if exc.sent:  # parts of it went out: the next attempt sends the rest
-            outbound.set_external_id(engine, message_id, exc.sent)
-        _retry(engine, claim, exc.reason, exc.retry_after)
-    except ConfigError as exc:
-        channel_store.mark_error(engine, channel.id, exc.reason, backoff=60, started=utcnow())
-        _retry(engine, claim, exc.reason, None)
-    except Exception as exc:  # a bug, not the channel: kept for the agent, tried again
-        log.error("deliver %s failed: %s", message_id, type(exc).__name__)
-        log.debug("deliver %s failed", message_id, exc_info=True)  # the text may quote customer data
-        _retry(engine, claim, f"{type(exc).__name__}: {exc}", None)
-    else:
-        outbound.mark_sent(engine, message_id, result, note)
-
-
-# What the agent reads when a reply's earlier attempt was looked up at the provider.
-FOUND_SENT = "an earlier attempt had reached the provider (its outcome was not known here): not sent again"
-NOT_FOUND_SENT = "the provider has no earlier attempt of this reply: sent now"
-
-
-def _earlier_attempt(connector: Any, claim: outbound.Claim) -> tuple[Any, str | None]:
-    """For a channel that cannot drop a repeat: ask the provider whether an earlier attempt at
-    this reply (its outcome unknown: a dropped connection, a stopped worker) went out. Returns
-    (its result or None, the note for the agent); the note is None when the channel cannot tell.
-    TransientError (the provider cannot be asked now) propagates: retried later, nothing sent."""
-    try:
-        found = connector.find_sent(claim.message, since=claim.created_at or utcnow())
-    except NotImplementedError:
-        return None, None
-    return found, FOUND_SENT if found is not None else NOT_FOUND_SENT
-
-
-def _retry(engine: Any, claim: outbound.Claim, reason: str, retry_after: float | None) -> None:
-    message_id, max_attempts = claim.message.message_id, get_settings().max_attempts
-    if claim.attempts >= max_attempts:
-        outbound.mark_failed(engine, message_id, f"gave up after {claim.attempts} attempts: {reason}")
-        return
-    delay = retry_after or _backoff(claim.attempts)
-    outbound.mark_retry(engine, message_id, reason, delay)
-    enqueue(deliver, message_id, delay_ms=int(delay * 1000))
+def _bells() -> delivery.Bells:
+    return delivery.Bells(
+        again=lambda message_id, delay: enqueue(deliver, message_id, delay_ms=int(delay * 1000)),
+        fall_back=lambda message_id, fallback, delay: enqueue(fall_back, message_id, fallback,
+                                                              delay_ms=int(delay * 1000)))
 
 
 @contextmanager
@@ -370,6 +302,13 @@ def heartbeat(renew: Callable[[], object], *, every: float) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=every)  # a renewal stuck on the database must not hold the job
+
+
+@dramatiq.actor(queue_name="deliver", max_retries=3, min_backoff=1000)
+def fall_back(message_id: int, fallback: int) -> None:
+    """A web chat reply whose visitor was still here when it was sent: by email too if they have
+    left since without reading it (``delivery.fall_back_now``)."""
+    delivery.fall_back_now(get_engine(), message_id, fallback, _bells())
 
 
 @dramatiq.actor(queue_name="fetch", max_retries=0)
@@ -466,10 +405,26 @@ def sweep() -> None:
         log.info("sweep: %d route, %d deliver, %d pull, %d poll", len(due.route), len(due.deliver),
                  len(due.pull), len(due.poll))
     prune_events(get_engine(), settings.events_keep_hours)  # the event stream's old rows
-    sweep_presence(get_engine(), settings.presence_timeout)  # inboxes that stopped beating: away
+    # Inboxes that stopped beating: away (their conversations back to the queue where the team says so).
+    enqueue_routing(sweep_away(get_engine(), settings.presence_timeout))
+    enqueue_routing(sweep_skills(get_engine()))  # waited long enough for a skilled agent: any agent
+    sweep_sla(get_engine())  # SLA clocks: near-breach and breach events, once each
+    sweep_reassign(get_engine(), utcnow())  # assignees who left a customer waiting: to the next agent
 
 
-ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, fetch_attachment, poll_channel, sweep]
+@dramatiq.actor(queue_name="acknowledge", max_retries=3, min_backoff=1000)
+def acknowledge(conversation_ids: list[int]) -> None:
+    """Send each conversation's automatic acknowledgement where the rule gives one (router.ack);
+    its reply is delivered like any other. Rung after inbound messages are stored."""
+    settings = get_settings()
+    for message_id in acknowledgements.acknowledge_all(
+            get_engine(), conversation_ids, period=timedelta(hours=settings.ack_period_hours),
+            long_wait=settings.ack_long_wait, default_language=settings.ack_language):
+        enqueue(deliver, message_id)
+
+
+ACTORS: list[dramatiq.Actor] = [route, route_batch, pull_queue, deliver, fetch_attachment, poll_channel, sweep,
+                                acknowledge]
 
 
 def stop_worker(worker: dramatiq.Worker) -> None:

@@ -318,6 +318,16 @@ def http_load(ports: Sequence[int], requests: list[bytes], concurrency: int, *, 
     return result
 
 
+def http_load_apart(ports: Sequence[int], requests: list[bytes], concurrency: int, *, ok: int = 202) -> dict[str, Any]:
+    """:func:`http_load` in a child process of its own: for a benchmark whose process also hosts a
+    provider's stand-in, which must not wait for the load generator to stamp what reaches it
+    (a real provider does not share a core's turn with our load)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(http_load, (ports, requests, concurrency), {"ok": ok})
+
+
 def paced_posts(ports: Sequence[int], requests: Sequence[tuple[str, bytes]], rate: float, *,
                 connections: int = 32) -> list[tuple[str, float]]:
     """Send ``(key, request)`` pairs at ``rate`` a second, on time whatever the answers take (up to
@@ -355,3 +365,47 @@ def paced_posts(ports: Sequence[int], requests: Sequence[tuple[str, bytes]], rat
         return answered
 
     return asyncio.run(send_all())
+
+
+class Readers:
+    """Processes of ``bench.stream_readers``, each holding some event streams open and noting when
+    each incoming message's ``message.created`` arrived on each."""
+
+    def __init__(self, procs: Processes) -> None:
+        self.procs = procs
+        self.dir = Path(tempfile.mkdtemp(prefix="omnidesk-streams-"))
+        self.started: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+
+    def start(self, name: str, streams: list[tuple[str, int, str]]) -> subprocess.Popen[bytes]:
+        """A process holding ``streams``: (key, port on 127.0.0.1, the raw HTTP request) each."""
+        plan, out, ready = self.dir / f"{name}.json", self.dir / f"{name}.out", self.dir / f"{name}.ready"
+        plan.write_text(json.dumps({"host": "127.0.0.1", "ready": str(ready), "streams": streams}))
+        proc = self.procs.start(name, "-m", "bench.stream_readers", str(plan), str(out))
+        self.started.append((proc, ready, out))
+        return proc
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for _, ready, _ in self.started:
+            while not ready.exists():
+                self.procs.check_alive()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the streams were not all open within {timeout:g} s")
+                time.sleep(0.1)
+            if (text := ready.read_text()) != "ready":
+                raise RuntimeError(f"a stream was refused: {text}")
+
+    def finish(self) -> dict[str, list[tuple[int, float]]]:
+        """Stop every reader; what each stream received."""
+        self.procs.check_alive()
+        for proc, _, _ in self.started:
+            os.killpg(proc.pid, signal.SIGTERM)
+        received: dict[str, list[tuple[int, float]]] = {}
+        for proc, _, out in self.started:
+            proc.wait(timeout=60)
+            self.procs.started = [(name, p) for name, p in self.procs.started if p is not proc]
+            for line in out.read_text().splitlines():
+                key, *got = line.split(" ")
+                received[key] = [(int(m), float(t)) for m, t in (g.split(":") for g in got if g)]
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return received

@@ -34,12 +34,11 @@ import contextlib
 import json
 import random
 import secrets
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -53,6 +52,7 @@ from bench.common import (
     DEFAULT_REDIS,
     CpuMeter,
     Processes,
+    Readers,
     emit,
     flush_redis,
     free_ports,
@@ -191,8 +191,11 @@ def _reads(urls: list[str], shop: inbox_data.Shop, rnd: random.Random, count: in
             raise RuntimeError(f"GET {path} {params}: {answer.status_code} {answer.text[:200]}")
         return spent, answer.json()
 
-    for agent_id, token, _, _ in shop.agents:  # what each would open: their list (not measured)
-        seen[agent_id] = [i["id"] for i in get(agent_id, token, "/conversations", status="open")[1]["items"]]
+    # What each would open: their own open conversations (not measured). Not the shared queue's:
+    # the worker assigns those to others meanwhile, and then they are no longer this agent's to see.
+    for agent_id, token, _, _ in shop.agents:
+        seen[agent_id] = [i["id"] for i in get(agent_id, token, "/conversations", status="open",
+                                               assignee_id=agent_id)[1]["items"]]
     queries = inbox_data.queries(shop, rnd, count)
     for n in range(count):
         agent_id, token, _, _ = shop.agents[n % len(shop.agents)]
@@ -264,44 +267,26 @@ def _utc(wall: float) -> Any:
 
 @contextlib.contextmanager
 def _streams(procs: Processes, urls: list[str], shop: inbox_data.Shop, count: int) -> Any:
-    """``count`` streams, the agents in turn (500: 10 each), in two client processes; yields a function that
-    stops them and returns {stream: (agent id, [(message id, arrived)])}."""
-    folder = Path(tempfile.mkdtemp(prefix="omnidesk-inbox-"))
+    """``count`` streams, the agents in turn (500: 10 each), split between the web processes, held
+    by two reader processes (``bench.common.Readers``); yields a function that stops them and
+    returns {stream: (agent id, [(message id, arrived)])}."""
     owner = {s: shop.agents[s % len(shop.agents)] for s in range(count)}
-    clients = []
+    readers = Readers(procs)
+
+    def request(stream: int) -> tuple[str, int, str]:
+        where = urlsplit(urls[stream % len(urls)])
+        return (str(stream), where.port or 80, f"GET /api/v1/events HTTP/1.1\r\nHost: {where.netloc}\r\n"
+                f"Authorization: Bearer {owner[stream][1]}\r\nAccept: text/event-stream\r\n\r\n")
+
     for part in range(2):
-        plan = {"urls": urls, "streams": [[s, owner[s][1]] for s in range(part, count, 2)]}
-        (folder / f"plan-{part}.json").write_text(json.dumps(plan))
-        clients.append(subprocess.Popen([sys.executable, "-m", "bench.inbox_streams", str(folder / f"plan-{part}.json"),
-                                         str(folder / f"out-{part}.txt")], env=procs.env, stdout=subprocess.PIPE,
-                                        start_new_session=True,
-                                        text=True))
-    STREAM_CLIENTS.update(client.pid for client in clients)
-    try:
-        for client in clients:
-            line = client.stdout.readline().strip() if client.stdout else ""
-            if line != "ready":
-                raise RuntimeError(f"event stream clients: {line or 'exited'}")
-        print(f"{count} event streams open", flush=True)
-        collected: dict[int, Any] = {}
+        STREAM_CLIENTS.add(readers.start(f"streams-{part}", [request(s) for s in range(part, count, 2)]).pid)
+    readers.wait_ready(120)
+    print(f"{count} event streams open", flush=True)
 
-        def collect() -> dict[int, Any]:
-            for client in clients:
-                client.terminate()
-                client.wait(timeout=60)
-            for part in range(2):
-                for line in (folder / f"out-{part}.txt").read_text().splitlines():
-                    stream, *got = line.split(" ")
-                    pairs = [item.split(":") for item in got if item]
-                    collected[int(stream)] = (owner[int(stream)][0], [(int(m), float(t)) for m, t in pairs])
-            return collected
+    def collect() -> dict[int, Any]:
+        return {int(key): (owner[int(key)][0], got) for key, got in readers.finish().items()}
 
-        yield collect
-    finally:
-        for client in clients:
-            if client.poll() is None:
-                client.kill()
-                client.wait()
+    yield collect
 
 
 def _delays(conn: Any, received: dict[int, Any], answered: list[tuple[str, float]], shop: inbox_data.Shop,

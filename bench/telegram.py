@@ -12,12 +12,15 @@ in this process.
    the webhook answers after its commit) per second. Then every fifth update is posted again
    (Telegram redelivers what it thinks unacknowledged): none may be stored twice.
    ``ratio_to_api_channel`` = Telegram's rate / the API channel's.
-2. **Out.** ``--replies`` replies by the API to the first ``--chats`` of those conversations (the
-   same number each), delivered by the worker through the stand-in, which enforces Telegram's
-   flood limits (more than 30 sends in any second for the bot, or two to one chat within 0.9 s:
-   429). Measured at the stand-in: sends a second from the first to the last (``outbound_rate_ratio``
-   = that / 30, the bot's limit), 429s answered (``provider_429s``), replies never received
-   (``lost``) or received twice (``duplicates``, with the inbound doubles).
+2. **Out.** Once the worker has routed every conversation the first phase opened
+   (``routing_backlog_s``: until then its threads are busy with that), ``--replies`` replies by
+   the API to the first ``--chats`` of those conversations (the same number each), delivered
+   by the worker through the stand-in, which enforces Telegram's flood limits (more than 30
+   sends in any second for the bot, or two to one chat within 0.9 s: 429). Measured at the
+   stand-in: sends a second from the first to the last (``outbound_rate_ratio`` = that / 30, the
+   bot's limit), 429s answered (``provider_429s``), replies never received
+   (``lost``) or received twice (``duplicates``, with the inbound doubles); and the sends counted
+   in each second (``sends_each_second``), where the ramp shows.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bench.common import (
     flush_redis,
     free_ports,
     http_load,
+    http_load_apart,
     http_requests,
     percentile,
     print_table,
@@ -209,8 +213,23 @@ def _inbound(args: argparse.Namespace, ports: list[int], api_id: int, bot_id: in
             "inbound_errors": tally["telegram"]["errors"] + again["errors"]}
 
 
+def _routed(url: str, procs: Processes) -> float:
+    """Seconds until the worker has routed every conversation the inbound phase opened (thousands
+    may still wait when it ends): the outbound phase measures the sends, not that backlog, which
+    the same worker threads would be working off meanwhile."""
+    began = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM conversations WHERE assignee_id IS NULL").fetchone()[0]:
+            if time.monotonic() - began > 300:
+                raise RuntimeError("the inbound phase's conversations were not all routed within 300 s")
+            procs.check_alive()
+            time.sleep(0.2)
+    return round(time.monotonic() - began, 1)
+
+
 def _outbound(args: argparse.Namespace, ports: list[int], admin: str, url: str, fake: Any, token: str,
               procs: Processes) -> dict[str, Any]:
+    routing_backlog_s = _routed(url, procs)
     with psycopg.connect(url, autocommit=True) as conn:
         conversations = [r[0] for r in conn.execute(
             "SELECT c.id FROM conversations c JOIN channels ch ON ch.id = c.channel_id WHERE ch.kind = 'telegram' "
@@ -228,7 +247,7 @@ def _outbound(args: argparse.Namespace, ports: list[int], admin: str, url: str, 
         texts.append(text)
         requests += http_requests(f"/api/v1/conversations/{conversation}/messages",
                                   [(json.dumps({"text": text}).encode(), headers)])
-    answered = http_load(ports, requests, 16)
+    answered = http_load_apart(ports, requests, 16)  # the stand-in stamps arrivals in this process
     deadline = time.monotonic() + max(120.0, 3 * args.replies / BOT_LIMIT)
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() < deadline:
@@ -245,6 +264,8 @@ def _outbound(args: argparse.Namespace, ports: list[int], admin: str, url: str, 
     received = collections.Counter(s.get("text") for s in sent)
     times = sorted(s["at"] for s in sent)
     rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    per_second = collections.Counter(int(t - times[0]) for t in times)
+    profile = [per_second[n] for n in range(int(times[-1] - times[0]) + 1)] if times else []
     lost = sum(1 for t in texts if not received[t])
     doubles = sum(n - 1 for t, n in received.items() if n > 1)
     print_table(f"out: {args.replies} replies to {len(conversations)} chats through the stand-in's flood limits", [
@@ -252,9 +273,12 @@ def _outbound(args: argparse.Namespace, ports: list[int], admin: str, url: str, 
         ["429s", fake.too_many, json.dumps(fake.refusals)],
         ["statuses", json.dumps(statuses), f"API errors {answered['errors']}"],
         ["lost / twice", lost, doubles],
+        ["sends each second", " ".join(map(str, profile)), f"replies made in {answered['seconds']:.1f} s"],
         *(["failed", n, reason] for reason, n in reasons.items()),
     ])
     return {"outbound_rate_ratio": round(rate / BOT_LIMIT, 3), "sends_per_s": round(rate, 2),
+            "routing_backlog_s": routing_backlog_s, "sends_each_second": profile,
+            "429s_in_second": [int(t - times[0]) for t in fake.refused_at] if times else [],
             "provider_429s": fake.too_many, "lost": lost, "outbound_duplicates": doubles,
             "replies_failed": statuses.get("failed", 0), "reply_statuses": statuses}
 

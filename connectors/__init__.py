@@ -14,7 +14,28 @@ REGISTRY: dict[str, str] = {
     "sms": "connectors.twilio:SmsConnector",
     "whatsapp": "connectors.twilio:WhatsAppConnector",
     "telegram": "connectors.telegram:TelegramConnector",
+    "webchat": "connectors.webchat:WebchatConnector",
 }
+
+# kind -> its capacity group: agents take so many conversations at once of each group (email is
+# answered at leisure, chat live, the messaging apps in between). One line per kind, as above; a
+# kind missing here counts as "messaging".
+CAPACITY_GROUPS: dict[str, str] = {
+    "email": "email",
+    "webchat": "chat",
+    "api": "messaging",
+    "sms": "messaging",
+    "whatsapp": "messaging",
+    "telegram": "messaging",
+    "twitter": "messaging",
+}
+GROUPS: tuple[str, ...] = ("email", "chat", "messaging")
+DEFAULT_GROUP = "messaging"
+
+
+def capacity_group(kind: str) -> str:
+    """The capacity group of a channel kind (``CAPACITY_GROUPS``; ``messaging`` when unlisted)."""
+    return CAPACITY_GROUPS.get(kind, DEFAULT_GROUP)
 
 
 def connector_class(kind: str) -> type[Connector]:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from connectors import http
 from connectors.base import (
     Capabilities,
     ChannelConfig,
@@ -112,8 +113,8 @@ class ApiConnector(Connector):
             "User-Agent": "omnidesk",
         }
         try:
-            response = httpx.post(self.config.callback_url, content=body, headers=headers,
-                                  timeout=self.config.timeout)
+            response = http.client().post(self.config.callback_url, content=body, headers=headers,
+                                          timeout=self.config.timeout)
         except httpx.TimeoutException:
             raise TransientError(f"callback timed out after {self.config.timeout:g} s") from None
         except httpx.HTTPError as exc:

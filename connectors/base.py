@@ -39,6 +39,8 @@ Setting a channel up: when a channel is saved (created, or its config changed) t
 ``check()`` and then ``webhook_setup(url)`` with the channel's public webhook URL; a ConfigError
 from either is shown to the admin (422) and the channel is not saved. Secrets the settings
 generate (a webhook's secret token) and what ``check()`` learned are saved with the channel.
+Deleting a channel calls ``webhook_teardown()`` once the channel is gone from the store: a
+ConnectorError from it is shown to the admin, and the deletion stands.
 
 An authenticated webhook carrying an event the connector does not use raises UnsupportedEvent:
 the endpoint answers 200 and stores nothing, so the provider does not retry it forever.
@@ -49,11 +51,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 from abc import ABC
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.errors import ConfigError, PayloadError, PermanentError
 
@@ -75,6 +77,9 @@ class Attachment:
     data: bytes
     content_id: str | None = None  # inline images: the cid: the HTML refers to
     inline: bool = False
+    # A reply's file: where a provider that fetches files itself (Twilio's MediaUrl) gets it, a
+    # signed link under OMNIDESK_PUBLIC_URL that expires (set by the store; None elsewhere).
+    url: str | None = None
 
     @property
     def size(self) -> int:
@@ -224,6 +229,9 @@ class WebhookRequest:
     query: Mapping[str, str]
     body: bytes
     route: str = ""  # the path after /webhooks/{id}/, e.g. "status" (Twilio receipts), "voice"
+    # Whether the shop answers now (its business hours: the web layer asks the router), asked only
+    # by a connector whose answer depends on it (the phone line's greeting).
+    open_now: Callable[[], bool] = lambda: True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -255,9 +263,11 @@ class Capabilities:
       runs out, and a slow one that is alive never is.
     - ``reply_window``: a reply is refused when the customer's last message is older
       (``store.outbound.create_reply`` raises ``ReplyWindowClosed``; the API answers 422).
-    - ``max_text_length``, ``supports_html``, ``supports_attachments``: :meth:`fit`, called by the
-      deliver job before ``send``; ``max_text_length`` also by ``create_reply`` (:meth:`check_text`),
-      so a reply too long is refused before it is stored. A channel whose threads differ (X: 280
+    - ``max_text_length``, ``supports_html``, ``supports_attachments`` and the file limits
+      (``no_attachments_reason``, ``max_attachments``, ``max_attachments_bytes``,
+      ``attachment_types``): :meth:`fit`, called by the deliver job before ``send``; the text
+      and file limits also by ``create_reply`` (:meth:`check_text`, :meth:`check_files`), so a
+      reply the channel cannot carry is refused before it is stored. A channel whose threads differ (X: 280
       characters in public, 10,000 in a DM) says so in :meth:`Connector.capabilities_for`.
     - ``repeat_safe``: the deliver job, when it takes over a reply whose earlier send may have
       happened (its worker stopped before recording the outcome).
@@ -272,6 +282,14 @@ class Capabilities:
     reply_window: timedelta | None = None  # e.g. WhatsApp's 24 hours
     supports_html: bool = False
     supports_attachments: bool = False
+    # Why files cannot go, where the agent should read more than "this channel cannot send
+    # attachments" (an SMS to a number outside the US and Canada, where MMS does not reach).
+    no_attachments_reason: str | None = None
+    max_attachments: int | None = None  # files in one message (WhatsApp: 1)
+    max_attachments_bytes: int | None = None  # all of one message's files together (MMS: 5 MB)
+    # The file types the channel sends, each with its largest size in bytes: ("image/jpeg", 5 MB),
+    # or a whole family ("image/*", ...). None: any type (up to the limits above).
+    attachment_types: tuple[tuple[str, int], ...] | None = None
     # A second send of one reply can be told from the first by the receiver (the API channel's
     # delivery_id, an email's Message-ID): the deliver job may send again a reply whose earlier
     # attempt's outcome is unknown. Else that reply fails with a reason telling the agent so.
@@ -282,12 +300,39 @@ class Capabilities:
         is always there); PermanentError, with a reason the agent reads, for a text that is too long
         or files the channel cannot send."""
         self.check_text(message.text)
-        if message.attachments and not self.supports_attachments:
-            raise PermanentError("this channel cannot send attachments")
+        self.check_files(message.attachments)
         if message.html is not None and not self.supports_html:
             return dataclasses.replace(message, html=None)
         return message
 
+
+    def check_files(self, files: Sequence[Attachment]) -> None:
+        """PermanentError, with a reason the agent reads, for files the channel cannot send: any
+        at all, too many, too large (each, or together), or of a type it does not take."""
+        if not files:
+            return
+        if not self.supports_attachments:
+            raise PermanentError(self.no_attachments_reason or "this channel cannot send attachments")
+        if self.max_attachments is not None and len(files) > self.max_attachments:
+            many = "one file" if self.max_attachments == 1 else f"{self.max_attachments} files"
+            raise PermanentError(f"this channel sends at most {many} a message ({len(files)} attached); "
+                                 "send the others in further replies")
+        total = sum(f.size for f in files)
+        if self.max_attachments_bytes is not None and total > self.max_attachments_bytes:
+            raise PermanentError(f"the files come to {_size(total)}; this channel sends at most "
+                                 f"{_size(self.max_attachments_bytes)} in one message")
+        for file in files:
+            kind = file.content_type.split(";")[0].strip().lower()
+            if self.attachment_types is None:
+                continue
+            limit = next((most for pattern, most in self.attachment_types if _matches(pattern, kind)), None)
+            if limit is None:
+                taken = ", ".join(pattern for pattern, _ in self.attachment_types)
+                raise PermanentError(f"{file.filename}: this channel cannot send {kind or 'untyped'} files "
+                                     f"(it sends {taken})")
+            if file.size > limit:
+                raise PermanentError(f"{file.filename} has {_size(file.size)}; this channel sends {kind} files "
+                                     f"of at most {_size(limit)}")
 
     def check_text(self, text: str) -> None:
         """PermanentError, with a reason the agent reads, for a text longer than the channel takes."""
@@ -296,11 +341,24 @@ class Capabilities:
                                  f"{self.max_text_length}")
 
 
+def _matches(pattern: str, kind: str) -> bool:
+    return kind == pattern or (pattern.endswith("/*") and kind.startswith(pattern[:-1]))
+
+
+def _size(n: int) -> str:
+    mb = n / 1_000_000
+    return f"{mb:.3g} MB" if mb >= 0.1 else f"{n:,} bytes"
+
+
 class ChannelConfig(BaseModel):
     """A channel's settings. Secret fields are typed ``pydantic.SecretStr``: they are stored
     encrypted and never returned by the API."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # Every channel: the ticket limit, seconds within which a customer's new message joins their
+    # latest conversation on the channel instead of opening another (unset: OMNIDESK_NEW_CONVERSATION_INTERVAL).
+    new_conversation_interval: float | None = Field(default=None, ge=0, le=30 * 86400)
 
     @classmethod
     def secret_fields(cls) -> set[str]:
@@ -404,6 +462,13 @@ class Connector(ABC):
         announces remote attachments implements it."""
         raise PermanentError(f"{self.kind} channels hold no files to fetch")
 
+    def fallback_channel(self) -> int | None:
+        """Another channel (by id) that carries a reply when the customer is no longer here to
+        read it on this one (web chat: the shop's email channel once the visitor has left); None
+        where the channel has no such thing. The deliver job asks the store whether the customer
+        is here (``store.webchat.present``) before using it."""
+        return None
+
     def new_external_id(self, message_id: int) -> str | None:
         """An external id to give an outbound message before it is sent, or None."""
         return None
@@ -417,6 +482,18 @@ class Connector(ABC):
         """Register ``url`` (this channel's public webhook URL) with the provider where the channel
         needs that (e.g. Telegram's setWebhook). Called when the channel is saved, after
         :meth:`check`; must be safe to call again with the same URL. Raises ConfigError."""
+
+    @classmethod
+    def webhook_urls(cls, config: Mapping[str, Any], url: str) -> dict[str, str]:
+        """The URLs the provider must call for a channel with these (public) settings, by what
+        each is for, shown to the admin to set by hand where the channel does not set them itself;
+        ``url`` is the channel's webhook URL."""
+        return {"webhook": url}
+
+    def webhook_teardown(self) -> None:
+        """The channel was deleted: unregister its webhook at the provider where ``webhook_setup``
+        registered one (Telegram's deleteWebhook), so the provider stops calling a URL that now
+        answers 404. Raises ConnectorError saying what failed; the channel stays deleted."""
 
 
 def parse_config(connector: type[Connector], values: Mapping[str, Any]) -> ChannelConfig:

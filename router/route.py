@@ -13,22 +13,25 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
+from router import automation
 from router.picks import pick
-from router.policies import POLICIES
+from router.policies import DEFAULT_POLICY, POLICIES
 from store.assignment import Outcome
 from store.assignment_batch import Decide, assign_batch, pull_for_agent
 
 log = logging.getLogger(__name__)
 
 
-def decider(policy: str = "least_loaded") -> Decide:
-    """The routing decision under ``policy`` (a name of ``router.policies.POLICIES``), as the
-    store's routing transactions take it. KeyError for an unknown policy."""
-    return functools.partial(pick, key=POLICIES[policy])
+def decider(policy: str = DEFAULT_POLICY) -> Decide:
+    """The routing decision with ``policy`` (a name of ``router.policies.POLICIES``) for the
+    conversations whose team names none, as the store's routing transactions take it. KeyError for
+    an unknown policy."""
+    return functools.partial(pick, default=POLICIES[policy])
 
 
 def route_conversation(engine: Engine, conversation_id: int, policy: str = "least_loaded") -> Outcome:
-    """Assign a conversation that needs routing to the best eligible agent under ``policy``;
+    """Assign a conversation that needs routing to the best eligible agent under its team's policy
+    (``policy`` when its team names none, or it has no team);
     with nobody eligible it waits in the queue (priority, then waiting time) until capacity frees."""
     return route_conversations(engine, [conversation_id], policy)[0]
 
@@ -38,8 +41,12 @@ def route_conversations(engine: Engine, conversation_ids: Sequence[int], policy:
     """Route many conversations in one transaction, as one after the other in queue order
     (priority, then waiting time) would. Conversations another router holds right
     now are skipped and keep needing routing; those tried more than ``max_attempts`` times are
-    given up (see ``store.assignment_batch.assign_batch``)."""
-    outcomes = assign_batch(engine, conversation_ids, decider(policy), max_attempts)
+    given up (see ``store.assignment_batch.assign_batch``). The automations (language, rules) run
+    first, in their own transaction, so the assignment sees what they set (``router.automation``);
+    one whose automations could not run (another transaction held it) is not assigned unsorted but
+    keeps needing routing, its outcome ``store.assignment_batch.HELD``: route it again."""
+    held = automation.run(engine, conversation_ids).held
+    outcomes = assign_batch(engine, conversation_ids, decider(policy), max_attempts, hold=held)
     if log.isEnabledFor(logging.DEBUG):
         assigned = sum(o.agent_id is not None and o.skipped is None for o in outcomes)
         log.debug("batch of %d: %d assigned, %d waiting, %d skipped", len(outcomes), assigned,

@@ -38,8 +38,12 @@ def create_agent(
     team_ids: Iterable[int | str] = (),
     presence: str = "offline",
     password: str | None = None,
+    capacities: dict[str, int] | None = None,
+    skills: Iterable[str] | None = None,
 ) -> tuple[int, str]:
     """Create an agent and their first token; with ``password`` they can sign in at once.
+    ``capacities``: their own capacity per group of channel kinds (over their teams' defaults);
+    ``skills``: free-form skills that conversations may ask for.
     ``team_ids``: ids or names (a new name makes a new team). Raises ValueError if the email is
     taken or the password too short or long, LookupError for an unknown team id."""
     hashed = passwords.hash_password(password) if password is not None else None  # slow: before the lock
@@ -49,7 +53,8 @@ def create_agent(
         agent_id = conn.execute(
             agents.insert()
             .values(name=name, email=email.lower(), role=role, capacity=capacity, presence=presence,
-                    active_count=0, active=True, created_at=utcnow(), password_hash=hashed)
+                    active_count=0, active=True, created_at=utcnow(), password_hash=hashed,
+                    capacities=capacities or None, skills=sorted(set(skills)) if skills else None)
             .returning(a.id)
         ).scalar_one()
         set_skills(conn, agent_id, languages=languages, team_ids=resolve_teams(conn, team_ids))
@@ -293,3 +298,16 @@ def create_team(engine: Engine, name: str) -> int:
 def list_teams(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(select(teams).order_by(teams.c.id)).all())
+
+
+def online_agents(engine: Engine) -> list[frozenset[int]]:
+    """The teams of each active agent who is online now (router.availability decides with them)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(a.id, agent_teams.c.team_id).outerjoin(agent_teams, agent_teams.c.agent_id == a.id)
+                            .where(a.active.is_(True), a.presence == "online")).all()
+    teams_of: dict[int, set[int]] = {}
+    for row in rows:
+        teams_of.setdefault(row.id, set())
+        if row.team_id is not None:
+            teams_of[row.id].add(row.team_id)
+    return [frozenset(found) for found in teams_of.values()]

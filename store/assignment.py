@@ -211,6 +211,8 @@ def update_conversation(
         values: dict[str, Any] = {k: v for k, v in changes.items() if k in ("priority", "team_id", "language")}
         if "language" in values:
             values["language"] = values["language"] or None  # an empty language asks for no one in particular
+            # Set by a person: detection (router.language) leaves it alone; cleared: detection may set it again.
+            values["language_source"] = "manual" if values["language"] else None
         if status is not None:
             values["status"] = status
             values["snoozed_until"] = changes.get("snoozed_until") if status == "snoozed" else None

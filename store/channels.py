@@ -17,7 +17,7 @@ from connectors.errors import ConfigError
 from store import crypto
 from store.models import MAX_ID, Channel, utcnow
 from store.settings import get_settings
-from store.sql import channels, conversations, identities
+from store.sql import channels, conversations, identities, visitors
 
 ch = channels.c
 
@@ -144,6 +144,7 @@ def delete_channel(engine: Engine, channel_id: int) -> int:
         ).scalar_one()
         if not used:
             conn.execute(delete(identities).where(identities.c.channel_id == channel_id))
+            conn.execute(delete(visitors).where(visitors.c.channel_id == channel_id))
             conn.execute(delete(channels).where(ch.id == channel_id))
         return used
 
@@ -217,12 +218,19 @@ def mark_ok(engine: Engine, channel_id: int, next_poll_in: float, *, started: da
 
 
 def _schedule(conn: Any, channel_id: int, delay: float, started: datetime) -> bool:
+    """The next poll ``delay`` from now, unless the next poll was set after this one began: then
+    True when that was a poll asked for (:func:`poll_now`: due already), False when it was another
+    poller's schedule (due later, e.g. a rate limit's reset): a poll that overlapped a failed one
+    must not poll again at once, and again, until that reset."""
+    now = utcnow()
     pushed = conn.execute(
         update(channels)
         .where(ch.id == channel_id, (ch.next_poll_at.is_(None)) | (ch.next_poll_at <= started))
-        .values(next_poll_at=utcnow() + timedelta(seconds=delay))
+        .values(next_poll_at=now + timedelta(seconds=delay))
     ).rowcount
-    return not pushed
+    if pushed:
+        return False
+    return conn.execute(select(ch.id).where(ch.id == channel_id, ch.next_poll_at <= now)).first() is not None
 
 
 def claim_poll(engine: Engine, channel_id: int, owner: str, lease: float) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from store import reachability
 from store.dialect import insert_events
 from store.models import MAX_ID, utcnow
-from store.sql import agent_teams, attachments, channels, contacts, conversations, messages, teams
+from store.sql import agent_teams, attachments, channels, contacts, conversations, messages, tags, teams
 
 c = conversations.c
 m = messages.c
@@ -51,6 +51,12 @@ class Filters:
     view: str = "all"  # mine: assigned to the caller; unassigned: open, nobody's; all: everything visible
     waiting: bool | None = None
     before_id: int | None = None  # the cursor: ids below this one
+    tag: str | None = None  # only conversations carrying this tag (store.tags)
+
+
+def has_tag(tag: str) -> ColumnElement[bool]:
+    """SQL: the conversation carries ``tag`` (store.tags)."""
+    return exists().where(tags.c.conversation_id == c.id, tags.c.tag == tag)
 
 
 def summaries() -> Any:
@@ -87,6 +93,8 @@ def list_visible(engine: Engine, agent_id: int, *, admin: bool, filters: Filters
         query = query.where(c.channel_id == filters.channel_id)
     if filters.waiting is not None:
         query = query.where(c.waiting_since.is_not(None) if filters.waiting else c.waiting_since.is_(None))
+    if filters.tag:
+        query = query.where(has_tag(filters.tag.strip()))
     if filters.before_id is not None:
         query = query.where(c.id < filters.before_id)
     page = query.order_by(c.id.desc()).limit(limit + 1).subquery()

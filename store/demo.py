@@ -31,8 +31,10 @@ DEMO_AGENTS = [
 
 def add_demo(engine: Engine, say: Callable[[str], None]) -> None:
     with engine.connect() as conn:
-        if conn.execute(select(channels.c.id).where(channels.c.name == "Demo shop")).first():
-            return
+        started = conn.execute(select(channels.c.id).where(channels.c.name == "Demo shop")).first()
+    if started:  # an installation from before the demo chat gets it now (its line comes with the logins)
+        add_demo_chat(engine, lambda _line: None)
+        return
     for name, email, langs in DEMO_AGENTS:
         password = demo_password(email)
         _, token = agents.create_agent(engine, name=name, email=email, languages=langs, presence="online",
@@ -43,6 +45,24 @@ def add_demo(engine: Engine, say: Callable[[str], None]) -> None:
     callback = get_settings().public_url.rstrip("/") + "/demo/callback"
     channel_id = create_channel(engine, "api", "Demo shop", {"callback_url": callback, "secret": secret})
     say(f"demo API channel {channel_id}: POST /webhooks/{channel_id} signed with secret {secret}")
+    add_demo_chat(engine, say)
+
+
+def add_demo_chat(engine: Engine, say: Callable[[str], None]) -> None:
+    """The demo shop's web chat channel (once), served on ``/demo/shop``."""
+    public = get_settings().public_url.rstrip("/")
+    with engine.connect() as conn:
+        found = conn.execute(select(channels.c.id).where(channels.c.name == "Demo shop chat")).scalar()
+    if found is None:
+        origins = sorted({"/".join(public.split("/")[:3]).lower(), "http://localhost:8000", "http://127.0.0.1:8000"})
+        found = create_channel(engine, "webchat", "Demo shop chat", {
+            "allowed_origins": origins, "greeting": "Hi! Ask us anything about your order."})
+    say(demo_shop_line())
+
+
+def demo_shop_line() -> str:
+    public = get_settings().public_url.rstrip("/")
+    return f"demo shop with the chat widget: {public}/demo/shop (open it in two tabs, and the inbox)"
 
 
 def demo_password(email: str) -> str:

@@ -1,6 +1,7 @@
 """Where SQLite and PostgreSQL differ, in one place: row locks, the autocommit statement, the
-inserts (``ON CONFLICT``, arrays), the writer of routing picks and the writer of events. Everything else in the store
-writes one form of SQL for both.
+inserts (``ON CONFLICT``, arrays), the writer of routing picks and the writer of events, and the
+strings of a JSON array in SQL (``strings_outside``). Everything else in the store writes one form
+of SQL for both.
 
 SQLite has no row locks: every write transaction takes the database's write lock at BEGIN
 (``BEGIN IMMEDIATE``, see ``store.db``), so one writer at a time is what the row locks of
@@ -16,8 +17,24 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Boolean, Connection, Engine, Select, Table, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Engine,
+    Select,
+    String,
+    Table,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
 
 from store import models
 
@@ -237,3 +254,55 @@ _CONVERSATIONS_BY_ROW = (
     .values(assignee_id=bindparam("agent"), last_assignee_id=bindparam("agent"), needs_routing=False,
             route_error=None, route_attempts=0, updated_at=bindparam("now"))
 )
+
+
+class strings_outside(ColumnElement[bool]):
+    """SQL: the JSON array ``column`` holds a string not among ``allowed`` (a conversation needs a
+    skill the agent lacks). A NULL column, JSON ``null`` or an empty array holds none. Written
+    for each database below (SQLite ``json_each``, PostgreSQL ``json_array_elements_text``)."""
+
+    inherit_cache = False
+    type = Boolean()
+
+    def __init__(self, column: ColumnElement[Any], allowed: Sequence[str]) -> None:
+        self.column = column
+        self.allowed = tuple(allowed)
+
+
+def _outside(element: strings_outside, compiler: Any, source: str, string: str, **kw: Any) -> str:
+    binds = ", ".join(compiler.process(literal(value, String()), **kw) for value in element.allowed)
+    unknown = f" AND s.value NOT IN ({binds})" if binds else ""
+    return f"EXISTS (SELECT 1 FROM {source} WHERE {string}{unknown})"
+
+
+@compiles(strings_outside, "sqlite")
+def _outside_sqlite(element: strings_outside, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return _outside(element, compiler, f"json_each({column}) AS s", "s.type = 'text'", **kw)
+
+
+@compiles(strings_outside, "postgresql")
+def _outside_postgresql(element: strings_outside, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    array = f"CASE WHEN json_typeof({column}) = 'array' THEN {column} END"
+    return _outside(element, compiler, f"json_array_elements_text({array}) AS s(value)", "s.value IS NOT NULL", **kw)
+_DUE_TIMES = text("""
+  UPDATE conversations SET first_response_due = d.first, next_response_due = d.next
+  FROM unnest(CAST(:cid AS integer[]), CAST(:first AS timestamp[]), CAST(:next AS timestamp[])) AS d(cid, first, next)
+  WHERE conversations.id = d.cid
+""")
+
+
+def set_due_times(conn: Connection, rows: Sequence[tuple[int, datetime | None, datetime | None]]) -> None:
+    """Set conversations' SLA due times, (id, first response due, next response due) each, in one
+    statement on PostgreSQL (the rows as arrays); elsewhere one UPDATE executed for all rows."""
+    if not rows:
+        return
+    if is_postgres(conn):
+        conn.execute(_DUE_TIMES, {"cid": [r[0] for r in rows], "first": [r[1] for r in rows],
+                                  "next": [r[2] for r in rows]})
+        return
+    c = models.Conversation.__table__.c  # type: ignore[attr-defined]
+    conn.execute(update(models.Conversation.__table__).where(c.id == bindparam("cid"))  # type: ignore[arg-type]
+                 .values(first_response_due=bindparam("first"), next_response_due=bindparam("next")),
+                 [{"cid": cid, "first": first, "next": next_} for cid, first, next_ in rows])

@@ -17,6 +17,7 @@ fills its ids within milliseconds.
 Types: ``message.created`` (in, out, notes), ``message.status`` (a reply's delivery status),
 ``message.updated`` (a file fetched from the provider, or failed: store.fetches),
 ``conversation.created``, ``conversation.updated`` (assignment, status, priority, team, language),
+``sla.near_breach`` and ``sla.breached`` (a response target near or past its due time: store.sla),
 ``contact.updated`` (a customer unreachable on a channel, or again reachable: store.reachability),
 ``agent.presence``, ``agent.typing``, ``agent.updated`` (role, teams or activity changed: streams re-read what the agent may see), ``conversation.read`` (an agent's read marker moved: for that
 agent alone, see PERSONAL). ``conversation_id`` names the conversation; ``agent_id`` the

@@ -49,6 +49,8 @@ class Contact(SQLModel, table=True):
     name: str | None = Field(default=None, max_length=300)
     email: str | None = Field(default=None, max_length=320, index=True)
     phone: str | None = Field(default=None, max_length=40, index=True)
+    # The shop's own facts about the customer ({"tier": "b2b", ...}), read by routing rules.
+    attributes: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = _ts(default_factory=utcnow)
 
 
@@ -73,6 +75,21 @@ class Team(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100, unique=True)
+    # Routing settings (router/): the policy's name (None: least_loaded), the members' default
+    # capacity per group of channel kinds ({"email": 8, "chat": 3, "messaging": 5}), how long a
+    # conversation waits for an agent with its skills before any member may take it, how long a
+    # returning customer goes back to their last agent (sticky), and whether an agent set away
+    # gives their open conversations back to the queue.
+    policy: str | None = Field(default=None, max_length=20)
+    capacities: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
+    skill_wait_seconds: int | None = None
+    sticky_seconds: int | None = None
+    return_on_away: bool = Field(default=False, sa_column_kwargs={"server_default": sql_text("false")})
+    # Business hours (router.hours JSON form); None: the shop's default hours.
+    hours: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Seconds of business time an assignee may leave a waiting customer unanswered before the
+    # conversation goes back to the queue; None: never (off by default).
+    reassign_after: float | None = None
 
 
 class Agent(SQLModel, table=True):
@@ -84,6 +101,9 @@ class Agent(SQLModel, table=True):
     role: str = Field(default="agent", max_length=10)  # agent | admin
     presence: str = Field(default="offline", max_length=10)  # online | away | offline
     capacity: int = 5
+    # Capacity per group of channel kinds, over the team default ({"email": 8, "chat": 3}).
+    capacities: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
+    skills: list[str] | None = Field(default=None, sa_column=Column(JSON))  # free-form: "returns", "B2B"
     # Open conversations assigned now; changed only together with the assignment it counts.
     active_count: int = 0
     last_assigned_at: datetime | None = _ts(default=None)
@@ -187,6 +207,12 @@ class Conversation(SQLModel, table=True):
     team_id: int | None = Field(default=None, foreign_key="teams.id")
     priority: int = 0  # higher first
     language: str | None = Field(default=None, max_length=20)
+    skills: list[str] | None = Field(default=None, sa_column=Column(JSON))  # required of its agent (rules set them)
+    skills_widened_at: datetime | None = _ts(default=None)  # waited long enough: any agent of the team
+    # Who set the language: "detected" (router.language, may change again), "manual" or "rule" (kept).
+    language_source: str | None = Field(default=None, max_length=10)
+    # The last inbound message the automations (rules, language) have seen: each runs once per message.
+    automated_through: int | None = None
     subject: str | None = Field(default=None, sa_column=Column(Text))
     thread_key: str | None = Field(default=None, max_length=400)
     open_key: str | None = Field(default=None, max_length=400)  # thread_key while not resolved
@@ -195,6 +221,11 @@ class Conversation(SQLModel, table=True):
     route_attempts: int = 0
     route_error: str | None = Field(default=None, sa_column=Column(Text))
     first_response_at: datetime | None = _ts(default=None)
+    # SLA due times of the customer's current wait (store.sla): the first response, or the next one.
+    first_response_due: datetime | None = _ts(default=None)
+    next_response_due: datetime | None = _ts(default=None)
+    reassigned_wait: datetime | None = _ts(default=None)  # the waiting_since a reassignment was for
+    acked_at: datetime | None = _ts(default=None)  # the last automatic acknowledgement
     resolved_at: datetime | None = _ts(default=None)
     snoozed_until: datetime | None = _ts(default=None)
     last_message_at: datetime | None = _ts(default=None)
@@ -316,6 +347,65 @@ class Assignment(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
 
 
+class SlaClock(SQLModel, table=True):
+    """One response target of one wait (store.sla): started when the customer starts waiting,
+    answered by the agent's reply, or ended without one (``ended_at``: resolved, say). Due and
+    near-breach times are in business time, computed when it starts; ``near_noted_at`` /
+    ``breached_at``: when the sweep wrote that event (once each)."""
+
+    __tablename__ = "sla_clocks"
+    # Partial too (see _partial_indexes): the clocks the sweep still has to note.
+    __table_args__ = (Index("ix_sla_clocks_started", "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    kind: str = Field(max_length=10)  # first | next
+    channel_kind: str = Field(max_length=20)
+    priority: int = 0
+    started_at: datetime = _ts()
+    near_at: datetime | None = _ts(default=None)  # None: never (hours that never open)
+    due_at: datetime | None = _ts(default=None)
+    answered_at: datetime | None = _ts(default=None)
+    ended_at: datetime | None = _ts(default=None)  # the wait ended unanswered (found by the sweep)
+    near_noted_at: datetime | None = _ts(default=None)
+    breached_at: datetime | None = _ts(default=None)
+
+
+class ShopConfig(SQLModel, table=True):
+    """Shop-wide settings an admin changes through the API: ``hours`` (the default business
+    hours), ``sla`` (response targets)."""
+
+    __tablename__ = "shop_config"
+
+    key: str = Field(max_length=40, primary_key=True)
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+class ConversationTag(SQLModel, table=True):
+    """A tag on a conversation ("complaint", "refund"), by an agent or a rule."""
+
+    __tablename__ = "conversation_tags"
+    __table_args__ = (Index("ix_conversation_tags_tag", "tag", "conversation_id"),)
+
+    conversation_id: int = Field(foreign_key="conversations.id", primary_key=True)
+    tag: str = Field(max_length=50, primary_key=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class RoutingRule(SQLModel, table=True):
+    """An admin's routing rule: when all ``conditions`` hold, apply ``actions`` (router.rules).
+    Rules run in ``position`` order (then id)."""
+
+    __tablename__ = "routing_rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    position: int = 0
+    enabled: bool = True
+    conditions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    actions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
 class Event(SQLModel, table=True):
     """A change an agent may see, written in the transaction of the change (store.events). ``id``
     is the stream's order: 64-bit, never reused (AUTOINCREMENT on SQLite, so pruning every row
@@ -333,12 +423,29 @@ class Event(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class WebchatVisitor(SQLModel, table=True):
+    """A web chat visitor (store.visitors): when their widget last had its stream open (a web
+    process touches its open streams every few seconds), and the email they left."""
+
+    __tablename__ = "webchat_visitors"
+    __table_args__ = (UniqueConstraint("channel_id", "visitor"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channels.id")
+    visitor: str = Field(max_length=400)  # the contact identity's external id on the channel
+    email: str | None = Field(default=None, max_length=320)
+    last_seen_at: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
 def _partial_indexes() -> None:
     """Indexes over the few rows that work is still due on. Conversations: the queue (open,
-    unassigned) and those needing routing. Messages: replies pending or being sent. A row leaves
+    unassigned) and those needing routing. Messages: replies pending or being sent. SLA clocks:
+    those still to note as near a breach, or breached. A row leaves
     them when its work is done, so the busy writes (a new inbound message, an assignment) update
     fewer index entries, and the sweep reads small indexes."""
     conv, msg = Conversation.__table__.c, Message.__table__.c  # type: ignore[attr-defined]
+    clock = SlaClock.__table__.c  # type: ignore[attr-defined]
     for name, columns, where in (
         ("ix_conversations_queue", (conv.priority, conv.waiting_since),
          (conv.status == "open") & conv.assignee_id.is_(None)),
@@ -347,6 +454,10 @@ def _partial_indexes() -> None:
          (msg.direction == "out") & msg.status.in_(("pending", "sending"))),
         ("ix_attachments_fetch", (Attachment.__table__.c.next_fetch_at,),  # type: ignore[attr-defined]
          Attachment.__table__.c.fetch_state == "pending"),  # type: ignore[attr-defined]
+        ("ix_sla_clocks_near", (clock.near_at,), clock.answered_at.is_(None) & clock.ended_at.is_(None)
+         & clock.near_noted_at.is_(None)),
+        ("ix_sla_clocks_due", (clock.due_at,), clock.answered_at.is_(None) & clock.ended_at.is_(None)
+         & clock.breached_at.is_(None)),
     ):
         Index(name, *columns, postgresql_where=where, sqlite_where=where)
 

@@ -30,7 +30,7 @@ from sqlalchemy.sql.dml import Update
 from connectors import connector_class
 from connectors.base import Attachment, Capabilities, Identity, OutboundMessage, SendResult
 from connectors.errors import PermanentError
-from store import reachability
+from store import media, reachability, sla
 from store.events import append, event
 from store.models import utcnow
 from store.sql import attachments, channels, clean, contacts, conversations, messages, participants
@@ -53,8 +53,10 @@ class ReplyTooLong(ReplyRefused):
 
 
 class AttachmentsRefused(ReplyRefused):
-    """The channel cannot send files (its ``supports_attachments`` capability is false) and the
-    reply carries some. The API answers 422; a private note may carry files on any channel."""
+    """The reply carries files its conversation's channel cannot send: none at all (its
+    ``supports_attachments`` capability is false), or not these (too many, too large, a type it
+    does not take, an SMS abroad: ``Capabilities.check_files``). The API answers 422 with the
+    reason; a private note may carry files on any channel."""
 
 
 class ReplyWindowClosed(ReplyRefused):
@@ -114,10 +116,8 @@ def create_reply(
             raise LookupError(f"conversation {conversation_id} does not exist")
         if not private:
             reachability.check(conn, conv.contact_id, conv.channel_id)
-            found = capabilities(conv.kind)
-            if files and found is not None and not found.supports_attachments:
-                raise AttachmentsRefused("this channel cannot send attachments; send the text alone, or the "
-                                         "files in a private note")
+            if files:
+                _check_files(conn, conversation_id, conv, files)
         if template is not None:
             known = channel_templates(conv.config)
             if private or template.get("name") not in known:
@@ -160,6 +160,7 @@ def create_reply(
                  "inline": file.inline, "data": file.data} for file in files])
         if not private and not automatic:
             # The customer has an answer: no longer waiting; the first one is the first response.
+            sla.answer_clocks(conn, conversation_id, now)
             conn.execute(
                 update(conversations)
                 .where(c.id == conversation_id)
@@ -173,6 +174,34 @@ def create_reply(
         append(conn, [event("message.created", conversation_id, at=now, message_id=message_id, direction="out",
                             private=private)])
         return message_id
+
+
+def copy_to(engine: Engine, message_id: int, channel_id: int) -> int | None:
+    """A copy of reply ``message_id`` (text, author, files) to send on another channel of the same
+    conversation (web chat's fallback email once the visitor has left): ``pending``, for the deliver
+    job; the conversation shows both. A second call (the original's send taken over) makes no
+    second copy: None then."""
+    now = utcnow()
+    with engine.begin() as conn:
+        original = conn.execute(select(m.conversation_id, m.author_agent_id, m.text, m.html, m.automatic)
+                                .where(m.id == message_id)).one()
+        if conn.execute(select(m.id).where(m.conversation_id == original.conversation_id, m.channel_id == channel_id,
+                                           m.direction == "out", m.id > message_id, m.text == original.text,
+                                           m.private.is_(False))).first():
+            return None
+        copy_id = conn.execute(messages.insert().values(
+            conversation_id=original.conversation_id, channel_id=channel_id, direction="out",
+            author_agent_id=original.author_agent_id, text=original.text, html=original.html, private=False,
+            automatic=original.automatic, status="pending", attempts=0, created_at=now,
+        ).returning(m.id)).scalar_one()
+        files = conn.execute(select(attachments.c.filename, attachments.c.content_type, attachments.c.size,
+                                    attachments.c.content_id, attachments.c.inline, attachments.c.data)
+                             .where(attachments.c.message_id == message_id)).all()
+        if files:
+            conn.execute(attachments.insert(), [dict(f._mapping, message_id=copy_id) for f in files])
+        append(conn, [event("message.created", original.conversation_id, at=now, message_id=copy_id,
+                            direction="out", private=False)])
+    return copy_id
 
 
 def capabilities(kind: str) -> Capabilities | None:
@@ -211,19 +240,39 @@ def _check_reply_window(conn: Any, conversation_id: int, kind: str, now: Any) ->
                                 "last message, and that time has passed")
 
 
-def _check_length(conn: Any, conversation_id: int, conv: Any, text: str) -> None:
+def _thread_capabilities(conn: Any, conversation_id: int, conv: Any) -> Capabilities | None:
+    """What a reply in this conversation can be (its channel's capabilities for its thread)."""
     try:
         connector = connector_class(conv.kind)
     except (KeyError, ImportError):
-        return
+        return None
     last_in = conn.execute(
         select(m.external_id).where(m.conversation_id == conversation_id, m.direction == "in",
                                     m.external_id.is_not(None)).order_by(m.id.desc()).limit(1)
     ).scalar()
+    return connector.capabilities_for(conv.thread_key, last_in)
+
+
+def _check_length(conn: Any, conversation_id: int, conv: Any, text: str) -> None:
+    found = _thread_capabilities(conn, conversation_id, conv)
     try:
-        connector.capabilities_for(conv.thread_key, last_in).check_text(text)
+        if found is not None:
+            found.check_text(text)
     except PermanentError as exc:
         raise ReplyTooLong(exc.reason) from None
+
+
+def _check_files(conn: Any, conversation_id: int, conv: Any, files: Sequence[Attachment]) -> None:
+    found = _thread_capabilities(conn, conversation_id, conv)
+    if found is None:
+        return
+    if not found.supports_attachments and found.no_attachments_reason is None:
+        raise AttachmentsRefused("this channel cannot send attachments; send the text alone, or the files in a "
+                                 "private note")
+    try:
+        found.check_files(files)
+    except PermanentError as exc:
+        raise AttachmentsRefused(exc.reason) from None
 
 
 def _last_in(conn: Any, conversation_id: int) -> datetime | None:
@@ -249,16 +298,15 @@ def claim(engine: Engine, message_id: int, *, lease: float | None = None) -> Cla
     take = dict(status="sending", lease_until=now + timedelta(seconds=lease or LEASE), attempts=m.attempts + 1)
     with engine.begin() as conn:
         row = conn.execute(update(messages).where(*mine, m.status == "pending").values(**take)
-                           .returning(m.attempts)).first()
+                           .returning(m.attempts, m.created_at)).first()
         taken_over = False
         if row is None:  # rarely: an attempt whose worker stopped (or lost the database) mid-send
             row = conn.execute(update(messages).where(*mine, m.status == "sending", m.lease_until < now)
-                               .values(**take).returning(m.attempts)).first()
+                               .values(**take).returning(m.attempts, m.created_at)).first()
             taken_over = True
         if row is None:
             return None
-        created_at = conn.execute(select(m.created_at).where(m.id == message_id)).scalar_one()
-        return Claim(*_context(conn, message_id, row.attempts), taken_over=taken_over, created_at=created_at)
+        return Claim(*_context(conn, message_id, row.attempts), taken_over=taken_over, created_at=row.created_at)
 
 
 def renew_lease(engine: Engine, message_id: int, lease: float | None = None) -> bool:
@@ -270,34 +318,35 @@ def renew_lease(engine: Engine, message_id: int, lease: float | None = None) -> 
 
 
 def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, OutboundMessage]:
-    msg = conn.execute(
-        select(m.id, m.conversation_id, m.channel_id, m.text, m.html, m.external_id, m.automatic, m.template).where(
-            m.id == message_id
-        )
-    ).one()
-    conv = conn.execute(select(c.id, c.contact_id, c.subject, c.thread_key).where(c.id == msg.conversation_id)).one()
-    contact = conn.execute(
-        select(contacts.c.name, contacts.c.email, contacts.c.phone).where(contacts.c.id == conv.contact_id)
+    # The reply, its conversation and its contact in one round trip (the deliver job's hot path).
+    msg = conv = contact = conn.execute(
+        select(m.id, m.conversation_id, m.channel_id, m.text, m.html, m.external_id, m.automatic, m.template,
+               c.contact_id, c.subject, c.thread_key, contacts.c.name, contacts.c.email, contacts.c.phone)
+        .join(conversations, c.id == m.conversation_id).join(contacts, contacts.c.id == c.contact_id)
+        .where(m.id == message_id)
     ).one()
     handle = conn.execute(reachability.reply_identity(conv.contact_id, msg.channel_id)).first()
     handle = handle.external_id if handle is not None else None
     thread = conn.execute(
         select(m.external_id, m.direction)
-        .where(m.conversation_id == conv.id, m.external_id.is_not(None), m.id != message_id, m.private.is_(False))
+        .where(m.conversation_id == msg.conversation_id, m.external_id.is_not(None), m.id != message_id,
+               m.private.is_(False))
         .order_by(m.id)
     ).all()
     last_in = next((t.external_id for t in reversed(thread) if t.direction == "in"), None)
     cc = conn.execute(
-        select(participants.c.email).where(participants.c.conversation_id == conv.id, participants.c.email.is_not(None))
+        select(participants.c.email).where(participants.c.conversation_id == msg.conversation_id,
+                                           participants.c.email.is_not(None))
     ).scalars()
     files = conn.execute(
-        select(attachments.c.filename, attachments.c.content_type, attachments.c.data, attachments.c.content_id,
-               attachments.c.inline).where(attachments.c.message_id == message_id).order_by(attachments.c.id)
+        select(attachments.c.id, attachments.c.filename, attachments.c.content_type, attachments.c.data,
+               attachments.c.content_id, attachments.c.inline)
+        .where(attachments.c.message_id == message_id).order_by(attachments.c.id)
     ).all()
     out = OutboundMessage(
         message_id=msg.id,
-        conversation_id=conv.id,
-        conversation_number=conv.id,
+        conversation_id=msg.conversation_id,
+        conversation_number=msg.conversation_id,
         to=Identity(external_id=handle or contact.email or contact.phone or "", name=contact.name,
                     email=contact.email, phone=contact.phone),
         text=msg.text,
@@ -308,7 +357,8 @@ def _context(conn: Any, message_id: int, attempts: int) -> tuple[int, int, Outbo
         references=tuple(t.external_id for t in thread[-30:]),
         thread_key=conv.thread_key,
         cc=tuple(Identity(external_id=e, email=e) for e in cc if e != contact.email),
-        attachments=tuple(Attachment(f.filename, f.content_type, f.data, f.content_id, f.inline) for f in files),
+        attachments=tuple(Attachment(f.filename, f.content_type, f.data, f.content_id, f.inline,
+                                     url=media.signed_url(f.id)) for f in files),
         automatic=msg.automatic,
         template=msg.template,
     )

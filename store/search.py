@@ -122,6 +122,9 @@ class ContactHit:
     phone: str | None
 
 
+RECENT_IDS = 20_000  # messages searched by a walk of the key before the word index is asked (find_messages)
+
+
 def find_messages(engine: Engine, agent_id: int, *, admin: bool, terms: list[Term], limit: int,
                   before_id: int | None = None) -> tuple[list[MessageHit], bool]:
     """Messages matching ``terms`` in conversations the agent may see, newest first (ids below
@@ -132,10 +135,18 @@ def find_messages(engine: Engine, agent_id: int, *, admin: bool, terms: list[Ter
     query = (select(m.id, m.conversation_id, m.created_at, m.text)
              .join(conversations, conversations.c.id == m.conversation_id)
              .where(_matching(engine, "messages", terms), visible_to(agent_id, admin=admin)))
-    if before_id is not None:
-        query = query.where(m.id < before_id)
     with engine.connect() as conn:
-        rows = conn.execute(query.order_by(m.id.desc()).limit(limit + 1)).all()
+        top = before_id if before_id is not None else (conn.execute(select(func.max(m.id))).scalar() or 0) + 1
+        # The newest RECENT_IDS messages first, walking the key down: quick when the words are common
+        # (the page fills within a few hundred rows). Then, when it did not fill, the older ones by
+        # the word index and a sort, ordered by an expression so PostgreSQL cannot walk the key: words
+        # that rare match few rows, where a walk of the key would read every message (2.7 s at
+        # 1,000,000 messages for two words never written together, bench.inbox).
+        rows = conn.execute(query.where(m.id < top, m.id >= top - RECENT_IDS)
+                            .order_by(m.id.desc()).limit(limit + 1)).all()
+        if len(rows) <= limit:
+            rows += conn.execute(query.where(m.id < top - RECENT_IDS)
+                                 .order_by((m.id + 0).desc()).limit(limit + 1 - len(rows))).all()
     hits = [MessageHit(r.conversation_id, r.id, snippet(r.text, terms), r.created_at) for r in rows[:limit]]
     return hits, len(rows) > limit
 

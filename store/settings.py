@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # The largest file a fetch of a provider-held attachment keeps (bytes); a larger one fails
     # with a reason the agent reads.
     max_attachment_bytes: int = 20 * 1024 * 1024
+    # How long a signed link to a reply's file works (seconds), for providers that fetch the files
+    # of a message themselves (Twilio's MediaUrl; store.media). Twilio queues a message 4 hours at most.
+    media_link_seconds: float = 4 * 3600.0
     retry_base: float = 5.0  # seconds before a failed delivery's first retry; doubles each time
     sweep_interval: float = 5.0  # seconds between store sweeps in the scheduler
     # Work the store says is still to do is re-enqueued when it is older than this (seconds).
@@ -59,8 +62,30 @@ class Settings(BaseSettings):
     events_keep_hours: float = 72.0
     events_ping: float = 15.0
     events_poll: float = 5.0
+    # Seconds a web process waits after reading new events before reading again, with few streams
+    # open (more with many, up to three times this: web.events.gather): every stream is woken at most
+    # once per this time (fewer, larger writes under load; this much more delay).
+    events_gather: float = 0.05
     # Seconds without an inbox heartbeat after which an online agent becomes away (router.presence).
     presence_timeout: float = 90.0
+    # Automatic acknowledgements (router.ack): on or off, at most one per conversation in this
+    # many hours, and within business hours only when the expected wait is at least this (seconds).
+    ack_enabled: bool = True
+    ack_period_hours: float = 24.0
+    ack_long_wait: float = 900.0
+    ack_language: str = "en"  # for conversations whose language has no acknowledgement texts
+    # The languages customers are detected in (router.language), ISO 639-1 codes, comma-separated.
+    languages: str = "en,es,ca,pt,pl,de,fr,it"
+    # Ticket limit: seconds within which a customer's new message joins their latest conversation
+    # on the channel instead of opening another (0: off). A channel's config key
+    # ``new_conversation_interval`` overrides it (store.inbound.limits).
+    new_conversation_interval: float = 0.0
+    # Web chat: a visitor whose widget has had no stream open for this long (seconds) has left; an
+    # agent's reply they have not read then goes out by the channel's fallback email too.
+    webchat_left_after: float = 60.0
+    # Web chat writes allowed a minute per visitor and per client address (429 beyond).
+    webchat_visitor_rate: int = 60
+    webchat_ip_rate: int = 600
 
     @field_validator("log_level")
     @classmethod
@@ -69,6 +94,10 @@ class Settings(BaseSettings):
         if level not in logging.getLevelNamesMapping():
             raise ValueError(f"unknown log level {value!r}: one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    def language_codes(self) -> tuple[str, ...]:
+        """:attr:`languages` as a tuple of lower-case codes."""
+        return tuple(dict.fromkeys(code.strip().lower() for code in self.languages.split(",") if code.strip()))
 
     def sqlite_path(self) -> Path | None:
         """The SQLite file as an absolute path (relative URLs count from the current directory);

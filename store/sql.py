@@ -26,6 +26,11 @@ tokens: Table = models.ApiToken.__table__  # type: ignore[assignment]
 teams: Table = models.Team.__table__  # type: ignore[assignment]
 reads: Table = models.ConversationRead.__table__  # type: ignore[assignment]
 canned: Table = models.CannedResponse.__table__  # type: ignore[assignment]
+sla_clocks: Table = models.SlaClock.__table__  # type: ignore[assignment]
+shop_config: Table = models.ShopConfig.__table__  # type: ignore[assignment]
+tags: Table = models.ConversationTag.__table__  # type: ignore[assignment]
+rules: Table = models.RoutingRule.__table__  # type: ignore[assignment]
+visitors: Table = models.WebchatVisitor.__table__  # type: ignore[assignment]
 
 
 def clean(text: str | None) -> str | None:

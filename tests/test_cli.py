@@ -127,7 +127,9 @@ def test_up_demo_runs_the_whole_loop_and_keeps_its_data(tmp_path: Path) -> None:
         tokens, channel_id, secret = demo_logins(up.lines)
         assert sorted(tokens) == ["ana@demo.shop", "jan@demo.shop", "rita@demo.shop"]
         api = httpx.Client(base_url=up.url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
-        assert [c["name"] for c in api.get("/channels").json()["items"]] == ["Demo shop"]
+        assert [c["name"] for c in api.get("/channels").json()["items"]] == ["Demo shop", "Demo shop chat"]
+        shop = httpx.get(f"{up.url}/demo/shop")  # the demo shop's page with the chat widget
+        assert shop.status_code == 200 and 'src="/widget.js"' in shop.text
 
         body = json.dumps({"message_id": "demo-1", "from": {"id": "cust-1", "name": "Jan"},
                            "text": "Dzień dobry, gdzie jest moja paczka?"}).encode()

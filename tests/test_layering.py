@@ -2,7 +2,7 @@
 other packages, ``store`` uses only ``connectors``, ``router`` uses only ``store`` and ``connectors``,
 ``brokers`` (the broker's construction) only ``store``'s settings; ``pacing`` (send slots) only
 ``connectors``' contract types, and no connector imports it; ``fetching`` (the fetch job's work)
-``connectors`` and ``store``;
+``connectors`` and ``store``; ``delivery`` (the deliver job's work) those, ``pacing`` and ``fetching``'s backoff;
 nothing shipped imports ``bench`` or ``tests``. Read from the code's imports (module level and
 inside functions), so a lazy import cannot slip past."""
 
@@ -14,17 +14,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP = {"connectors", "store", "router", "web", "workers", "brokers", "pacing", "fetching", "cli", "bench", "tests"}
+TOP = {"connectors", "store", "router", "web", "workers", "brokers", "pacing", "fetching", "delivery", "cli", "bench",
+       "tests"}
 
 FORBIDDEN = {
-    "connectors": {"store", "router", "web", "workers", "pacing", "fetching", "cli", "bench", "tests"},
-    "store": {"router", "web", "workers", "pacing", "fetching", "cli", "bench", "tests"},
-    "router": {"web", "workers", "pacing", "fetching", "cli", "bench", "tests"},
+    "connectors": {"store", "router", "web", "workers", "pacing", "fetching", "delivery", "cli", "bench", "tests"},
+    "store": {"router", "web", "workers", "pacing", "fetching", "delivery", "cli", "bench", "tests"},
+    "router": {"web", "workers", "pacing", "fetching", "delivery", "cli", "bench", "tests"},
     "web": {"cli", "bench", "tests"},
     "workers": {"web", "cli", "bench", "tests"},
-    "brokers": {"connectors", "router", "web", "workers", "cli", "bench", "tests"},
-    "pacing": {"store", "router", "web", "workers", "fetching", "cli", "bench", "tests"},
-    "fetching": {"router", "web", "workers", "pacing", "cli", "bench", "tests"},
+    "brokers": {"connectors", "router", "web", "workers", "delivery", "cli", "bench", "tests"},
+    "pacing": {"store", "router", "web", "workers", "fetching", "delivery", "cli", "bench", "tests"},
+    "fetching": {"router", "web", "workers", "pacing", "delivery", "cli", "bench", "tests"},
+    "delivery": {"router", "web", "workers", "cli", "bench", "tests"},
 }
 
 
@@ -43,7 +45,7 @@ def imported_packages(path: Path) -> set[str]:
 
 
 def sources(package: str) -> list[Path]:
-    if package in ("workers", "brokers", "pacing", "fetching"):
+    if package in ("workers", "brokers", "pacing", "fetching", "delivery"):
         return [ROOT / f"{package}.py"]
     return sorted(p for p in (ROOT / package).rglob("*.py") if "migrations" not in p.parts or p.name == "env.py")
 

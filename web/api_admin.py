@@ -11,11 +11,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors import REGISTRY, connector_class
 from connectors.base import parse_config
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, ConnectorError
+from router import hours as hours_rule
+from router.policies import DEFAULT_POLICY, POLICIES, STICKY_SECONDS
+from router.widening import SKILL_WAIT_SECONDS
 from store import agents as agent_store
 from store import channels as channel_store
 from store import crypto, passwords
@@ -64,10 +68,15 @@ class ChannelPatch(Input):
 
 
 def _channel_out(row: Any) -> ChannelOut:
+    url = channel_store.webhook_url(row.id)
+    try:
+        urls = connector_class(row.kind).webhook_urls(row.config or {}, url)
+    except (KeyError, ImportError):
+        urls = {}
     return ChannelOut(
         id=row.id, kind=row.kind, name=row.name, enabled=row.enabled, config=row.config or {},
         secrets_set=sorted(crypto.decrypt(row.secrets)), status=row.status if row.enabled else "disabled",
-        last_error=row.last_error, webhook_url=channel_store.webhook_url(row.id), created_at=row.created_at,
+        last_error=row.last_error, webhook_url=url, webhook_urls=urls, created_at=row.created_at,
         next_poll_at=row.next_poll_at if channel_store.is_pull(row.kind) else None,
     )
 
@@ -141,14 +150,32 @@ def update_channel(channel_id: Id, body: ChannelPatch, _admin: Admin,
     return _channel_out(_load(channel_id))
 
 
-@router.delete("/channels/{channel_id}", status_code=204, tags=["channels"], responses=errors(403, 404, 409))
+class ChannelDeleted(BaseModel):
+    """The channel is deleted, but the provider did not take the removal of its webhook."""
+
+    id: int
+    deleted: bool = True
+    warning: str = Field(description="what failed at the provider, and what to do about it")
+
+
+@router.delete("/channels/{channel_id}", status_code=204, response_model=None, tags=["channels"], responses={
+    **errors(403, 404, 409), 200: {"model": ChannelDeleted, "description": "deleted; the provider's webhook "
+                                   "could not be removed (the warning says why)"}})
 def delete_channel(channel_id: Id, _admin: Admin) -> Response:
-    """Delete a channel that has no conversations; one with history can only be disabled."""
-    _load(channel_id)
+    """Delete a channel that has no conversations; one with history can only be disabled. Its
+    webhook is then removed at the provider (Telegram's deleteWebhook): if that fails, the channel
+    is deleted anyway and the answer is 200 with the provider's reason in ``warning``."""
+    row = _load(channel_id)
     used = channel_store.delete_channel(get_engine(), channel_id)
     if used:
         raise HTTPException(409, f"channel {channel_id} has {used} conversations; disable it instead")
     forget(channel_id)
+    try:
+        channel_store.connector_for(row).webhook_teardown()
+    except ConnectorError as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        warning = f"the channel is deleted, but removing its webhook at the provider failed: {reason}"
+        return JSONResponse(ChannelDeleted(id=channel_id, warning=warning).model_dump())
     return Response(status_code=204)
 
 
@@ -163,6 +190,9 @@ def _notify_pollers(channel_id: int) -> None:
 TeamName = Annotated[str, Field(min_length=1, max_length=100)]
 TeamRef = Id | TeamName  # a team's id or name (a new name makes a new team)
 Language = Annotated[str, Field(min_length=1, max_length=20, description="a language code, e.g. `ca`")]
+Group = Literal["email", "chat", "messaging"]
+Capacities = dict[Group, Annotated[int, Field(ge=0, le=1000)]]
+Skill = Annotated[str, Field(min_length=1, max_length=50, description="a free-form skill, e.g. `returns`")]
 Password = Annotated[str, Field(min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH,
                                 description=f"at least {passwords.MIN_LENGTH} characters; write-only")]
 
@@ -175,6 +205,10 @@ class AgentIn(Input):
     languages: list[Language] = Field(default_factory=list)
     teams: list[TeamRef] = Field(default_factory=list, description="team ids or names (created if new)")
     password: Password | None = Field(default=None, description="to sign in to the inbox (or send an invite link)")
+    capacities: Capacities = Field(default_factory=dict, description=(
+        "capacity per group of channel kinds, e.g. {\"email\": 8, \"chat\": 3, \"messaging\": 5}; a group "
+        "left out takes the team default, else `capacity`"))
+    skills: list[Skill] = Field(default_factory=list, max_length=50)
 
 
 class AgentPatch(Input):
@@ -186,6 +220,8 @@ class AgentPatch(Input):
     active: bool | None = Field(default=None, description="false: signed out, tokens and invite links revoked")
     password: Password | None = Field(default=None, description="a new password; the agent's sessions end")
     locale: Locale | None = Field(default=None, description="the inbox's language for the agent")
+    capacities: Capacities | None = Field(default=None, description="replaces the map; {} clears it")
+    skills: list[Skill] | None = Field(default=None, max_length=50)
 
 
 class Presence(Input):
@@ -205,7 +241,7 @@ def _as_out(row: Any, langs: list[str], teams: list[int]) -> AgentOut:
     return AgentOut(id=row.id, name=row.name, email=row.email, role=row.role, presence=row.presence,
                     capacity=row.capacity, active_conversations=row.active_count, languages=langs, teams=teams,
                     active=row.active, last_assigned_at=row.last_assigned_at, locale=row.locale,
-                    last_seen_at=row.last_seen_at)
+                    last_seen_at=row.last_seen_at, capacities=row.capacities or {}, skills=row.skills or [])
 
 
 @router.post("/agents", status_code=201, tags=["agents"], responses=errors(403, 409))
@@ -215,6 +251,7 @@ def create_agent(body: AgentIn, _admin: Admin) -> AgentCreated:
         agent_id, token = agent_store.create_agent(
             get_engine(), name=body.name, email=body.email, role=body.role, capacity=body.capacity,
             languages=body.languages, team_ids=body.teams, password=body.password,
+            capacities=dict(body.capacities), skills=body.skills,
         )
     except LookupError as exc:
         raise HTTPException(422, str(exc)) from None
@@ -244,8 +281,13 @@ def get_agent(agent_id: Id, _agent: CurrentAgent) -> AgentOut:
 def update_agent(agent_id: Id, body: AgentPatch, _admin: Admin) -> AgentOut:
     """Change an agent; more capacity (or being active again) pulls waiting conversations."""
     try:
+        values = body.model_dump(exclude_none=True, exclude={"languages", "teams", "password"})
+        if "capacities" in values:
+            values["capacities"] = values["capacities"] or None
+        if "skills" in values:
+            values["skills"] = sorted(set(values["skills"])) or None
         found = agent_store.update_agent(
-            get_engine(), agent_id, body.model_dump(exclude_none=True, exclude={"languages", "teams", "password"}),
+            get_engine(), agent_id, values,
             languages=body.languages, team_refs=body.teams, password=body.password,
         )
     except LookupError as exc:
@@ -307,28 +349,82 @@ class TeamIn(Input):
     name: TeamName
 
 
+class TeamPatch(Input):
+    """A team's name and routing settings; what is left out stays."""
+
+    name: TeamName | None = None
+    policy: str | None = Field(default=None, description=f"one of {', '.join(POLICIES)}")
+    capacities: Capacities | None = Field(default=None, description="the members' default per group; {} clears")
+    skill_wait_seconds: int | None = Field(default=None, ge=0, le=7 * 86400)
+    sticky_seconds: int | None = Field(default=None, ge=0, le=365 * 86400)
+    return_on_away: bool | None = None
+    hours: dict[str, Any] | None = Field(default=None, description=(
+        'business hours: {"timezone", "week": {"mon": [["09:00", "18:00"]], ...}, "country", "subdivision", '
+        '"closed": ["YYYY-MM-DD"]}; null: the shop\'s default'))
+    reassign_after: float | None = Field(default=None, gt=0, le=30 * 86400, description=(
+        "seconds of business time an assignee may leave a waiting customer unanswered before the "
+        "conversation goes back to the queue; null: never"))
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: str | None) -> str | None:
+        if value is not None and value not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
+        return value
+
+
+def team_out(row: Any) -> TeamOut:
+    return TeamOut(id=row.id, name=row.name, policy=row.policy or DEFAULT_POLICY, capacities=row.capacities or {},
+                   skill_wait_seconds=SKILL_WAIT_SECONDS if row.skill_wait_seconds is None else row.skill_wait_seconds,
+                   sticky_seconds=STICKY_SECONDS if row.sticky_seconds is None else row.sticky_seconds,
+                   return_on_away=bool(row.return_on_away), hours=row.hours, reassign_after=row.reassign_after)
+
+
 @router.post("/teams", status_code=201, tags=["agents"], responses=errors(403, 409))
 def create_team(body: TeamIn, _admin: Admin) -> TeamOut:
     try:
-        return TeamOut(id=agent_store.create_team(get_engine(), body.name), name=body.name)
+        team_id = agent_store.create_team(get_engine(), body.name)
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from None
+    return team_out(team_store.get_team(get_engine(), team_id))
 
 
 @router.get("/teams", tags=["agents"])
 def list_teams(_agent: CurrentAgent) -> TeamList:
-    return TeamList(items=[TeamOut(id=r.id, name=r.name) for r in agent_store.list_teams(get_engine())])
+    return TeamList(items=[team_out(r) for r in agent_store.list_teams(get_engine())])
+
+
+@router.get("/teams/{team_id}", tags=["agents"], responses=errors(404))
+def get_team(team_id: Id, _agent: CurrentAgent) -> TeamOut:
+    row = team_store.get_team(get_engine(), team_id)
+    if row is None:
+        raise HTTPException(404, f"no team {team_id}")
+    return team_out(row)
 
 
 @router.patch("/teams/{team_id}", tags=["agents"], responses=errors(403, 404, 409))
-def rename_team(team_id: Id, body: TeamIn, _admin: Admin) -> TeamOut:
+def update_team(team_id: Id, body: TeamPatch, _admin: Admin) -> TeamOut:
+    """Rename a team or change its routing settings, business hours or reassignment time (fields
+    left out stay). More capacity pulls waiting conversations for its members."""
+    engine = get_engine()
+    settings = body.model_dump(exclude_unset=True, exclude={"name"})
+    if settings.get("hours") is not None:
+        try:
+            settings["hours"] = hours_rule.dump(hours_rule.parse(settings["hours"]))
+        except ValueError as exc:
+            raise HTTPException(422, f"hours: {exc}") from None
+    if "capacities" in settings:
+        settings["capacities"] = settings["capacities"] or None
     try:
-        found = team_store.rename_team(get_engine(), team_id, body.name)
+        found = team_store.update_team(engine, team_id, body.name, settings)
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from None
     if not found:
         raise HTTPException(404, f"no team {team_id}")
-    return TeamOut(id=team_id, name=body.name)
+    if "capacities" in settings:
+        for agent_id in team_store.members(engine, team_id):
+            ring_pull(agent_id)
+    return team_out(team_store.get_team(engine, team_id))
 
 
 @router.delete("/teams/{team_id}", status_code=204, tags=["agents"], responses=errors(403, 404, 409))

@@ -9,17 +9,22 @@ they wait on the database, so FastAPI runs them in its thread pool.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from router.queue import priority_name, priority_value
+from router.waits import queue_place
+from router.sla import retarget as sla_retarget
 from store import agents as agent_store
 from store import assignment, inbox
+from store import tags as tag_store
 from store import conversations as store
 from store.db import get_engine
 from web.deps import CurrentAgent, check_visible
+from router.rules import Label
 from web.schemas import (
     AttachmentOut,
     ContactOut,
@@ -39,19 +44,22 @@ NOT_FOUND = errors(404)
 NOT_FOUND_OR_CONFLICT = errors(404, 409)
 
 
-def summary_out(row: Any, extra: inbox.Extra | None = None) -> ConversationOut:
+def summary_out(row: Any, extra: inbox.Extra | None = None, tags: list[str] | None = None) -> ConversationOut:
     """A conversation row (``store.conversations.summaries``) as the API shows it, with what the
-    inbox adds for the caller (``store.inbox.extra``)."""
+    inbox adds for the caller (``store.inbox.extra``) and its ``tags`` (``store.tags.tags_of``)."""
     extra = extra or inbox.Extra()
     return ConversationOut(
         id=row.id, number=row.id, status=row.status, channel_id=row.channel_id,
         contact={"id": row.contact_id, "name": row.contact_name}, assignee_id=row.assignee_id,
-        team_id=row.team_id, priority=row.priority, language=row.language, subject=row.subject,
+        team_id=row.team_id, priority=row.priority, priority_name=priority_name(row.priority or 0),
+        skills=[x for x in row.skills if isinstance(x, str)] if isinstance(row.skills, list) else [],
+        language=row.language, subject=row.subject,
         waiting_since=row.waiting_since, last_message_at=row.last_message_at,
         first_response_at=row.first_response_at, resolved_at=row.resolved_at, snoozed_until=row.snoozed_until,
         created_at=row.created_at, route_error=row.route_error, unreachable_reason=row.unreachable_reason,
-        channel_kind=row.channel_kind,
+        channel_kind=row.channel_kind, tags=tags or [],
         unread=extra.unread, preview=extra.preview, reply_window_ends_at=extra.reply_window_ends_at,
+        first_response_due=row.first_response_due, next_response_due=row.next_response_due,
     )
 
 
@@ -66,17 +74,20 @@ def list_conversations(
     unassigned: bool = False,
     channel_id: Id | None = None,
     waiting: bool | None = Query(None, description="only conversations whose customer awaits an answer"),
+    tag: str | None = Query(None, max_length=50, pattern=r"^[^\x00]*$",
+                            description="only conversations with this tag"),
     cursor: Id | None = Query(None, description="the `next` of the previous page"),
     limit: int = Query(50, ge=1, le=200),
 ) -> ConversationList:
     """The conversations the caller may see, newest first, each with the caller's ``unread`` count,
     a ``preview`` of its last message and its ``reply_window_ends_at``."""
     filters = store.Filters(status=status, assignee_id=assignee_id, unassigned=unassigned, channel_id=channel_id,
-                            team_id=team_id, view=view, waiting=waiting, before_id=cursor)
+                            team_id=team_id, view=view, waiting=waiting, before_id=cursor, tag=tag)
     engine = get_engine()
     rows, more = store.list_visible(engine, agent.id, admin=agent.role == "admin", filters=filters, limit=limit,
                                     columns=inbox.columns(agent.id))
-    items = [summary_out(r, inbox.extra(r)) for r in rows]
+    tagged = tag_store.tags_of(engine, [r.id for r in rows])
+    items = [summary_out(r, inbox.extra(r), tagged[r.id]) for r in rows]
     return ConversationList(items=items, next=items[-1].id if more else None)
 
 
@@ -102,8 +113,11 @@ def _detail(conversation_id: int, found: Any = None, agent_id: int | None = None
         raise HTTPException(404, f"no conversation {conversation_id}")
     row, contact, msgs, files = found
     extra = inbox.extras(get_engine(), agent_id, [row])[row.id] if agent_id is not None else None
+    queued = row.status == "open" and row.assignee_id is None
+    place, wait = queue_place(get_engine(), row.id) if queued else (None, None)
     return ConversationDetail(
-        **summary_out(row, extra).model_dump(exclude={"contact"}),
+        queue_position=place, expected_wait_seconds=wait,
+        **summary_out(row, extra, tag_store.tags_of(get_engine(), [row.id])[row.id]).model_dump(exclude={"contact"}),
         contact=ContactOut(id=contact.id, name=contact.name, email=contact.email, phone=contact.phone,
                            unreachable_reason=row.unreachable_reason),
         messages=[
@@ -187,7 +201,8 @@ def reopen(conversation_id: Id, agent: CurrentAgent) -> ConversationDetail:
 class ConversationPatch(Input):
     model_config = ConfigDict(extra="forbid")
 
-    priority: int | None = Field(default=None, ge=0, le=10, description="higher is answered first")
+    priority: int | Literal["urgent", "high", "normal", "low"] | None = Field(
+        default=None, description="urgent, high, normal, low, or a number from -1 to 10: higher is answered first")
     team_id: Id | None = None
     language: str | None = Field(default=None, max_length=20)
     status: Literal["open", "pending", "snoozed"] | None = None
@@ -200,6 +215,17 @@ class ConversationPatch(Input):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null (leave it out to keep it)")
         return self
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, value: int | str | None) -> int | None:
+        """A name becomes its number; numbers from -1 (low) to 10."""
+        if value is None:
+            return None
+        number = priority_value(value)
+        if not -1 <= number <= 10:
+            raise ValueError("a priority number goes from -1 to 10")
+        return number
 
     @field_validator("snoozed_until")
     @classmethod
@@ -231,6 +257,8 @@ def update_conversation(conversation_id: Id, body: ConversationPatch, agent: Cur
         raise HTTPException(404, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from None
+    if "priority" in changes or "team_id" in changes:  # the SLA target (priority) or hours (team) change
+        sla_retarget(engine, conversation_id)
     return _detail(conversation_id, agent_id=agent.id)
 
 
@@ -257,3 +285,24 @@ def download(attachment_id: Id, agent: CurrentAgent) -> Response:
                  "Content-Security-Policy": "sandbox"},
     )
 
+
+class TagIn(Input):
+    tag: Label = Field(description="up to 50 characters, no commas")
+
+
+@router.post("/conversations/{conversation_id}/tags", responses=NOT_FOUND)
+def add_tag(conversation_id: Id, body: TagIn, agent: CurrentAgent) -> ConversationDetail:
+    """Tag a conversation (a tag it has already is kept once)."""
+    visible(conversation_id, agent)
+    tag_store.add_tag(get_engine(), conversation_id, body.tag, agent.id)
+    return _detail(conversation_id, agent_id=agent.id)
+
+
+@router.delete("/conversations/{conversation_id}/tags/{tag}", responses=NOT_FOUND)
+def remove_tag(conversation_id: Id, tag: Annotated[str, Path(max_length=50, pattern=r"^[^\x00]*$")],
+               agent: CurrentAgent) -> ConversationDetail:
+    """Take a tag off a conversation; 404 if it does not have it."""
+    visible(conversation_id, agent)
+    if not tag_store.remove_tag(get_engine(), conversation_id, tag.strip(), agent.id):
+        raise HTTPException(404, f"conversation {conversation_id} has no tag {tag!r}")
+    return _detail(conversation_id, agent_id=agent.id)

@@ -42,6 +42,7 @@ def contact(contact_id: Id, agent: CurrentAgent) -> ContactDetail:
     person = panel.contact
     return ContactDetail(
         id=person.id, name=person.name, email=person.email, phone=person.phone, created_at=person.created_at,
+        attributes=person.attributes or {},
         identities=[IdentityOut(**row._asdict()) for row in panel.identities],
         conversations=[summary_out(row, panel.extras.get(row.id)) for row in panel.conversations],
     )

@@ -69,10 +69,15 @@ def create_app(*, demo: bool = False) -> FastAPI:
         api_conversations,
         api_inbox,
         api_me,
+        api_rules,
         api_search,
         api_session,
+        api_sla,
         health,
+        media,
         pages,
+        webchat,
+        webchat_stream,
         webhooks,
     )
     from web import events as event_stream
@@ -96,13 +101,18 @@ def create_app(*, demo: bool = False) -> FastAPI:
     app.include_router(health.router)
     app.include_router(prometheus_metrics.router)  # GET /metrics
     app.include_router(webhooks.router)
+    app.include_router(media.router)  # GET /media/{id}: a reply's file, by its signed link (Twilio)
+    app.include_router(webchat.router)  # the chat widget's endpoints and /widget.js
+    app.include_router(webchat_stream.router)  # the chat visitor's own event stream
     app.include_router(api_admin.router, prefix="/api/v1")
     app.include_router(api_me.router, prefix="/api/v1")
     app.include_router(api_inbox.router, prefix="/api/v1")  # before /conversations/{id}: has /conversations/counts
     app.include_router(api_conversations.router, prefix="/api/v1")
     app.include_router(api_compose.router, prefix="/api/v1")
     app.include_router(api_canned.router, prefix="/api/v1")
+    app.include_router(api_rules.router, prefix="/api/v1")
     app.include_router(api_search.router, prefix="/api/v1")
+    app.include_router(api_sla.router, prefix="/api/v1")
     app.include_router(api_session.router, prefix="/api/v1")
     app.include_router(event_stream.router, prefix="/api/v1")  # GET /api/v1/events
     pages.mount(app)  # /, /invite/{token}, /ui/..., /docs

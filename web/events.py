@@ -19,6 +19,7 @@ is still active (a deactivated one's stream ends; a changed role or team applies
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import json
@@ -46,10 +47,6 @@ router = APIRouter(tags=["events"], responses=errors(401, 422))
 MAX_SEQUENCE = 2**63 - 1
 BATCH = 500  # events read at a time
 KEPT = 20_000  # events a web process keeps in memory for its streams
-# Seconds the shared reader waits after a read that found events: under load every stream is
-# woken at most ~1/GATHER times a second (its cost per wake-up paid less often), at the price of
-# this much delay.
-GATHER = 0.05
 log = logging.getLogger(__name__)
 
 
@@ -58,8 +55,8 @@ class Hub:
     every event (``events.Reader`` as an admin's), woken by ``store.wakeups`` and reading the table
     every ``OMNIDESK_EVENTS_POLL`` s meanwhile; the newest :data:`KEPT` events kept with their
     frames; the streams' bells rung when more come. Each stream takes from what is kept what its
-    agent may see (:func:`sees`), so a wake-up costs one read of the table whatever the number of
-    streams, and a frame is made once. A stream behind what is kept (resumed from long ago, or
+    agent may see (:func:`sees`, applied once per event for each view: an agent, or all admins), so
+    a wake-up costs one read of the table whatever the number of streams, and a frame is made once. A stream behind what is kept (resumed from long ago, or
     started before the reader) reads the table itself until it has caught up."""
 
     def __init__(self) -> None:
@@ -68,9 +65,13 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rung: asyncio.Event | None = None
         self._feed: asyncio.Task[None] | None = None
-        self.kept: collections.deque[tuple[int, Any, str]] = collections.deque()
+        self.kept: collections.deque[tuple[int, Any, bytes]] = collections.deque()
         self.base: int | None = None  # every event after this id that a reader returns is kept
         self.head = 0  # the shared reader's place
+        # Each view's share of what is kept (a view: one agent, or every admin), filtered once
+        # per event whatever the number of its streams: its sequences, their frames, and the
+        # newest kept event it has been filtered up to.
+        self._views: dict[Viewer, _View] = {}
         # What since() answered, until more events come: an agent's streams (tabs, windows) and
         # all the admins' streams at one place wake together and are sent the same bytes.
         self._answered: dict[tuple[int, Viewer], bytes] = {}
@@ -101,6 +102,7 @@ class Hub:
                 self._feed.cancel()
                 self._feed = None
             self.kept.clear()
+            self._views.clear()
             self._answered.clear()
             self.agents_changed.clear()
             self.base = None
@@ -112,17 +114,30 @@ class Hub:
     def since(self, after: int, viewer: Viewer) -> tuple[bytes, int]:
         """The frames of the kept events after ``after`` that ``viewer`` may see, and the place
         after them."""
-        key = (after, Viewer(0, True) if viewer.admin else viewer)
-        found = self._answered.get(key)
+        key = Viewer(0, True) if viewer.admin else viewer
+        found = self._answered.get((after, key))
         if found is None:
-            texts = []
-            for sequence, row, text in reversed(self.kept):
-                if sequence <= after:
-                    break
-                if sees(viewer, row):
-                    texts.append(text)
-            found = self._answered[key] = "".join(reversed(texts)).encode()
+            view = self._views.get(key)
+            if view is None:
+                view = self._views[key] = _View()
+            view.catch_up(self.kept, key)
+            found = self._answered[(after, key)] = view.after(after)
         return found, max(after, self.head)
+
+    def take(self, rows: list[Any]) -> None:
+        """Keep newly read events (in order, after those kept), the oldest making room past :data:`KEPT`."""
+        if not rows:
+            return
+        self._answered.clear()
+        for row in rows:
+            if row.type == "agent.updated" and row.agent_id is not None:
+                self.agents_changed[row.agent_id] = row.id
+            if len(self.kept) == KEPT:
+                self.base = self.kept.popleft()[0]
+            self.kept.append((row.id, row, frame(row.id, shown(row)).encode()))
+        if self.base is not None:
+            for view in self._views.values():
+                view.forget(self.base)
 
     async def _read_all(self, rung: asyncio.Event) -> None:
         settings = get_settings()
@@ -133,6 +148,11 @@ class Hub:
                 if reader is None:
                     reader = await run_in_threadpool(events.Reader.at_head, engine, agent_id=0, admin=True, shared=True)
                     self.base = self.head = reader.after
+                    # A stream that subscribed before this read may be behind where it starts (an
+                    # event written meanwhile): no later read rings for that, so ring now, and a
+                    # stream behind reads the table itself.
+                    for bell in self._waiting:
+                        bell.set()
                 rung.clear()  # before reading: a ring during the read is not lost
                 rows = await run_in_threadpool(reader.read, BATCH)
             except asyncio.CancelledError:
@@ -141,14 +161,7 @@ class Hub:
                 log.warning("reading the event table failed; trying again", exc_info=True)
                 await asyncio.sleep(1)
                 continue
-            if rows:
-                self._answered.clear()
-            for row in rows:
-                if row.type == "agent.updated" and row.agent_id is not None:
-                    self.agents_changed[row.agent_id] = row.id
-                if len(self.kept) == KEPT:
-                    self.base = self.kept.popleft()[0]
-                self.kept.append((row.id, row, frame(row.id, shown(row))))
+            self.take(rows)
             if reader.after != self.head:
                 self.head = reader.after
                 for bell in self._waiting:
@@ -156,7 +169,7 @@ class Hub:
             if len(rows) == BATCH:
                 continue
             if rows:  # what comes within the next moment is read (and sent to every stream) together
-                await asyncio.sleep(GATHER)
+                await asyncio.sleep(gather(settings.events_gather, len(self._waiting)))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.25 if reader.held else settings.events_poll):
                     await rung.wait()
@@ -165,6 +178,49 @@ class Hub:
         loop, rung = self._loop, self._rung
         if loop is not None and rung is not None and not loop.is_closed():
             loop.call_soon_threadsafe(rung.set)
+
+
+def gather(least: float, streams: int) -> float:
+    """Seconds to wait after reading new events before reading again, with ``streams`` open:
+    ``least`` for a few, growing by a millisecond for every ten streams up to three times ``least``
+    (each stream costs a write a wake-up: with many, fewer and larger writes keep the process
+    free for the rest of its work, at the price of that delay)."""
+    return min(3 * least, least + streams / 10_000)
+
+
+class _View:
+    """One view's share of a :class:`Hub`'s kept events (see ``Hub._views``)."""
+
+    __slots__ = ("frames", "sequences", "upto")
+
+    def __init__(self) -> None:
+        self.sequences: list[int] = []
+        self.frames: list[bytes] = []
+        self.upto = 0
+
+    def catch_up(self, kept: collections.deque[tuple[int, Any, bytes]], viewer: Viewer) -> None:
+        """Filter the kept events newer than those filtered so far."""
+        new = []
+        for sequence, row, text in reversed(kept):
+            if sequence <= self.upto:
+                break
+            if sees(viewer, row):
+                new.append((sequence, text))
+        if kept:
+            self.upto = max(self.upto, kept[-1][0])
+        for sequence, text in reversed(new):
+            self.sequences.append(sequence)
+            self.frames.append(text)
+
+    def after(self, after: int) -> bytes:
+        """The frames of this view's events after ``after``."""
+        return b"".join(self.frames[bisect.bisect_right(self.sequences, after):])
+
+    def forget(self, base: int) -> None:
+        """Drop what the hub no longer keeps (events up to ``base``)."""
+        cut = bisect.bisect_right(self.sequences, base)
+        if cut:
+            del self.sequences[:cut], self.frames[:cut]
 
 
 def sees(viewer: Viewer, row: Any) -> bool:
@@ -178,14 +234,15 @@ def sees(viewer: Viewer, row: Any) -> bool:
     return viewer.admin or row.conversation_id is None or row.agent_id == viewer.id or may_see(viewer, row)
 
 
-def _hub(request: Request) -> Hub:
+def hub_of(request: Request) -> Hub:
+    """The web process's Hub (made on first use)."""
     hub = getattr(request.app.state, "event_hub", None)
     if hub is None:
         hub = request.app.state.event_hub = Hub()
     return hub
 
 
-def _place(last_event_id: str | None, after: int | None) -> int | None:
+def resume_place(last_event_id: str | None, after: int | None) -> int | None:
     """Where the client resumes: ``Last-Event-ID`` (the browser's, newest) over ``?after=``."""
     if last_event_id is None or not last_event_id.strip():
         return after
@@ -220,7 +277,7 @@ async def stream_events(
     last_event_id: Annotated[str | None, Header(description="resume after this sequence (wins over after)")] = None,
 ) -> StreamingResponse:
     """What the caller may see, as it happens, resumable after any disconnect (see the module)."""
-    place = _place(last_event_id, after)
+    place = resume_place(last_event_id, after)
     engine = get_engine()
     admin = agent.role == "admin"
     if place is None:
@@ -250,7 +307,7 @@ def typing(conversation_id: Id, agent: CurrentAgent) -> Response:
 
 async def _stream(request: Request, reader: events.Reader, viewer: Viewer, opening: str) -> AsyncIterator[str | bytes]:
     settings = get_settings()
-    hub = _hub(request)
+    hub = hub_of(request)
     bell = hub.subscribe()
     try:
         yield opening

@@ -68,6 +68,9 @@ class ChannelOut(BaseModel):
     config: dict[str, Any] = Field(description="the settings, without secrets; URLs with credentials redacted")
     secrets_set: list[str] = Field(description="names of the secret settings that are stored")
     webhook_url: str
+    webhook_urls: dict[str, str] = Field(
+        default_factory=dict, description="every URL the provider must call, by what it is for (an SMS number's "
+                                          "messages and voice URLs), for an admin who sets them by hand")
     status: Literal["ok", "error", "disabled"]
     last_error: str | None
     created_at: datetime
@@ -94,6 +97,10 @@ class AgentOut(BaseModel):
     last_assigned_at: datetime | None
     locale: Locale = Field(description="the inbox's language for this agent")
     last_seen_at: datetime | None = Field(description="the inbox's last heartbeat (null: never)")
+    capacities: dict[str, int] = Field(default_factory=dict, description=(
+        "the agent's own capacity per group of channel kinds (email, chat, messaging); a group left out "
+        "takes the team default, else `capacity`"))
+    skills: list[str] = Field(default_factory=list, description="free-form skills conversations may ask for")
 
 
 class AgentCreated(AgentOut):
@@ -113,6 +120,18 @@ class PresenceOut(BaseModel):
 class TeamOut(BaseModel):
     id: int
     name: str
+    policy: str = Field(default="least_loaded", description="least_loaded, round_robin or sticky")
+    capacities: dict[str, int] = Field(default_factory=dict, description=(
+        "the members' default capacity per group of channel kinds (email, chat, messaging)"))
+    skill_wait_seconds: int = Field(default=120, description=(
+        "how long a conversation waits for an agent with its skills before any member may take it"))
+    sticky_seconds: int = Field(default=86400, description=(
+        "sticky: a customer back within this time goes to the agent who last helped them"))
+    return_on_away: bool = Field(default=False, description=(
+        "an agent set away gives this team's open conversations back to the queue"))
+    hours: dict[str, Any] | None = Field(default=None, description="business hours (None: the shop's)")
+    reassign_after: float | None = Field(default=None, description="seconds of business time before an "
+                                         "unanswered conversation goes back to the queue; None: never")
 
 
 class TeamList(BaseModel):
@@ -159,6 +178,9 @@ class ConversationOut(BaseModel):
     assignee_id: int | None
     team_id: int | None
     priority: int
+    priority_name: Literal["urgent", "high", "normal", "low"] = Field(
+        default="normal", description="the priority's name: urgent from 3, high from 1, normal at 0, low below")
+    skills: list[str] = Field(default_factory=list, description="skills the agent taking it needs (set by rules; until widened)")
     language: str | None
     subject: str | None
     waiting_since: datetime | None = Field(description="since when the customer awaits an answer")
@@ -171,10 +193,15 @@ class ConversationOut(BaseModel):
     unreachable_reason: str | None = Field(
         default=None, description="set while the customer cannot be written to on this conversation's channel")
     channel_kind: str
+    tags: list[str] = Field(default_factory=list, description="set by agents and by rules; `?tag=` filters on them")
     unread: int = Field(description="the customer's messages after the caller's read marker")
     preview: str | None = Field(description="the first 140 characters of the last message")
     reply_window_ends_at: datetime | None = Field(
         description="when the channel stops taking replies, unless the customer writes again; null: no window")
+    first_response_due: datetime | None = Field(
+        default=None, description="the first answer's SLA due time, in business hours; null: not waiting for one")
+    next_response_due: datetime | None = Field(
+        default=None, description="the next answer's SLA due time, in business hours; null: not waiting for one")
 
 
 class ConversationList(BaseModel):
@@ -222,6 +249,10 @@ class MessageOut(BaseModel):
 class ConversationDetail(ConversationOut):
     contact: ContactOut  # type: ignore[assignment]
     messages: list[MessageOut]
+    queue_position: int | None = Field(default=None, description=(
+        "waiting for an agent: its place (1 = next) among its team's waiting conversations of its kind of channel"))
+    expected_wait_seconds: float | None = Field(default=None, description=(
+        "waiting: the expected seconds until an agent takes it (null when nobody online may take it)"))
 
 
 class CountsOut(BaseModel):
@@ -246,6 +277,8 @@ class IdentityOut(BaseModel):
 
 class ContactDetail(ContactOut):
     created_at: datetime
+    attributes: dict[str, Any] = Field(default_factory=dict, description="the shop's own facts about the customer "
+                                       "(routing rules read them); admins set them with PUT /contacts/{id}/attributes")
     identities: list[IdentityOut]
     conversations: list[ConversationOut] = Field(description="those the caller may see, newest first")
 

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.base import Connector, WebhookAnswer, WebhookRequest
 from connectors.errors import AuthError, PayloadError, UnsupportedEvent
+from router import opening
 from store.channels import connector_for, load_channel
 from store.db import get_engine
 from store.models import MAX_ID
@@ -99,7 +100,7 @@ async def handle(channel_id: int, path: str, query: str, headers: Mapping[str, s
         public += "?" + query
     hook = WebhookRequest(method=method, url=public, headers=headers,
                           query=dict(parse_qsl(query, keep_blank_values=True)), body=body,
-                          route=asgi.webhook_route(path))
+                          route=asgi.webhook_route(path), open_now=lambda: opening.open_now(get_engine(), None))
     try:
         # Loading a connector reads the database: not on the event loop.
         connector = _cached(channel_id) or await run_in_threadpool(_connector, channel_id)

@@ -7,9 +7,9 @@
 
 Intake. In ``webhook`` mode, saving the channel calls setWebhook with its URL and secret token, and
 every webhook must carry that token (else 403, nothing stored). In ``polling`` mode, saving calls
-deleteWebhook, and the ``poll_channel`` job long-polls getUpdates: each call waits up to
-``long_poll_timeout`` seconds for an update and returns at once when there is one, so the long poll
-is itself the wake-up. The job keeps polling while updates come (for up to four minutes) and ends
+deleteWebhook (as does deleting a webhook-mode channel), and the ``poll_channel`` job long-polls
+getUpdates: each call waits up to ``long_poll_timeout`` seconds for an update and returns at once
+when there is one, so the long poll is itself the wake-up. The job keeps polling while updates come (for up to four minutes) and ends
 after one quiet long poll; the sweep starts the next within ``poll_interval`` (1 s) plus its own
 interval. A ``watch`` thread cannot do better: a second getUpdates consumer of one bot is refused
 by Telegram (409 Conflict) and would confirm updates before they are stored. The offset is the
@@ -79,6 +79,13 @@ class TelegramConnector(Connector):
             tg.call(self.config, "setup", lambda bot: bot.set_webhook(
                 url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False))
         else:
+            tg.call(self.config, "setup", lambda bot: bot.delete_webhook(drop_pending_updates=False))
+
+    def webhook_teardown(self) -> None:
+        """The channel was deleted: a webhook-mode bot's webhook is removed (deleteWebhook), so
+        Telegram stops posting to it and the bot's token can serve another program. A polling-mode
+        bot has none (saving it in polling mode removed it)."""
+        if self.config.mode == "webhook":
             tg.call(self.config, "setup", lambda bot: bot.delete_webhook(drop_pending_updates=False))
 
     @property

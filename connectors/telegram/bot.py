@@ -34,6 +34,7 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
+from connectors import http
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RecipientUnreachable, TransientError
 from connectors.telegram.config import TelegramConfig
 
@@ -73,12 +74,15 @@ class _Loop:
             bot = self.bots.get(key)
             if bot is None:
                 timeouts = {"read_timeout": config.timeout, "write_timeout": config.timeout,
-                            "connect_timeout": min(config.timeout, 10.0), "pool_timeout": config.timeout}
+                            "connect_timeout": min(config.timeout, 10.0), "pool_timeout": config.timeout,
+                            "httpx_kwargs": {"verify": http.tls()}}
                 bot = _Bot(key[0], base_url=f"{config.api_url}/bot", base_file_url=f"{config.api_url}/file/bot",
                           request=HTTPXRequest(connection_pool_size=32, **timeouts),
                           get_updates_request=HTTPXRequest(connection_pool_size=2, **timeouts))
                 self.bots[key] = bot
             return bot
+
+
 
 
 _LOOP = _Loop()

@@ -78,6 +78,9 @@ class TwilioConfig(ChannelConfig):
 
 
 class SmsConfig(TwilioConfig):
+    configure_number: bool = Field(
+        default=False, description="point the number's SmsUrl (and VoiceUrl, with voice) at this channel when it "
+                                   "is saved, and clear them when it is deleted")
     voice: bool = Field(default=False, description="answer calls to the number with a voicemail")
     voice_greeting: str = Field(
         default="Hello. Please leave a message after the tone and we will answer you by text message.",

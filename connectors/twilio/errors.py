@@ -24,6 +24,14 @@ READABLE = {
     30007: "the carrier filtered the message as spam",
     30008: "the carrier could not deliver the message (unknown error)",
     63003: "the customer's number is not on WhatsApp",
+    # The reply's files: Twilio fetches them from the signed links under OMNIDESK_PUBLIC_URL.
+    11200: "Twilio could not fetch the reply's file from omnidesk: OMNIDESK_PUBLIC_URL must be reachable "
+           "from the internet",
+    12300: "Twilio refused the reply's file: its type is not one the channel can send",
+    30019: "the reply's files are too large for this channel",
+    21620: "Twilio could not use the reply's file link",
+    21612: "this sender cannot send to the customer's number (e.g. MMS to a country it does not reach)",
+    63019: "WhatsApp could not deliver the file (media download failed)",
 }
 # Busy, not wrong: the same request works later.
 RETRY_CODES = {20429, 21611, 30001, 63018}

@@ -21,6 +21,7 @@ from twilio.rest import Client
 
 from connectors.base import DeliveryStatus, OutboundMessage, SendResult
 from connectors.errors import ConfigError, PermanentError
+from connectors.twilio import media
 from connectors.twilio.config import TwilioConfig, WhatsAppConfig
 from connectors.twilio.errors import from_rest, from_transport
 
@@ -57,7 +58,10 @@ def arguments(config: TwilioConfig, message: OutboundMessage, status_callback: s
     if status_callback:
         args["status_callback"] = status_callback
     if message.template is None:
-        args["body"] = message.text
+        if message.text or not message.attachments:
+            args["body"] = message.text
+        if message.attachments:
+            args["media_url"] = media_urls(config, message)
         return args
     name = str(message.template.get("name"))
     template = config.template(name) if isinstance(config, WhatsAppConfig) else None
@@ -67,6 +71,18 @@ def arguments(config: TwilioConfig, message: OutboundMessage, status_callback: s
     args["content_sid"] = template.content_sid
     args["content_variables"] = json.dumps({str(k): str(v) for k, v in dict(variables).items()})
     return args
+
+
+def media_urls(config: TwilioConfig, message: OutboundMessage) -> list[str]:
+    """The signed links Twilio fetches the reply's files from. PermanentError where they cannot
+    go: a file without a link, or MMS from a number outside the US and Canada."""
+    if not isinstance(config, WhatsAppConfig) and config.from_number and not media.mms_reaches(config.from_number):
+        raise PermanentError(f"this channel's number {config.from_number} cannot send files: Twilio sends MMS "
+                             "only from US and Canadian numbers; send the text alone")
+    urls = [file.url for file in message.attachments]
+    if not all(urls):
+        raise PermanentError("the reply's files have no link Twilio could fetch them from")
+    return [url for url in urls if url]
 
 
 def send(api: Client, config: TwilioConfig, message: OutboundMessage, status_callback: str | None) -> SendResult:

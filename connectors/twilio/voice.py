@@ -23,17 +23,12 @@ if TYPE_CHECKING:
     from connectors.twilio import TwilioConnector
 
 
-def open_now(config: SmsConfig) -> bool:
-    """Whether the shop is open now. Business hours do not exist yet (issue 15): until they do,
-    always open. The seam: this answer picks ``voice_greeting`` or ``voice_closed_greeting``."""
-    return True
-
-
-def answer_call(config: SmsConfig, webhook_url: str, caller: str) -> bytes:
-    """TwiML: the greeting in the shop's language, then a voicemail with transcription."""
+def answer_call(config: SmsConfig, webhook_url: str, caller: str, *, open_now: bool = True) -> bytes:
+    """TwiML: the greeting in the shop's language (the closed one outside business hours), then a
+    voicemail with transcription."""
     who = quote(caller, safe="")
     response = VoiceResponse()
-    greeting = config.voice_greeting if open_now(config) else config.voice_closed_greeting
+    greeting = config.voice_greeting if open_now else config.voice_closed_greeting
     response.say(greeting, language=config.voice_language)
     response.record(max_length=config.voice_max_length, play_beep=True, transcribe=True,
                     transcribe_callback=f"{webhook_url}/transcription?from={who}",

@@ -9,7 +9,8 @@ on the same external ids, so a message is stored once.
 Out: a conversation's thread decides how a reply goes (:func:`public`): a DM conversation gets a
 DM to the customer (``create_direct_message(participant_id=...)``, 10,000 characters), a mention
 thread a public reply to the customer's latest tweet in it (``create_tweet(in_reply_to_tweet_id=
-...)``, 280 characters, refused before it is stored when longer: :meth:`capabilities_for`). A
+...)``, 280 characters as X weighs them (:mod:`.length`), refused before it is stored when longer:
+:meth:`capabilities_for`). A
 conversation moved to DMs (:meth:`direct_thread`) has the DM thread's key from then on.
 """
 
@@ -43,9 +44,9 @@ from connectors.base import (
 from connectors.errors import AuthError, ConfigError, PayloadError, PermanentError, UnsupportedEvent
 from connectors.twitter import api, events, poll
 from connectors.twitter.config import TwitterConfig
+from connectors.twitter.length import TWEET_LENGTH, TweetCapabilities
 
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
-TWEET_LENGTH = 280  # X's limit for a tweet (X weighs some characters double: it may still refuse)
 DM_LENGTH = 10_000
 # X's limits per account: 100 tweets and 200 DMs in 15 minutes (FACTS.md), as even spacing.
 TWEETS_PER_SECOND, DMS_PER_SECOND = 100 / 900, 200 / 900
@@ -77,7 +78,7 @@ class TwitterConnector(Connector):
     @classmethod
     def capabilities_for(cls, thread_key: str | None, in_reply_to: str | None) -> Capabilities:
         if public(thread_key, in_reply_to):
-            return dataclasses.replace(cls.capabilities, max_text_length=TWEET_LENGTH)
+            return TweetCapabilities(**{**dataclasses.asdict(cls.capabilities), "max_text_length": TWEET_LENGTH})
         return cls.capabilities
 
     def direct_thread(self, external_id: str) -> str | None:

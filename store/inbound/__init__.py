@@ -26,6 +26,7 @@ from store.inbound.contacts import contact_for
 from store.inbound.failures import bare_record, describe, is_connection_error, is_content_refusal
 from store.inbound.receipts import apply_status
 from store.inbound.rows import Duplicate, Recorded, clean_event
+from store.sla import Deadline
 from store.sql import channels
 
 __all__ = ["Recorded", "apply_status", "contact_for", "record_inbound"]
@@ -41,12 +42,14 @@ def record_inbound(
     events: Sequence[Event],
     *,
     cursor: dict[str, Any] | None = None,
+    deadline: Deadline | None = None,
 ) -> list[Recorded]:
     """Store ``events`` (and move the channel's ``cursor``) in one transaction.
 
     Messages already stored come back with ``duplicate=True``. Delivery receipts move outbound
     statuses forward and come back with ``message_id`` of the message they named (None if
-    unknown). NUL is cleaned from every text, the same on both databases.
+    unknown). NUL is cleaned from every text, the same on both databases. ``deadline``: the SLA
+    rule, with which the transaction starts the SLA clocks of the waits it begins (store.sla).
 
     Failures, by kind (store.inbound.failures): a connection-level failure is retried once on a
     fresh connection and otherwise raised - nothing is stored as a bare record for it, and the
@@ -56,7 +59,7 @@ def record_inbound(
     other failure of a message alone is raised once the others are stored (the cursor stays).
     """
     try:
-        return transaction(engine, lambda conn: _batch_and_cursor(conn, channel_id, events, cursor))
+        return transaction(engine, lambda conn: _batch_and_cursor(conn, channel_id, events, cursor, deadline))
     except Duplicate:
         log.info("channel %s: a concurrent writer stored part of this batch; storing one by one", channel_id)
     except Exception as exc:
@@ -68,7 +71,7 @@ def record_inbound(
     failed: Exception | None = None
     for event in events:
         try:
-            results.append(_record_alone(engine, channel_id, event))
+            results.append(_record_alone(engine, channel_id, event, deadline))
         except Exception as exc:
             if is_connection_error(exc):  # the database is gone for the others too
                 raise
@@ -99,8 +102,8 @@ def transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
 
 
 def _batch_and_cursor(conn: Connection, channel_id: int, events: Sequence[Event],
-                      cursor: dict[str, Any] | None) -> list[Recorded]:
-    results = record_batch(conn, channel_id, events)
+                      cursor: dict[str, Any] | None, deadline: Deadline | None) -> list[Recorded]:
+    results = record_batch(conn, channel_id, events, deadline=deadline)
     if cursor is not None:
         _save_cursor(conn, channel_id, cursor)
     return results
@@ -110,11 +113,11 @@ def _save_cursor(conn: Connection, channel_id: int, cursor: dict[str, Any]) -> N
     conn.execute(update(channels).where(channels.c.id == channel_id).values(cursor=cursor))
 
 
-def _record_alone(engine: Engine, channel_id: int, event: Event) -> Recorded:
+def _record_alone(engine: Engine, channel_id: int, event: Event, deadline: Deadline | None = None) -> Recorded:
     """One event in its own transaction, as a batch of one; a message whose content the database
     refuses becomes a bare record. A connection failure (after its retry) is raised."""
     try:
-        return _store_one(engine, channel_id, event)
+        return _store_one(engine, channel_id, event, deadline)
     except Exception as exc:
         if not is_content_refusal(exc):
             raise
@@ -123,16 +126,16 @@ def _record_alone(engine: Engine, channel_id: int, event: Event) -> Recorded:
             return Recorded(None, None)
         bare = bare_record(clean_event(event), exc)  # type: ignore[arg-type]
     try:
-        return _store_one(engine, channel_id, bare)
+        return _store_one(engine, channel_id, bare, deadline)
     except Exception as exc:
         log.error("channel %s: the bare record of %s failed too (%s)", channel_id, describe(event),
                   type(exc).__name__)
         raise
 
 
-def _store_one(engine: Engine, channel_id: int, event: Event) -> Recorded:
+def _store_one(engine: Engine, channel_id: int, event: Event, deadline: Deadline | None = None) -> Recorded:
     """A batch of one; a duplicate rolls back whatever it had created."""
     try:
-        return transaction(engine, lambda conn: record_batch(conn, channel_id, [event])[0])
+        return transaction(engine, lambda conn: record_batch(conn, channel_id, [event], deadline=deadline)[0])
     except Duplicate as dup:
         return dup.recorded

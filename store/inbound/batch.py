@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import Connection, or_, select
 
 from connectors.base import Event, InboundMessage, MessageEdit, ReachabilityUpdate, StatusUpdate
-from store import reachability
+from store import reachability, sla
 from store.events import append as append_events
 from store.events import event as stream_event
 from store.inbound.contacts import add_participants, contacts_for_many
 from store.inbound.edits import apply_edit
+from store.inbound.limits import interval
 from store.inbound.receipts import apply_status
 from store.inbound.rows import (
     ID_LENGTH,
@@ -36,12 +37,14 @@ from store.models import utcnow
 from store.sql import attachments, conversations, insert_many, messages
 
 
-def record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> list[Recorded]:
+def record_batch(conn: Connection, channel_id: int, events: Sequence[Event], *,
+                 deadline: sla.Deadline | None = None) -> list[Recorded]:
     """Store ``events`` on ``conn``, in its transaction, with a handful of statements for the
     whole batch (see :func:`store_many`); NUL is cleaned from them first. A message a concurrent
     writer stores meanwhile raises :class:`Duplicate`, which must undo the whole transaction:
     the caller then stores the events one by one. The batch's stream events (store.events) are
-    written last, in one statement."""
+    written last, in one statement. ``deadline``: the SLA rule (``router.sla.deadline``); with
+    it, each conversation a customer now waits on gets its clock here (store.sla)."""
     events = [clean_event(e) for e in events]
     known = stored_messages(conn, channel_id,
                             {e.external_id[:ID_LENGTH] for e in events if isinstance(e, InboundMessage)})
@@ -77,6 +80,9 @@ def record_batch(conn: Connection, channel_id: int, events: Sequence[Event]) -> 
             results[n] = Recorded(first.message_id, first.conversation_id, duplicate=True)  # type: ignore[union-attr]
     told.extend(reachability.apply(conn, channel_id, event) for event in events
                 if isinstance(event, ReachabilityUpdate))
+    if deadline is not None and fresh:
+        sla.start_clocks(conn, (results[n].conversation_id for n in fresh.values()  # type: ignore[union-attr,misc]
+                                if results[n].conversation_id is not None), deadline)  # type: ignore[union-attr]
     append_events(conn, told)
     return results  # type: ignore[return-value]
 
@@ -145,6 +151,9 @@ def conversations_for_many(
     the conversations started."""
     created = set() if created is None else created
     c = conversations.c
+    # With a ticket limit, a message that would start a conversation goes the one-message way,
+    # which applies it (store.inbound.limits) and sees what this batch started before it.
+    limit = interval(conn, channel_id)
     simple = [not m.thread_refs and not m.ticket_number and bool(m.thread_key) for m in batch]
     keys = list({m.thread_key[:ID_LENGTH] for m, s in zip(batch, simple, strict=True) if s})  # type: ignore[index]
     open_rows: dict[str, Any] = {}  # thread key -> its open conversation, None: only resolved ones
@@ -196,7 +205,8 @@ def conversations_for_many(
                     results[n] = (opened[key], n == positions[0])
             else:  # a concurrent first message of this thread won, or this batch opened it meanwhile
                 for n in positions:
-                    results[n] = conversation_for(conn, channel_id, contact_ids[n], batch[n], now, created=created)
+                    results[n] = conversation_for(conn, channel_id, contact_ids[n], batch[n], now, created=created,
+                                                  limit=limit)
         pending.clear()
 
     for n, msg in enumerate(batch):
@@ -209,26 +219,27 @@ def conversations_for_many(
             if results[parent] is None:  # the parent's conversation is still to be created
                 create_pending()
             results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now,
-                                           found=results[parent][0], created=created)  # type: ignore[index]
+                                           found=results[parent][0], created=created, limit=limit)  # type: ignore[index]
             if key:
                 alone.add(key)
         elif stored is not None:  # a reply to a stored message: its conversation (or the reopen rule)
-            results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now, found=stored[1], created=created)
+            results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now, found=stored[1], created=created,
+                                           limit=limit)
             if key:
                 alone.add(key)
-        elif not key and not msg.ticket_number:  # no thread to look for: a new conversation
+        elif not key and not msg.ticket_number and not limit:  # no thread to look for: a new conversation
             fresh.append(n)
         elif simple[n] and key in pending:
             pending[key].append(n)
-        elif simple[n] and key not in alone and key not in open_rows:
+        elif simple[n] and key not in alone and key not in open_rows and not limit:
             pending[key] = [n]
-        elif simple[n] and key not in alone and open_rows[key] is not None \
+        elif simple[n] and key not in alone and open_rows.get(key) is not None \
                 and open_rows[key].contact_id == contact_ids[n]:
             results[n] = (open_rows[key].id, touch(conn, open_rows[key], msg, now))
             alone.add(key)  # touched: the row read above is stale now
         else:  # the references named nothing stored: the ticket number, the thread key
             results[n] = conversation_for(conn, channel_id, contact_ids[n], msg, now, refs_checked=True,
-                                           created=created)
+                                           created=created, limit=limit)
             if key:
                 alone.add(key)
         earlier[msg.external_id[:ID_LENGTH]] = n

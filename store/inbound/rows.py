@@ -158,6 +158,7 @@ def conversation_row(channel_id: int, contact_id: int, msg: InboundMessage, key:
         "status": "open",
         "priority": 0,
         "language": msg.language[:20] if msg.language else None,
+        "language_source": "channel" if msg.language else None,  # the channel's hint: detection may replace it
         "subject": msg.subject,
         "thread_key": key,
         "open_key": key,

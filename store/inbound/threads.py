@@ -1,7 +1,8 @@
 """Which conversation a message joins: the one holding a message it replies to, the one its
 ticket number names (for that conversation's own people only), or its thread's (a chat, a phone
 number, a shop's thread key); a resolved one within the reopen period is reopened, else a new
-conversation starts. The batch path (store.inbound.batch) settles its common case itself and
+conversation starts - unless the customer started one too recently (the ticket limit,
+store.inbound.limits), which the message joins. The batch path (store.inbound.batch) settles its common case itself and
 brings everything else here.
 """
 
@@ -14,6 +15,7 @@ from sqlalchemy import Connection, or_, select, update
 
 from connectors.base import InboundMessage
 from store.inbound.contacts import add_participant
+from store.inbound.limits import interval, joinable
 from store.inbound.rows import ID_LENGTH, conversation_row
 from store.settings import get_settings
 from store.sql import conversations, insert_ignore, messages, participants
@@ -21,12 +23,13 @@ from store.sql import conversations, insert_ignore, messages, participants
 
 def conversation_for(
     conn: Connection, channel_id: int, contact_id: int, msg: InboundMessage, now: Any, *, found: int | None = None,
-    refs_checked: bool = False, created: set[int] | None = None,
+    refs_checked: bool = False, created: set[int] | None = None, limit: float | None = None,
 ) -> tuple[int, bool]:
     """Find the conversation the message belongs to (reopening it when recently resolved) or
     start one. Returns (conversation id, whether it needs routing). ``found``: the conversation
     of the message it replies to, when the caller knows it already; ``refs_checked``: the caller
-    found none of its references stored; ``created``: gets the id of a conversation started here."""
+    found none of its references stored; ``created``: gets the id of a conversation started here;
+    ``limit``: the channel's ticket limit when the caller has read it (store.inbound.limits)."""
     c = conversations.c
     row = None
     if found is not None:
@@ -66,6 +69,11 @@ def conversation_for(
     if row is not None:
         if row.contact_id != contact_id:  # someone else on the thread (a Cc'd colleague) wrote
             add_participant(conn, row.id, contact_id, msg.sender.email)
+        return row.id, touch(conn, row, msg, now)
+    # The ticket limit: too soon after the customer's last new conversation, join it instead.
+    row = joinable(conn, channel_id, contact_id, now, limit if limit is not None else interval(conn, channel_id),
+                   conversation_columns())
+    if row is not None:
         return row.id, touch(conn, row, msg, now)
     return _create_conversation(conn, channel_id, contact_id, msg, now, created)
 

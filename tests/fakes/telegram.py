@@ -53,6 +53,8 @@ class Bot:
     last_message_id: dict[int, int] = field(default_factory=dict)
     poll_generation: int = 0
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Methods the test makes fail: method -> (error_code, description), answered as Telegram answers errors.
+    refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 class ApiError(Exception):
@@ -69,6 +71,7 @@ class FakeTelegram:
         self.too_many = 0  # 429s answered
         self.flood_next = 0  # sends to refuse with 429 next, however far apart they come
         self.refusals: collections.Counter[str] = collections.Counter()  # 429s by limit: "bot", "chat"
+        self.refused_at: list[float] = []  # when each 429 was answered (time.monotonic)
         # Called with (bot, updates) once getUpdates has answered with updates: a test's fault injection.
         self.after_updates: Any = None
         self._ids = itertools.count(1)
@@ -169,6 +172,8 @@ class FakeTelegram:
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")
             bot.calls[method] += 1
+            if method in bot.refuse:
+                raise ApiError(*bot.refuse[method])
             result = handler(bot, params)
             payload: dict[str, Any] = {"ok": True, "result": result}
             status = 200
@@ -266,8 +271,11 @@ class FakeTelegram:
             chat = int(params["chat_id"])
         except (KeyError, ValueError):
             raise ApiError(400, "Bad Request: chat not found") from None
-        now = time.monotonic()
         with self.cond:
+            # Stamped under the lock: the window holds sends in the order they were counted. A stamp
+            # taken before it (as this did) let a send counted later carry an earlier time, so one
+            # counted earlier saw it in its window: a window up to the lock's wait longer than 1 s.
+            now = time.monotonic()
             if chat in bot.blocked:
                 raise ApiError(403, "Forbidden: bot was blocked by the user")
             while bot.sends and bot.sends[0] <= now - 1.0:
@@ -277,6 +285,7 @@ class FakeTelegram:
             if flooded or len(bot.sends) >= self.bot_rate or now - bot.last_to_chat.get(chat, -10.0) < self.chat_gap:
                 self.too_many += 1
                 self.refusals["bot" if len(bot.sends) >= self.bot_rate else "chat"] += 1
+                self.refused_at.append(now)
                 raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
             bot.sends.append(now)
             bot.last_to_chat[chat] = now

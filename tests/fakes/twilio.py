@@ -10,6 +10,13 @@
 - Status callbacks: each message's ``StatusCallback`` gets the statuses of ``callbacks`` (default
   sent, delivered), signed with the account's auth token, posted by a thread in the order given
   (``callbacks`` may name them out of order); :meth:`post_status` posts one by hand.
+- Media on sends: each ``MediaUrl`` of a message taken is fetched (no credentials, as Twilio
+  fetches them) by the thread that then posts its callbacks; ``Sent.fetched`` keeps what each fetch
+  got (status, bytes, content type). A fetch that fails fails the message, as Twilio does: its
+  callback says ``failed`` with ErrorCode 11200 instead of the statuses of ``callbacks``.
+- Numbers: ``GET .../IncomingPhoneNumbers.json?PhoneNumber=`` lists the account's numbers
+  (:meth:`add_number`), ``POST .../IncomingPhoneNumbers/{sid}.json`` updates one's ``SmsUrl``,
+  ``VoiceUrl``, ... (or answers the error code in ``number_errors``, for a test).
 - Media: :meth:`add_media` serves bytes under ``/2010-04-01/Accounts/{sid}/...`` with Basic auth,
   which redirects (302) to an unauthenticated storage URL, as Twilio does.
 
@@ -20,6 +27,7 @@ webhooks: base64(HMAC-SHA1(token, url + name1 + value1 + ... with names sorted))
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.server
@@ -68,13 +76,16 @@ class Sent:
     created: datetime
     status: str = "queued"
     at: float = field(default_factory=time.monotonic)  # when it was taken, for rates
+    media_urls: list[str] = field(default_factory=list)  # the MediaUrl fields, in order
+    fetched: list[tuple[int, bytes, str]] = field(default_factory=list)  # (status, data, content type) each
 
     def resource(self, account: str) -> dict[str, Any]:
         body = self.form.get("Body", "")
         return {
             "sid": self.sid, "account_sid": account, "to": self.form.get("To"), "from": self.form.get("From"),
             "messaging_service_sid": self.form.get("MessagingServiceSid"), "body": body,
-            "status": self.status, "num_segments": str(segments(body) if body else 1), "num_media": "0",
+            "status": self.status, "num_segments": str(segments(body) if body else 1),
+            "num_media": str(len(self.media_urls)),
             "direction": "outbound-api", "api_version": "2010-04-01", "price": None, "price_unit": "USD",
             "error_code": None, "error_message": None,
             "date_created": format_datetime(self.created), "date_updated": format_datetime(self.created),
@@ -90,6 +101,7 @@ class FakeTwilio:
     rate: float | None = None  # messages a second per sender; None: no limit
     callbacks: list[str] = field(default_factory=lambda: ["sent", "delivered"])
     callback_delay: float = 0.05
+    fetch_delay: float = 0.0  # seconds between taking a message and fetching its media
 
     def __post_init__(self) -> None:
         self.messages: list[Sent] = []
@@ -98,6 +110,8 @@ class FakeTwilio:
         self.refused_429 = 0
         self.callback_answers: list[int] = []
         self.media: dict[str, tuple[bytes, str]] = {}
+        self.numbers: dict[str, dict[str, Any]] = {}  # PN sid -> the IncomingPhoneNumber resource
+        self.number_errors: list[int] = []  # error codes the next number updates answer, in turn
         self.lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}
         self.server = _Server(("127.0.0.1", 0), _handler(self))
@@ -124,6 +138,32 @@ class FakeTwilio:
         self.media[path] = (data, content_type)
         return self.url + path
 
+    # -- numbers -------------------------------------------------------------------------------
+    def add_number(self, phone_number: str = "+15550001111", **fields: Any) -> dict[str, Any]:
+        """A number of the account, as Twilio lists it (``sms_url`` etc. may be given)."""
+        sid = new_sid("PN")
+        resource = {"sid": sid, "account_sid": self.account_sid, "phone_number": phone_number,
+                    "friendly_name": phone_number, "sms_url": "https://demo.twilio.com/welcome/sms/reply",
+                    "sms_method": "POST", "voice_url": "", "voice_method": "POST", "status_callback": "",
+                    "capabilities": {"sms": True, "mms": True, "voice": True}, "api_version": "2010-04-01",
+                    "uri": f"{self.base}/IncomingPhoneNumbers/{sid}.json", **fields}
+        self.numbers[sid] = resource
+        return resource
+
+    def update_number(self, sid: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            if sid not in self.numbers:
+                return 404, _error(20404, "The requested resource was not found")
+            if self.number_errors:
+                code = self.number_errors.pop(0)
+                return ERROR_STATUS.get(code, 400), _error(code, f"error {code}")
+            fields = {"SmsUrl": "sms_url", "SmsMethod": "sms_method", "VoiceUrl": "voice_url",
+                      "VoiceMethod": "voice_method", "StatusCallback": "status_callback"}
+            for name, value in form.items():
+                if name in fields:
+                    self.numbers[sid][fields[name]] = value
+            return 200, dict(self.numbers[sid])
+
     # -- callbacks -----------------------------------------------------------------------------
     def post_status(self, message: Sent, status: str, error_code: int | None = None) -> int:
         url = message.form.get("StatusCallback")
@@ -141,16 +181,37 @@ class FakeTwilio:
             self.callback_answers.append(answer.status_code)
         return answer.status_code
 
+    def _fetch_media(self, message: Sent) -> bool:
+        """Fetch the message's files as Twilio does; False when one could not be had."""
+        time.sleep(self.fetch_delay)
+        for url in message.media_urls:
+            try:
+                got = httpx.get(url, timeout=10, follow_redirects=True)
+                result = (got.status_code, got.content, got.headers.get("content-type", ""))
+            except httpx.HTTPError:
+                result = (0, b"", "")
+            with self.lock:
+                message.fetched.append(result)
+        return all(status == 200 for status, _, _ in message.fetched)
+
     def _callbacks(self, message: Sent) -> None:
+        if message.media_urls and not self._fetch_media(message):
+            with self.lock:
+                message.status = "failed"
+            if message.form.get("StatusCallback"):
+                time.sleep(self.callback_delay)
+                with contextlib.suppress(httpx.HTTPError):
+                    self.post_status(message, "failed", 11200)
+            return
+        if not message.form.get("StatusCallback"):
+            return
         for status in list(self.callbacks):
             time.sleep(self.callback_delay)
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 self.post_status(message, status)
-            except httpx.HTTPError:
-                pass
 
     # -- the REST API --------------------------------------------------------------------------
-    def take(self, form: dict[str, str]) -> tuple[int, dict[str, Any], Sent | None]:
+    def take(self, form: dict[str, str], media_urls: Sequence[str] = ()) -> tuple[int, dict[str, Any], Sent | None]:
         sender = form.get("From") or form.get("MessagingServiceSid") or ""
         to = form.get("To", "")
         with self.lock:
@@ -160,11 +221,14 @@ class FakeTwilio:
             code = self.errors_for.get(to.removeprefix("whatsapp:"))
             if code is not None:
                 return ERROR_STATUS.get(code, 400), _error(code, f"error {code}"), None
-            if not to.removeprefix("whatsapp:").startswith("+") or not (form.get("Body") or form.get("ContentSid")):
+            if not to.removeprefix("whatsapp:").startswith("+") or not (
+                    form.get("Body") or form.get("ContentSid") or media_urls):
                 return 400, _error(21211 if not to else 21602, "invalid To or no Body"), None
-            sent = Sent(new_sid("SM"), form, datetime.now(UTC).replace(microsecond=0))
+            if len(media_urls) > (1 if to.startswith("whatsapp:") else 10):
+                return 400, _error(21623, "too many media"), None
+            sent = Sent(new_sid("SM"), form, datetime.now(UTC).replace(microsecond=0), media_urls=list(media_urls))
             self.messages.append(sent)
-        if form.get("StatusCallback") and self.callbacks:
+        if media_urls or (form.get("StatusCallback") and self.callbacks):
             threading.Thread(target=self._callbacks, args=(sent,), daemon=True).start()
         return 201, sent.resource(self.account_sid), sent
 
@@ -238,12 +302,17 @@ def _handler(fake: FakeTwilio) -> type[http.server.BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             path = urlsplit(self.path).path
-            if path != f"{fake.base}/Messages.json":
+            numbers = f"{fake.base}/IncomingPhoneNumbers/"
+            if path != f"{fake.base}/Messages.json" and not path.startswith(numbers):
                 return self._json(404, _error(20404, "not found"))
             if not fake.authorised(self.headers.get("Authorization", "")):
                 return self._json(401, _error(20003, "Authenticate"))
-            form = {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
-            status, payload, sent = fake.take(form)
+            if path.startswith(numbers):
+                form = {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+                return self._json(*fake.update_number(path.removeprefix(numbers).removesuffix(".json"), form))
+            fields = parse_qs(body.decode(), keep_blank_values=True)
+            form = {k: v[-1] for k, v in fields.items()}
+            status, payload, sent = fake.take(form, fields.get("MediaUrl", []))
             if sent is not None:
                 with fake.lock:
                     drop = fake.drop_after_accept > 0
@@ -269,6 +338,14 @@ def _handler(fake: FakeTwilio) -> type[http.server.BaseHTTPRequestHandler]:
             if parts.path == f"{fake.base}/Messages.json":
                 query = {k.rstrip("="): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
                 return self._json(200, fake.listing(query))
+            if parts.path == f"{fake.base}/IncomingPhoneNumbers.json":
+                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                with fake.lock:
+                    found = [dict(n) for n in fake.numbers.values()
+                             if query.get("PhoneNumber") in (None, n["phone_number"])]
+                return self._json(200, {"incoming_phone_numbers": found, "page": 0, "page_size": 50, "start": 0,
+                                        "end": max(0, len(found) - 1), "next_page_uri": None,
+                                        "uri": f"{fake.base}/IncomingPhoneNumbers.json"})
             if parts.path in fake.media:
                 return self._answer(302, b"", headers={"Location": f"{fake.url}/storage{parts.path}"})
             self._json(404, _error(20404, "not found"))

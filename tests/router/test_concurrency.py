@@ -209,3 +209,163 @@ def test_overlapping_batches_and_single_routes_never_over_assign(pg_engine) -> N
         assert conn.execute(select(func.count()).select_from(conversations).where(
             conversations.c.status == "open", conversations.c.assignee_id.is_(None),
             conversations.c.needs_routing.is_(False))).scalar_one() == 300 - 6 - 15
+
+
+def test_concurrent_routing_keeps_every_group_capacity(pg_engine) -> None:  # type: ignore[no-untyped-def]
+    """Routers in many threads, in batches, one by one and pulling for agents, over conversations
+    of three capacity groups, skills and two team policies: no agent is ever seen over any group's
+    capacity (nor over its total), no conversation is taken twice, and every group fills."""
+    import random
+
+    from router.route import route_conversations
+    from store.sql import assignments, teams
+
+    engine = pg_engine
+    now = utcnow()
+    caps = {"email": 3, "chat": 2, "messaging": 2}
+    with engine.begin() as conn:
+        kinds = {conn.execute(channels.insert().values(kind=kind, name=kind, config={}, enabled=True, status="ok",
+                                                       error_count=0, created_at=now, updated_at=now)
+                              .returning(channels.c.id)).scalar_one(): kind for kind in ("email", "webchat", "sms")}
+        team_ids = [conn.execute(teams.insert().values(name=f"T{p}", policy=p, capacities=caps)
+                                 .returning(teams.c.id)).scalar_one() for p in ("round_robin", "sticky")]
+    agent_ids = [agent_store.create_agent(engine, name=f"G{i}", email=f"g{i}@shop.test", capacity=6,
+                                          presence="online", team_ids=team_ids)[0] for i in range(4)]
+    with engine.begin() as conn:  # two of them know returns; one has more chat room of its own
+        conn.execute(update(agents).where(agents.c.id.in_(agent_ids[:2])).values(skills=["returns"]))
+        conn.execute(update(agents).where(agents.c.id == agent_ids[3]).values(capacities={"chat": 3}))
+    limit = {(a, g): caps[g] for a in agent_ids for g in caps} | {(agent_ids[3], "chat"): 3}
+    rng = random.Random(11)
+    conv_ids = []
+    for channel_id in kinds:
+        conv_ids += [r.conversation_id for r in record_inbound(engine, channel_id, [InboundMessage(
+            external_id=f"{channel_id}-{n}", sender=Identity(external_id=f"k{n % 25}"), text="hi",
+            thread_key=f"k{channel_id}-{n}") for n in range(80)])]
+    with engine.begin() as conn:
+        for cid in conv_ids:
+            conn.execute(update(conversations).where(conversations.c.id == cid).values(
+                team_id=rng.choice(team_ids), skills=rng.choice([None, [], ["returns"]])))
+    group_of = {"email": "email", "webchat": "chat", "sms": "messaging"}
+    peak: dict[tuple[int, str], int] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            with engine.connect() as conn:
+                for agent_id, kind, n in conn.execute(
+                        select(conversations.c.assignee_id, channels.c.kind, func.count())
+                        .select_from(conversations.join(channels, channels.c.id == conversations.c.channel_id))
+                        .where(conversations.c.status == "open", conversations.c.assignee_id.is_not(None))
+                        .group_by(conversations.c.assignee_id, channels.c.kind)):
+                    key = (agent_id, group_of[kind])
+                    peak[key] = max(peak.get(key, 0), n)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        shuffled = conv_ids[:]
+        tasks: list[Callable[[], object]] = []
+        for _ in range(3):
+            rng.shuffle(shuffled)
+            tasks += [functools.partial(route_conversations, engine, shuffled[k:k + 40])
+                      for k in range(0, len(shuffled), 40)]
+        tasks += [functools.partial(route_conversation, engine, cid) for cid in conv_ids[::7]]
+        tasks += [functools.partial(fill_agent, engine, a) for a in agent_ids * 4]
+        rng.shuffle(tasks)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            for job in [pool.submit(task) for task in tasks]:
+                job.result()
+        for a in agent_ids:  # what the sweep would do: each pulls what room is left
+            fill_agent(engine, a)
+    finally:
+        done.set()
+        watcher.join()
+    assert peak and all(n <= limit[key] for key, n in peak.items()), (peak, limit)
+    with engine.connect() as conn:
+        twice = conn.execute(select(assignments.c.conversation_id).group_by(assignments.c.conversation_id)
+                             .having(func.count() > 1)).scalars().all()
+        counts = dict(conn.execute(select(agents.c.id, agents.c.active_count)).all())
+    assert twice == []
+    assert all(counts[a] <= 6 for a in agent_ids), counts
+    # Everyone is full in total (6) with the room each group leaves.
+    assert sum(counts.values()) == 24, (counts, peak)
+
+
+def _route_in_process(url: str, ids: list[int], agent_ids: list[int], seed: int) -> None:
+    """One worker process: its own engine, the ids in shuffled batches, pulls between them."""
+    import random
+
+    from sqlalchemy import create_engine
+
+    from router.route import route_conversations
+
+    engine = create_engine(url, pool_size=2)
+    rng = random.Random(seed)
+    ids = ids[:]
+    rng.shuffle(ids)
+    for k in range(0, len(ids), 8):
+        route_conversations(engine, ids[k:k + 8])
+        fill_agent(engine, rng.choice(agent_ids))
+    engine.dispose()
+
+
+def test_worker_processes_keep_group_capacity(pg_engine, pg_url) -> None:  # type: ignore[no-untyped-def]
+    """Four processes route the same conversations of two groups at once: each agent ends with
+    exactly its room in each group, no conversation is taken twice, the counts match."""
+    import multiprocessing
+
+    from store.sql import assignments
+
+    engine = pg_engine
+    now = utcnow()
+    with engine.begin() as conn:
+        chat, email = (conn.execute(channels.insert().values(kind=kind, name=kind, config={}, enabled=True,
+                                                              status="ok", error_count=0, created_at=now,
+                                                              updated_at=now).returning(channels.c.id)).scalar_one()
+                       for kind in ("webchat", "email"))
+    agent_ids = [agent_store.create_agent(engine, name=f"P{i}", email=f"p{i}@shop.test", capacity=5,
+                                          presence="online", capacities={"chat": 2, "email": 1})[0]
+                 for i in range(3)]
+    ids = [r.conversation_id for channel_id in (chat, email) for r in record_inbound(engine, channel_id, [
+        InboundMessage(external_id=f"{channel_id}-{n}", sender=Identity(external_id=f"{channel_id}-{n}"), text="x",
+                       thread_key=f"{channel_id}-{n}") for n in range(30)])]
+    spawn = multiprocessing.get_context("spawn")
+    workers_ = [spawn.Process(target=_route_in_process, args=(pg_url, ids, agent_ids, seed)) for seed in range(4)]
+    for proc in workers_:
+        proc.start()
+    for proc in workers_:
+        proc.join(120)
+        assert proc.exitcode == 0
+    with engine.connect() as conn:
+        held = conn.execute(select(conversations.c.assignee_id, conversations.c.channel_id, func.count())
+                            .where(conversations.c.assignee_id.is_not(None))
+                            .group_by(conversations.c.assignee_id, conversations.c.channel_id)).all()
+        counts = dict(conn.execute(select(agents.c.id, agents.c.active_count)).all())
+        twice = conn.execute(select(assignments.c.conversation_id).group_by(assignments.c.conversation_id)
+                             .having(func.count() > 1)).scalars().all()
+    assert sorted(held) == sorted([(a, chat, 2) for a in agent_ids] + [(a, email, 1) for a in agent_ids])
+    assert counts == {a: 3 for a in agent_ids} and twice == []
+
+
+def test_agents_that_changed_after_the_unlocked_read_are_read_again_under_their_locks(store_engine) -> None:  # type: ignore[no-untyped-def]
+    """Routing reads the available agents without locks, then locks them and reads their counts
+    again (store.assignment_batch.lock_agents): one who went offline, was deactivated or filled
+    up meanwhile is left out, and the others come with their counts as they are now."""
+    from store.assignment_batch import AVAILABLE, load_agents, load_skills, lock_agents
+
+    engine = store_engine
+    ids = [agent_store.create_agent(engine, name=f"A{n}", email=f"a{n}@shop.test", presence="online",
+                                    capacity=3)[0] for n in range(4)]
+    stays, away, gone, full = ids
+    with engine.connect() as conn:
+        pool = load_agents(conn, AVAILABLE, lock=False)
+        load_skills(conn, pool, [], loads=False)
+    assert [ag.id for ag in pool] == ids
+    with engine.begin() as conn:  # meanwhile, from elsewhere
+        conn.execute(update(agents).where(agents.c.id == away).values(presence="away"))
+        conn.execute(update(agents).where(agents.c.id == gone).values(active=False))
+        conn.execute(update(agents).where(agents.c.id == full).values(active_count=3))
+        conn.execute(update(agents).where(agents.c.id == stays).values(active_count=2))
+    with engine.begin() as conn:
+        locked = lock_agents(conn, pool)
+    assert [(ag.id, ag.active_count) for ag in locked] == [(stays, 2)]

@@ -51,6 +51,7 @@ def test_available_means_active_online_and_below_capacity(changes: dict[str, obj
     (set(), set(), 2, None, False),
     (set(), {"de"}, None, "de", True),
     (set(), {"de"}, None, "en", False),
+    (set(), set(), None, "en", True),  # an agent who lists no languages takes any
     ({2}, {"de"}, 2, "en", False),
     ({2}, {"de", "en"}, 2, "en", True),
 ])

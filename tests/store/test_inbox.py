@@ -5,6 +5,7 @@ the page (no query a conversation)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -215,5 +216,13 @@ def test_reply_files_are_stored_with_it_and_handed_to_the_connector(store_engine
         conn.execute(update(channels).where(channels.c.id == channel).values(kind="filed"))
     reply = outbound.create_reply(engine, conv, agent_id=None, text="here", files=files)
     claim = outbound.claim(engine, reply)
-    assert claim is not None and claim.message.attachments == tuple(files)
+    assert claim is not None
+    assert tuple(dataclasses.replace(a, url=None) for a in claim.message.attachments) == tuple(files)
+    # Each with its signed link (store.media), for providers that fetch the files themselves.
+    from store import media
+
+    for file in claim.message.attachments:
+        path, _, query = (file.url or "").partition("?")
+        found = dict(part.split("=", 1) for part in query.split("&"))
+        assert media.verify(int(path.rsplit("/", 1)[1]), found["expires"], found["signature"]) is None
     assert outbound.claim(engine, note) is None  # a note is never sent

@@ -235,3 +235,32 @@ def test_pages_through_many_contacts_an_agent_sees_few_of(store_engine: Engine, 
         assert pages == sorted(pages, reverse=True) and len(pages) == len(set(pages)) == 160 // every
         if expected is not None:
             assert pages == expected
+
+
+@pytest.mark.parametrize("recent", [1, 5, 1000])
+def test_messages_newest_first_across_the_recent_walk_and_the_index(
+        store_engine: Engine, monkeypatch: pytest.MonkeyPatch, recent: int) -> None:
+    """The newest ``RECENT_IDS`` messages are walked, older ones found by the word index: pages
+    stay whole, newest first, with nothing twice or missing, wherever the boundary falls (1: all but
+    the newest by the index; 1000: all walked), and for words too rare to fill a page."""
+    monkeypatch.setattr(search, "RECENT_IDS", recent)
+    shop = Shop(store_engine)
+    conv = shop.conversation()
+    dense, rare = [], []
+    for n in range(60):
+        words = "parcel" if n % 2 else "invoice"
+        if n in (4, 41):
+            words += " zanzibar"
+        made = shop.message(conv, f"{words} {n}")
+        (dense if n % 2 else []).append(made)
+        if n in (4, 41):
+            rare.append(made)
+    assert found(store_engine, "zanzibar") == sorted(rare, reverse=True)
+    assert found(store_engine, "zanzibar parcel") == [rare[1]]  # 41 is odd: parcel; 4 is not
+    pages, before, more = [], None, True
+    while more:
+        hits, more = search.find_messages(store_engine, 0, admin=True, terms=search.parse("parcel"), limit=7,
+                                          before_id=before)
+        pages += [h.id for h in hits]
+        before = hits[-1].id
+    assert pages == sorted(dense, reverse=True)

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 from store import events
 from store.models import utcnow
+from tests import support
 from tests.support import CallbackServer, Running, running_omnidesk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,3 +253,34 @@ def test_a_write_from_another_process_wakes_the_stream(desk: Running) -> None:
     finally:
         writer.wait(10)
         live.close()
+
+
+def test_a_stream_behind_where_the_shared_reader_starts_is_woken(store_engine, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The first stream of a process starts the shared reader, at the head of the table as it is
+    when the reader starts. An event written between the stream's own place and that start is
+    behind the reader: no later read of the reader rings for it, so the stream is rung when the
+    reader starts, and reads it itself (before: it waited for the next event or poll, 30 s here)."""
+    import asyncio
+
+    from store import events as event_store
+    from web.events import Hub
+
+    monkeypatch.setenv("OMNIDESK_EVENTS_POLL", "30")
+    support.reset_caches()
+    engine = store_engine
+
+    async def scenario() -> bool:
+        hub = Hub()
+        bell = hub.subscribe()  # the shared reader's task is made, not run yet
+        with engine.begin() as conn:  # meanwhile, a change (as another process makes it)
+            event_store.append(conn, [event_store.event("agent.presence", agent_id=1, presence="away")])
+        try:
+            async with asyncio.timeout(5):
+                await bell.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            hub.unsubscribe(bell)
+
+    assert asyncio.run(scenario())

@@ -16,7 +16,8 @@ from store import events
 from store.models import utcnow
 from store.sql import conversations
 from tests.support import channel_and_contact
-from web.events import sees
+from web import events as web_events
+from web.events import Hub, frame, sees, shown
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -51,4 +52,48 @@ def test_the_shared_reader_filtered_gives_each_agent_what_their_own_reader_gives
         own = [row.id for row in events.Reader(store_engine, 0, agent_id=viewer.id, admin=viewer.admin).read(1000)]
         assert own == [row.id for row in every if sees(viewer, row)], viewer
         mixed |= 0 < len(own) < len(every)
+    assert mixed
+
+
+def test_the_hub_gives_each_viewer_from_any_place_what_sees_picks(store_engine: Engine,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub filters each view's events once, as they come, and forgets what it no longer keeps;
+    from any place, what it answers is what ``sees`` picks of the kept events after that place."""
+    rnd = random.Random(3)
+    team_ids = [agent_store.create_team(store_engine, f"team {n}") for n in range(2)]
+    viewers = [Viewer(0, True)]
+    for n in range(4):
+        member = rnd.sample(team_ids, n % 3)
+        agent_id, _ = agent_store.create_agent(store_engine, name=f"A{n}", email=f"a{n}@shop.test", team_ids=member)
+        viewers.append(Viewer.of(agent_id, "agent", member))
+    now = utcnow()
+    with store_engine.begin() as conn:
+        channel_id, contact_id = channel_and_contact(conn, now)
+        conversation_ids = [conn.execute(conversations.insert().values(
+            channel_id=channel_id, contact_id=contact_id, status="open",
+            assignee_id=rnd.choice([None, *(v.id for v in viewers[1:])]), team_id=rnd.choice([None, *team_ids]),
+            priority=0, needs_routing=False, route_attempts=0, created_at=now, updated_at=now)
+            .returning(conversations.c.id)).scalar_one() for _ in range(10)]
+        events.append(conn, [
+            events.event(rnd.choice(["message.created", "conversation.updated", "agent.presence"]),
+                         rnd.choice([None, *conversation_ids]), agent_id=rnd.choice([None, *(v.id for v in viewers)]))
+            for _ in range(120)])
+    every = events.Reader(store_engine, 0, agent_id=0, admin=True).read(1000)
+    monkeypatch.setattr(web_events, "KEPT", 50)
+    hub = Hub()
+    hub.base = every[0].id - 1
+    mixed = False
+    for start in range(0, len(every), 17):  # read in batches, asked between them
+        hub.take(every[start:start + 17])
+        hub.head = every[min(start + 17, len(every)) - 1].id
+        kept = [row for row in every[:start + 17] if row.id > hub.base]
+        assert len(kept) <= 50
+        for viewer in viewers:
+            for after in (hub.base, rnd.choice(kept).id, kept[-1].id):
+                text, place = hub.since(after, viewer)
+                expected = "".join(frame(row.id, shown(row)) for row in kept if row.id > after and sees(viewer, row))
+                assert (text.decode(), place) == (expected, hub.head), (viewer, after)
+                mixed |= 0 < len(text) < len("".join(frame(row.id, shown(row)) for row in kept if row.id > after))
+    assert hub.base > every[0].id  # the oldest were forgotten, by the views too (their memory is bounded)
+    assert all(len(view.sequences) == len(view.frames) <= 50 for view in hub._views.values())
     assert mixed

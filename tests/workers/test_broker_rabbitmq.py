@@ -20,7 +20,7 @@ from tests import support
 from tests.support import CallbackServer, Running, wait_for
 
 RABBITMQ_URL = os.environ.get("OMNIDESK_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2F")
-QUEUES = ("route", "deliver", "fetch", "poll", "sweep")
+QUEUES = ("route", "deliver", "fetch", "poll", "sweep", "acknowledge")
 
 
 def _channel() -> Any:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dramatiq
 import pytest
 from sqlalchemy import select
 
+import delivery
 import pacing
 from connectors.base import SendLimit
 from tests import support
@@ -39,18 +41,27 @@ def pacer(request: pytest.FixtureRequest) -> Iterator[pacing.LocalPacer | pacing
 
 
 def test_slots_are_spaced_per_key(pacer: pacing.LocalPacer | pacing.RedisPacer) -> None:
+    # Each wait counts from its own call: add the time from the first call to this one's start, so
+    # the slots compare on one clock however slowly a loaded machine makes the calls.
+    start = time.monotonic()
+
+    def at(call: Callable[[], float]) -> float:
+        called = time.monotonic() - start
+        return call() + called
+
     five = SendLimit("a", 5.0)
-    waits = [pacer.take(five) for _ in range(4)]
+    slots = [at(lambda: pacer.take(five)) for _ in range(4)]
     step = pacing.interval(five)
     assert step == pytest.approx(0.2 * pacing.MARGIN)
-    assert waits[0] == pytest.approx(0.0, abs=0.01)
-    assert waits[1:] == pytest.approx([step, 2 * step, 3 * step], abs=0.01)
+    assert slots == pytest.approx([0.0, step, 2 * step, 3 * step], abs=0.02)
     b = SendLimit("b", 5.0)
-    assert [pacer.take(b) for _ in range(3)] == pytest.approx([0.0, step, 2 * step], abs=0.01)  # keys are apart
+    first_b = at(lambda: 0.0)
+    b_slots = [at(lambda: pacer.take(b)) - first_b for _ in range(3)]
+    assert b_slots == pytest.approx([0.0, step, 2 * step], abs=0.02)  # keys are apart
     # Both limits of one reply: one slot, the later key's; each key's next slot is an interval after it.
     slot = pacing.ask([SendLimit("b", 5.0), five], pacer)
-    assert slot == pacing.Slot(pytest.approx(4 * step, abs=0.02), True)  # type: ignore[arg-type]
-    assert pacer.next_free("b") == pytest.approx(5 * step, abs=0.02)  # b's fourth slot left unused (SPARE)
+    assert slot.taken and at(lambda: slot.wait) == pytest.approx(4 * step, abs=0.03)
+    assert at(lambda: pacer.next_free("b")) == pytest.approx(5 * step, abs=0.03)  # b's fourth slot left unused
     assert pacing.ask([], pacer) == pacing.Slot(0.0, True)
 
 
@@ -78,30 +89,64 @@ def test_a_reply_bound_by_another_key_does_not_block_the_first(pacer: pacing.Loc
         pytest.approx(pacing.interval(bot), abs=0.02), True)  # type: ignore[arg-type]
 
 
+def _sent_at_once(pacer: pacing.LocalPacer | pacing.RedisPacer, limits: list[SendLimit]) -> float:
+    """A send that the provider answers the moment it starts (the pacer told so): its wait."""
+    start = pacer.sending(limits)
+    pacer.sent(limits, start.token)
+    return start.wait
+
+
 def test_a_late_send_keeps_its_slot_within_the_providers_window(pacer: pacing.LocalPacer | pacing.RedisPacer) -> None:
     """A send that starts after its slot (a sleep that woke late) goes at once and the sends after
-    it keep their slots, as long as no window of the limit (1.05 s at 10/s) holds more than its
-    burst (10) of starts, and no two start closer than CATCH_UP of the limit's gap; else they
+    it keep their slots, as long as no window of the limit (1.01 s at 10/s) holds more than its
+    burst (10) of arrivals, and no two start closer than CATCH_UP of the limit's gap; else they
     wait. The next slot reserved is an interval after the late send, not after its slot."""
     ten = SendLimit("late", 10.0)
     step = pacing.interval(ten)
-    assert (pacing.burst(ten), pacing.window(ten)) == (10, pytest.approx(10 * step))
+    assert (pacing.burst(ten), pacing.window(ten)) == (10, pytest.approx(1.0 * pacing.WINDOW_MARGIN))
     assert pacer.take(ten) == pytest.approx(0.0, abs=0.01)
     time.sleep(0.3)  # three slots late
-    assert pacer.sending([ten]) == 0.0  # the late one sends at once
+    assert _sent_at_once(pacer, [ten]) == 0.0  # the late one sends at once
     assert pacer.next_free("late") == pytest.approx(step, abs=0.03)  # an interval after it
     first = time.monotonic()
     # Nine more at once (held up behind it): they catch up half a gap (0.05 s) apart, within the
     # window's burst; the eleventh would be one too many for the window the late send began.
-    waits = [pacer.sending([ten]) for _ in range(10)]
+    waits = [_sent_at_once(pacer, [ten]) for _ in range(10)]
     elapsed = time.monotonic() - first
     gap = pacing.CATCH_UP / ten.per_second
     assert waits[:9] == pytest.approx([n * gap for n in range(1, 10)], abs=0.03 + elapsed)
     assert waits[9] == pytest.approx(pacing.window(ten), abs=0.03 + elapsed)
-    assert pacer.sending([SendLimit("other", 10.0)]) == 0.0  # keys are apart
-    one = SendLimit("chat", 1.0)  # one a second: each start 1.05 s after the one before
-    assert pacer.sending([one]) == 0.0
-    assert pacer.sending([one]) == pytest.approx(pacing.interval(one), abs=0.03)
+    assert _sent_at_once(pacer, [SendLimit("other", 10.0)]) == 0.0  # keys are apart
+    one = SendLimit("chat", 1.0)  # one a second: each start a window after the one before arrived
+    assert _sent_at_once(pacer, [one]) == 0.0
+    assert _sent_at_once(pacer, [one]) == pytest.approx(pacing.window(one), abs=0.03)
+
+
+def test_a_send_counts_until_the_provider_answered_it(pacer: pacing.LocalPacer | pacing.RedisPacer) -> None:
+    """The provider counts a send when it arrives, between its start and its answer: the next
+    send of a one-a-second chat waits a window from the answer, not from the start, so however
+    slow the first request was the two arrive a window apart. One never answered (its worker
+    died) counts as arriving a window after its start."""
+    one = SendLimit("slow-chat", 1.0)
+    window = pacing.window(one)
+    first = pacer.sending([one])
+    assert first.wait == 0.0
+    time.sleep(0.4)  # the request takes 0.4 s
+    pacer.sent([one], first.token)
+    answered = time.monotonic()
+    start = pacer.sending([one])
+    assert start.wait + (time.monotonic() - answered) == pytest.approx(window, abs=0.03)
+    pacer.sent([one], start.token)
+    lost = SendLimit("lost-chat", 1.0)
+    began = time.monotonic()
+    assert pacer.sending([lost]).wait == 0.0  # never answered
+    assert pacer.sending([lost]).wait + (time.monotonic() - began) == pytest.approx(2 * window, abs=0.03)
+    # Thirty a second: thirty sends in flight fill the window; one answered frees a place a window on.
+    bot = SendLimit("busy-bot", 30.0)
+    starts = [pacer.sending([bot]) for _ in range(30)]
+    began = time.monotonic()
+    pacer.sent([bot], starts[0].token)
+    assert pacer.sending([bot]).wait + (time.monotonic() - began) == pytest.approx(window, abs=0.05)
 
 
 def test_redis_slots_are_shared_atomic_and_expire() -> None:
@@ -171,7 +216,13 @@ def test_two_workers_keep_to_ten_a_second(backend: str, database_url: str, tmp_p
     refused = over_bucket(times, rate=10.0, capacity=BUCKET)
     assert not refused, f"{refused} over the limit: {[round(t - times[0], 3) for t in times]}"
     achieved = (len(times) - 1) / (times[-1] - times[0])
-    assert 9.0 <= achieved <= 10.0, f"{achieved:.2f}/s of 10/s: {[round(t - times[0], 3) for t in times]}"
+    shown = [round(t - times[0], 3) for t in times]
+    assert achieved <= 10.0, f"{achieved:.2f}/s of 10/s: {shown}"
+    # The allowance is used: sends follow each other at the rate. Judged on the typical gap, not on
+    # the span, which one stall of this loaded machine stretches (a CI run: one 0.55 s gap in 40
+    # sends, 8.9/s over the span, every other gap 0.1 s).
+    gap = statistics.median(b - a for a, b in itertools.pairwise(times))
+    assert gap <= 1 / 9.0, f"sends {gap * 1000:.0f} ms apart (median) at 10/s: {shown}"
 
 
 # The receiver's limit, as a provider's is: a rate with a little tolerance, a token bucket refilled at
@@ -237,11 +288,11 @@ def test_a_long_wait_puts_the_reply_off_without_a_slot(store_engine, remote_kind
         pacer.take(limit)
     claim = outbound.claim(store_engine, reply)
     assert claim is not None and claim.attempts == 1
-    assert workers.paced(store_engine, reply, (limit,)) is False
+    assert delivery.paced(store_engine, reply, (limit,), workers._bells()) is None
     [(args, delay_ms)] = rung
     place = 3 * pacing.interval(limit)
     assert args == (reply,)
-    assert delay_ms == pytest.approx((place - workers.PACE_EARLY) * 1000, abs=300)
+    assert delay_ms == pytest.approx((place - delivery.PACE_EARLY) * 1000, abs=300)
     assert pacer.next_free("test:slow") == pytest.approx(place, abs=0.4)  # nothing reserved
     with store_engine.connect() as conn:
         row = conn.execute(select(messages.c.status, messages.c.attempts, messages.c.next_attempt_at)
@@ -250,6 +301,6 @@ def test_a_long_wait_puts_the_reply_off_without_a_slot(store_engine, remote_kind
     # Back when its slot is near: it takes it, sleeps to it, and the next slot is an interval on.
     pacer._state["test:slow"] = (time.monotonic() + 0.3, 0.0, 0.0)
     started = time.time()
-    assert workers.paced(store_engine, reply, (limit,)) is True
+    assert delivery.paced(store_engine, reply, (limit,), workers._bells()) is not None
     assert 0.29 <= time.time() - started < 1.5
     assert pacer.next_free("test:slow") == pytest.approx(pacing.interval(limit), abs=0.2)

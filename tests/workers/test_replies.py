@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, select, update
 
+import delivery
 import workers
 from connectors.base import Attachment, Capabilities, Identity, OutboundMessage
 from connectors.errors import PermanentError
@@ -114,7 +115,7 @@ def test_where_a_repeat_cannot_be_told_the_agent_is_told_the_outcome_is_unknown(
     _die_mid_send(store_engine, reply)
     workers.deliver(reply)
     row = _row(store_engine, reply)
-    assert (row.status, row.status_reason) == ("failed", workers.OUTCOME_UNKNOWN)
+    assert (row.status, row.status_reason) == ("failed", delivery.OUTCOME_UNKNOWN)
     assert shop.requests == []
 
 

@@ -4,6 +4,7 @@ inbound store counted already; a conversation past its attempts is given up."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dramatiq
@@ -27,6 +28,11 @@ def _waiting(engine: Engine, name: str) -> int:
     [recorded] = record_inbound(engine, channel_id, [event])
     assert recorded.needs_routing and recorded.conversation_id is not None
     return recorded.conversation_id
+
+
+def _channel_of(engine: Engine, conversation_id: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(c.channel_id).where(c.id == conversation_id)).scalar_one()
 
 
 def _state(engine: Engine, conversation_id: int) -> Any:
@@ -84,3 +90,34 @@ def test_outside_a_worker_the_actor_routes_what_it_is_given(store_engine: Engine
     workers.route_batch([conversation_id])  # as a script or a test calls it: nothing counted
     state = _state(engine, conversation_id)
     assert state.needs_routing is False and state.route_attempts == 0
+
+
+def test_a_conversation_held_from_its_automations_is_routed_again_at_once(store_engine: Engine,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent changed the conversation while its automations decided: the job leaves it needing
+    routing and routes it again shortly itself (not after the sweep's grace), where its language
+    is told and it is queued."""
+    import router.automation
+    from store.assignment import update_conversation
+
+    engine = store_engine
+    conversation_id = _waiting(engine, "held")
+    channel_id = _channel_of(engine, conversation_id)  # and something to tell a language from:
+    record_inbound(engine, channel_id, [InboundMessage(external_id="held-2", sender=Identity("held-customer"),
+                                                       text="Bonjour, où est ma commande ?", thread_key="held")])
+    decide = router.automation.automate
+    decisions: list[float] = []
+
+    def meanwhile(*args: Any, **kw: Any) -> Any:
+        if not decisions:
+            update_conversation(engine, conversation_id, {"priority": 1})  # an agent, meanwhile
+        decisions.append(time.monotonic())
+        return decide(*args, **kw)
+
+    monkeypatch.setattr(router.automation, "automate", meanwhile)
+    _run(workers.setup_broker(None), workers.route_batch.message([conversation_id], True))
+    assert len(decisions) == 2 and decisions[1] - decisions[0] < workers.get_settings().sweep_grace
+    with engine.connect() as conn:
+        row = conn.execute(select(c.needs_routing, c.language, c.priority, c.automated_through)
+                           .where(c.id == conversation_id)).one()
+    assert (row.needs_routing, row.language, row.priority) == (False, "fr", 1) and row.automated_through

@@ -197,3 +197,19 @@ def test_the_bot_token_stays_out_of_the_logs(fake: FakeTelegram, caplog: pytest.
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "sendMessage" in text and "/file/bot<token>/" in text  # the requests are logged ...
     assert token not in text and token.partition(":")[2] not in text  # ... without the token
+
+
+def test_webhook_teardown_deletes_a_webhook_modes_webhook_and_says_why_it_could_not(fake: FakeTelegram) -> None:
+    token = fake.add_bot()
+    bot = fake.bots[token]
+    connector(fake, token, mode="polling").webhook_teardown()
+    assert bot.calls["deleteWebhook"] == 0  # saving it in polling mode already removed any webhook
+    hooked = connector(fake, token, mode="webhook")
+    hooked.webhook_setup("http://127.0.0.1:9/webhooks/3")
+    hooked.webhook_teardown()
+    assert bot.webhook_url == "" and bot.calls["deleteWebhook"] == 1
+    hooked.webhook_setup("http://127.0.0.1:9/webhooks/3")
+    bot.refuse["deleteWebhook"] = (400, "Bad Request: webhook can't be deleted now")
+    with pytest.raises(ConfigError, match=r"(?i)refused the setting: webhook can't be deleted now"):
+        hooked.webhook_teardown()
+    assert bot.webhook_url == "http://127.0.0.1:9/webhooks/3"

@@ -132,7 +132,8 @@ def test_a_bot_switched_between_modes_loses_nothing(omnidesk: Running, fake: Fak
     assert bot.webhook_url == channel["webhook_url"]
     fake.push(token, update("text", message_id=2))
     conversation_of(omnidesk, f"{CHAT}:2")
-    assert 202 in bot.webhook_answers
+    # Stored while the webhook's answer was on its way: the stand-in notes the answer once it has it.
+    wait_for(lambda: 202 in bot.webhook_answers, what="the webhook's answer")
 
     back = omnidesk.ok("PATCH", f"/channels/{channel['id']}", json={"config": {"mode": "polling"}})
     assert back["config"]["mode"] == "polling" and bot.webhook_url == ""
@@ -208,3 +209,25 @@ def test_a_webhook_set_elsewhere_is_explained_and_saving_in_polling_mode_removes
     assert fake.bots[token].webhook_url == ""
     conversation_of(omnidesk, f"{CHAT}:1042")
     wait_for(lambda: omnidesk.ok("GET", f"/channels/{channel['id']}")["status"] == "ok", what="the channel ok")
+
+
+def test_deleting_a_webhook_channel_removes_its_webhook_or_says_it_could_not(
+        omnidesk: Running, fake: FakeTelegram) -> None:
+    token = fake.add_bot()
+    channel = telegram_channel(omnidesk, fake, token, mode="webhook")
+    bot = fake.bots[token]
+    assert bot.webhook_url == channel["webhook_url"]
+    gone = omnidesk.api("DELETE", f"/channels/{channel['id']}")
+    assert gone.status_code == 204 and bot.webhook_url == "" and bot.calls["deleteWebhook"] == 1
+    assert omnidesk.api("GET", f"/channels/{channel['id']}").status_code == 404
+
+    again = telegram_channel(omnidesk, fake, token, mode="webhook")
+    bot.refuse["deleteWebhook"] = (401, "Unauthorized")  # the token was revoked meanwhile
+    warned = omnidesk.api("DELETE", f"/channels/{again['id']}")
+    assert warned.status_code == 200, warned.text
+    body = warned.json()
+    assert body["id"] == again["id"] and body["deleted"] is True
+    assert body["warning"].startswith("the channel is deleted, but removing its webhook at the provider failed: "
+                                      "Telegram refused the bot token")
+    assert omnidesk.api("GET", f"/channels/{again['id']}").status_code == 404  # deleted all the same
+    assert bot.webhook_url == again["webhook_url"]

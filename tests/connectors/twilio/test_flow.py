@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, update
 
+import delivery
 from store.db import normalise_url
 from store.sql import messages
 from tests import support
@@ -94,7 +95,7 @@ def test_a_taken_over_reply_is_looked_up_not_resent(desk: support.Running, fake:
     connector_for(load_channel(desk.engine, sms.id)).send(claim.message)  # then the worker died
     taken = support.wait_for(lambda: outbound.claim(desk.engine, message_id), what="the lease to run out")
     assert taken.taken_over
-    workers._deliver(desk.engine, taken)
+    delivery.deliver_one(desk.engine, taken, workers._bells())
     done = sms.status_of(conv["id"], message_id)
     assert done["status"] in ("sent", "delivered") and "not sent again" in done["status_reason"]
     assert len(fake.messages) == 1
@@ -130,3 +131,19 @@ def test_voicemail_becomes_a_conversation_answered_by_sms(desk: support.Running,
 
 def test_stop_blocks_replies_until_start(desk: support.Running, fake: FakeTwilio) -> None:
     flows.stop_blocks_until_start(line(desk, fake))
+
+
+def test_a_call_outside_the_shops_business_hours_hears_the_closed_greeting(desk: support.Running,
+                                                                          fake: FakeTwilio) -> None:
+    phone = line(desk, fake, voice=True, voice_greeting="Hola, deja tu mensaje", voice_closed_greeting="Estamos cerrados")
+    call = {"CallSid": flows.sid("CA"), "AccountSid": fake.account_sid, "From": flows.CUSTOMER, "To": "+15550001111",
+            "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    admin = {"Authorization": f"Bearer {desk.admin_token}"}
+    assert b"Hola, deja tu mensaje" in phone.post(call, "voice").content  # no hours set: always open
+    never = {"timezone": "Europe/Madrid", "week": {}}  # the shop's hours: open on no day
+    assert desk.http.put("/api/v1/settings/hours", json={"hours": never}, headers=admin).status_code == 200
+    try:
+        answer = phone.post(call, "voice").content
+        assert b"Estamos cerrados" in answer and b"Hola" not in answer
+    finally:
+        assert desk.http.put("/api/v1/settings/hours", json={"hours": None}, headers=admin).status_code == 200

@@ -3,6 +3,8 @@ here with Twilio's algorithm; then the refusals: signatures and malformed bodies
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 from typing import Any
@@ -198,13 +200,10 @@ def test_a_call_when_voice_is_off_is_rejected_and_stores_nothing() -> None:
     assert hook.parse(request(recording, "recording?from=%2B34600111222")) == []
 
 
-def test_outside_business_hours_the_greeting_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectors.twilio import voice
-
+def test_outside_business_hours_the_greeting_says_so() -> None:
     body = (FIXTURES / "voice_call.txt").read_bytes().strip()
     hook = connector("sms", voice_greeting="Hola, deja tu mensaje", voice_closed_greeting="Estamos cerrados",
                      voice_language="es-ES")
     assert b"Hola, deja tu mensaje" in hook.answer(request(body, "voice")).body
-    monkeypatch.setattr(voice, "open_now", lambda config: False)  # the seam business hours will fill
-    closed = hook.answer(request(body, "voice")).body
+    closed = hook.answer(dataclasses.replace(request(body, "voice"), open_now=lambda: False)).body
     assert b"Estamos cerrados" in closed and b'language="es-ES"' in closed

@@ -172,3 +172,26 @@ def test_fetch_takes_media_with_the_accounts_credentials_through_the_redirect(fa
     foreign = url.replace("127.0.0.1", "localhost")
     with pytest.raises(PermanentError, match="401"):
         hook.fetch(foreign, max_bytes=10_000)
+
+
+def test_files_go_as_media_urls_only_where_twilio_carries_them(fake: FakeTwilio) -> None:
+    from connectors.base import Attachment
+
+    served = fake.add_media(b"\x89PNG photo", "image/png")  # a URL the stand-in can fetch
+    photo = Attachment("photo.png", "image/png", b"\x89PNG photo", url=served)
+    sms(fake).send(reply("", to="+12025550143", attachments=(photo, photo)))
+    (sent,) = fake.messages
+    assert sent.media_urls == [served, served] and "Body" not in sent.form
+    with pytest.raises(PermanentError, match=r"number \+447700900123 cannot send files: Twilio sends MMS only from US"):
+        sms(fake, from_number="+447700900123").send(reply("hi", to="+12025550143", attachments=(photo,)))
+    with pytest.raises(PermanentError, match="no link Twilio could fetch them from"):
+        sms(fake).send(reply("hi", to="+12025550143", attachments=(Attachment("a.png", "image/png", b"x"),)))
+    # What each kind takes, as capabilities: MMS only to US and Canadian numbers; WhatsApp one file.
+    assert SmsConnector.capabilities_for("phone:+14165550123", None).supports_attachments  # Toronto
+    spain = SmsConnector.capabilities_for("phone:+34600111222", None)
+    with pytest.raises(PermanentError, match=r"files cannot go by SMS to \+34600111222 \(country ES\)"):
+        spain.check_files([photo])
+    spain.check_text("text alone goes")
+    with pytest.raises(PermanentError, match="at most one file a message"):
+        WhatsAppConnector.capabilities_for("phone:+34600111222", None).check_files([photo, photo])
+    WhatsAppConnector.capabilities_for("phone:+34600111222", None).check_files([photo])

@@ -102,7 +102,10 @@ def test_a_public_reply_over_280_characters_is_refused_and_a_dm_takes_it(omnides
     long = "Returns: " + "you can send anything back within 30 days. " * 8
     refused = omnidesk.api("POST", f"/conversations/{conv['id']}/messages", json={"text": long})
     assert refused.status_code == 422
-    assert refused.json()["detail"] == f"the reply has {len(long)} characters; this channel takes at most 280"
+    detail = refused.json()["detail"]
+    assert detail.startswith(f"the reply counts {len(long)} characters as X weighs them") and "at most 280" in detail
+    cjk = omnidesk.api("POST", f"/conversations/{conv['id']}/messages", json={"text": "返品は30日以内です。" * 15})
+    assert cjk.status_code == 422 and "at most 280" in cjk.json()["detail"]  # 150 characters, weighing 300
     assert len(messages_of(omnidesk, conv["id"])) == 1  # nothing stored, nothing sent
     # Moved to DMs: the long answer goes, privately, to her; her DMs join this conversation.
     moved = omnidesk.ok("POST", f"/conversations/{conv['id']}/move-to-dm")

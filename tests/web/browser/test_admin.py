@@ -145,7 +145,7 @@ def test_edit_an_agents_teams_and_deactivate_them(desk: Desk, page: Any) -> None
     item = page.locator(f".team[data-id='{returns['id']}']")
     assert "Pau Serra" in item.inner_text()
     item.locator("input[name=name]").fill(f"Sales {suffix}")
-    item.locator("button[type=submit]").click()
+    item.locator(".inline-form button[type=submit]").click()
     page.locator("#teams-error:has-text('exists')").wait_for()
 
 

@@ -285,3 +285,29 @@ def test_language_follows_the_agent(desk: Desk, new_page: Any) -> None:
     other = new_page()
     sign_in(other, pia["email"])
     other.locator("a.nav-link[data-nav='#/mine']", has_text="Moje").wait_for()
+
+
+def test_sla_due_time_turns_overdue_live(desk: Desk, page: Any, channel: tuple[int, str]) -> None:
+    """A waiting customer's answer is due (the list says when); once the sweep finds it breached the
+    list says so without a reload; the agent's reply clears it."""
+    rosa = desk.agent("Rosa Pla")
+    desk.only_online(rosa["id"])
+    errors = watch_errors(page)
+    sign_in(page, rosa["email"])
+    navigations = no_reload(page)
+    desk.ok("PUT", "/settings/sla", json={"near": 0.5, "targets": {"messaging": {"first": 4}}})
+    try:
+        desk.inbound(channel, "Quan arriba el paquet?", customer="nil-1", name="Nil Soler")
+        item = page.locator(".conv-item", has_text="Nil Soler")
+        item.locator(".sla").wait_for()
+        item.locator(".sla.breached", has_text="answer overdue").wait_for()  # the sweep's event, live
+    finally:
+        desk.ok("PUT", "/settings/sla", json={})
+    item.locator("a").click()
+    page.fill("#composer-text", "Demà!")
+    page.press("#composer-text", "Control+Enter")
+    page.locator(".msg[data-direction=out]", has_text="Demà!").wait_for()
+    page.goto("/#/mine")
+    page.locator(".conv-item", has_text="Nil Soler").wait_for()
+    assert page.locator(".conv-item", has_text="Nil Soler").locator(".sla").count() == 0
+    assert navigations == [] and errors == []

@@ -1,12 +1,12 @@
 // Agents: the list (name, email, role, presence, capacity, languages, teams, active); invite (the
-// agent is created, then a one-time link to copy); edit role, capacity, languages, teams and
-// language of the page; reset password (a new link); deactivate / reactivate (the server keeps
+// agent is created, then a one-time link to copy); edit role, capacity (in all and per group of
+// channel kinds), languages, skills, teams and language of the page; reset password (a new link); deactivate / reactivate (the server keeps
 // the last active admin: its reason is shown); a new API token (shown once).
 import { h, fill } from "../lib/dom.js";
 import { get, post, patch } from "../lib/api.js";
 import { t, LOCALES, LOCALE_NAMES } from "../lib/i18n.js";
 import { toast } from "../lib/toast.js";
-import { page, field, errorLine, copyable, confirmed, run, yesNo } from "./common.js";
+import { page, field, errorLine, copyable, confirmed, run, yesNo, capacityInputs } from "./common.js";
 
 const Q = { quiet: true };
 
@@ -17,6 +17,11 @@ async function teamsById() {
 
 function languagesOf(text) {
   return text.split(/[\s,]+/).map((s) => s.trim().toLowerCase()).filter(Boolean);
+}
+
+// "returns, B2B" -> ["returns", "B2B"]: free-form skills keep their case and inner spaces.
+function skillsOf(text) {
+  return [...new Set(text.split(",").map((s) => s.trim()).filter(Boolean))];
 }
 
 function roleSelect(value, id) {
@@ -96,6 +101,9 @@ export async function agentForm(ctx, id) {
   const role = roleSelect(agent.role, "agent-role");
   const capacity = h("input", { name: "capacity", id: "agent-capacity", type: "number", min: 0, max: 1000, value: agent.capacity });
   const languages = h("input", { name: "languages", id: "agent-languages", value: agent.languages.join(", ") });
+  const capacities = capacityInputs(t("admin.agents.capacities"), agent.capacities, t("admin.agents.capacities_hint"));
+  capacities.node.id = "agent-capacities";
+  const skills = h("input", { name: "skills", id: "agent-skills", value: (agent.skills || []).join(", ") });
   const locale = h("select", { name: "locale", id: "agent-locale" }, LOCALES.map((code) =>
     h("option", { value: code, lang: code, selected: code === (agent.locale || "en") }, LOCALE_NAMES[code])));
   const teamBoxes = h("fieldset", { class: "checks", id: "agent-teams" }, h("legend", {}, t("admin.agents.teams")),
@@ -109,13 +117,16 @@ export async function agentForm(ctx, id) {
     run(save, errors, async () => {
       const chosen = [...form.querySelectorAll("input[name=teams]:checked")].map((box) => Number(box.value));
       agent = await patch(`/agents/${agent.id}`, { name: name.value.trim(), role: role.value, capacity: Number(capacity.value),
-        languages: languagesOf(languages.value), teams: chosen, locale: locale.value }, Q);
+        languages: languagesOf(languages.value), teams: chosen, locale: locale.value, capacities: capacities.read(),
+        skills: skillsOf(skills.value) }, Q);
       toast(t("admin.saved"));
     });
   } },
   field(t("admin.agents.name"), name), h("p", {}, h("strong", {}, t("admin.agents.email")), " ", agent.email),
   field(t("admin.agents.role"), role), field(t("admin.agents.capacity"), capacity, t("admin.agents.capacity_hint")),
+  capacities.node,
   field(t("admin.agents.languages"), languages, t("admin.agents.languages_hint")),
+  field(t("admin.agents.skills"), skills, t("admin.agents.skills_hint")),
   teamBoxes, field(t("admin.agents.locale"), locale), h("div", { class: "form-actions" }, save,
     h("a", { href: "#/admin/agents", class: "button-link" }, t("admin.back"))));
 

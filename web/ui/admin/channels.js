@@ -63,8 +63,9 @@ export async function channelsList(ctx) {
     const remove = h("button", { type: "button", class: "danger", onclick: () => {
       if (!confirmed(t("admin.channels.confirm_delete", { name: channel.name }))) return;
       run(remove, errors, async () => {
-        await del(`/channels/${channel.id}`, Q);
+        const done = await del(`/channels/${channel.id}`, Q);
         toast(t("admin.deleted", { name: channel.name }));
+        if (done && done.warning) toast(done.warning, "error");  // deleted, but the provider kept its webhook
         await load();
       });
     } }, t("admin.delete"));
@@ -171,7 +172,13 @@ export async function channelForm(ctx, id) {
     extra.push(h("section", { class: "card admin-aside", "aria-labelledby": "channel-about" },
       h("h2", { id: "channel-about" }, t("admin.channels.about")),
       statusLine,
-      copyable(t("admin.channels.webhook"), channel.webhook_url, { id: "channel-webhook" }),
+      ...(channel.kind === "webchat"
+        ? [copyable(t("admin.channels.snippet"), `<script src="${new URL(channel.webhook_url).origin}/widget.js" `
+          + `data-channel="${channel.id}" async></script>`, { id: "channel-snippet" })]
+        : [copyable(t("admin.channels.webhook"), channel.webhook_url, { id: "channel-webhook" }),
+          // Further URLs the provider calls (an SMS number's voice URL), to set by hand where omnidesk does not.
+          ...Object.entries(channel.webhook_urls || {}).filter(([, url]) => url !== channel.webhook_url)
+            .map(([name, url]) => copyable(`${t("admin.channels.webhook")}: ${name}`, url, { id: `channel-webhook-${name}` }))]),
       h("div", { class: "form-actions" }, test), result));
   }
   return {

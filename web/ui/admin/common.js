@@ -1,10 +1,14 @@
 // What every admin page shares: the admin-only guard, the admin sub-navigation, labelled fields,
-// inline error lines, copyable one-time values (links, tokens) and the confirm step.
+// inline error lines, copyable one-time values (links, tokens), the confirm step, JSON textareas
+// and the capacity-per-group inputs (agents and teams).
 import { h } from "../lib/dom.js";
 import { t } from "../lib/i18n.js";
 import { toast } from "../lib/toast.js";
 
-export const PAGES = ["channels", "agents", "teams", "canned"];
+export const PAGES = ["channels", "agents", "teams", "rules", "canned"];
+
+// The groups of channel kinds a capacity is set for (connectors.CAPACITY_GROUPS on the server).
+export const GROUPS = ["email", "chat", "messaging"];
 
 // The view for an agent who is not an admin (the API refuses them too).
 export function notAllowed() {
@@ -87,4 +91,44 @@ export async function run(button, errors, work) {
 
 export function yesNo(value) {
   return value ? t("admin.yes") : t("admin.no");
+}
+
+// A textarea holding JSON (pretty-printed); null shows as empty.
+export function jsonArea(attrs, value) {
+  return h("textarea", { rows: 6, spellcheck: "false", class: "json", ...attrs,
+    value: value === null || value === undefined ? "" : JSON.stringify(value, null, 2) });
+}
+
+// The value of a JSON textarea: `empty` when blank, else the parsed JSON; bad JSON throws an
+// Error saying so, for the form's error line.
+export function readJson(textarea, empty = null) {
+  const text = textarea.value.trim();
+  if (!text) return empty;
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(t("admin.bad_json_in", { field: textarea.dataset.label || textarea.name, reason: err.message }));
+  }
+}
+
+// One number input per group (empty: not set here), in a fieldset; read() gives the map.
+export function capacityInputs(legend, capacities, hint) {
+  const inputs = GROUPS.map((group) => h("input", { type: "number", name: `capacity_${group}`, min: 0, max: 1000,
+    value: capacities && capacities[group] !== undefined ? String(capacities[group]) : "" }));
+  const node = h("fieldset", { class: "checks capacities" }, h("legend", {}, legend),
+    GROUPS.map((group, i) => field(t(`admin.group.${group}`), inputs[i])),
+    hint ? h("p", { class: "hint" }, hint) : null);
+  return {
+    node,
+    read() {
+      const out = {};
+      GROUPS.forEach((group, i) => { if (inputs[i].value.trim() !== "") out[group] = Number(inputs[i].value); });
+      return out;
+    },
+  };
+}
+
+// null when empty, else the number typed.
+export function numberOrNull(input) {
+  return input.value.trim() === "" ? null : Number(input.value);
 }

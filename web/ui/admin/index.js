@@ -4,11 +4,12 @@ import { channelsList, channelForm } from "./channels.js";
 import { agentsList, agentForm } from "./agents.js";
 import { teamsPage } from "./teams.js";
 import { cannedList, cannedForm } from "./canned.js";
+import { rulesList, ruleForm } from "./rules.js";
 
-export const ADMIN_ROUTE = /^\/admin(?:\/(channels|agents|teams|canned))?(?:\/(new|\d+))?$/;
+export const ADMIN_ROUTE = /^\/admin(?:\/(channels|agents|teams|rules|canned))?(?:\/(new|\d+))?$/;
 
-const LISTS = { channels: channelsList, agents: agentsList, teams: teamsPage, canned: cannedList };
-const FORMS = { channels: channelForm, agents: agentForm, canned: cannedForm };
+const LISTS = { channels: channelsList, agents: agentsList, teams: teamsPage, rules: rulesList, canned: cannedList };
+const FORMS = { channels: channelForm, agents: agentForm, canned: cannedForm, rules: ruleForm };
 
 let styled = null;
 

@@ -44,10 +44,12 @@ export const KINDS = {
     { key: "poll_interval", type: "number", step: "any" }, { key: "api_base_url", type: "url" },
   ],
   webchat: [
-    { key: "allowed_origins", type: "list", hint: "admin.hint.allowed_origins" },
-    { key: "identity_secret", secret: true, hint: "admin.hint.identity_secret" }, { key: "greeting" },
-    { key: "color", placeholder: "#1d4ed8" }, { key: "require_email", type: "bool" },
-    { key: "email_channel_id", type: "number" },
+    { key: "allowed_origins", type: "list", required: true, hint: "admin.hint.allowed_origins" },
+    { key: "greeting" }, { key: "colour", placeholder: "#1f6feb" },
+    { key: "identity_secret", secret: true, hint: "admin.hint.webchat_identity" },
+    { key: "pre_chat_form", type: "bool" },
+    { key: "fallback_email_channel_id", type: "number", hint: "admin.hint.fallback_email" },
+    { key: "team_id", type: "number" }, { key: "max_attachment_bytes", type: "number" },
   ],
 };
 

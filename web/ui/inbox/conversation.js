@@ -144,7 +144,9 @@ export async function conversationView(ctx, id) {
   }
 
   function showTyping() {
-    const who = [...typers.keys()].map((aid) => names.get(aid) || t("message.agent"));
+    const who = [...typers.keys()].map((aid) => aid === "visitor"
+      ? (conversation.contact && conversation.contact.name) || t("conversation.visitor")
+      : names.get(aid) || t("message.agent"));
     typing.textContent = who.length ? t("conversation.typing", { names: who.join(", ") }) : "";
   }
 
@@ -165,15 +167,17 @@ export async function conversationView(ctx, id) {
     node,
     event(e) {
       if (gone || e.conversation_id !== Number(id)) return;
-      if (e.type === "agent.typing" && e.agent_id !== ctx.me.id) {
-        clearTimeout(typers.get(e.agent_id));
-        typers.set(e.agent_id, setTimeout(() => { typers.delete(e.agent_id); showTyping(); }, TYPING_SHOWN_MS));
+      if ((e.type === "agent.typing" && e.agent_id !== ctx.me.id) || e.type === "visitor.typing") {
+        const who = e.type === "visitor.typing" ? "visitor" : e.agent_id;
+        clearTimeout(typers.get(who));
+        typers.set(who, setTimeout(() => { typers.delete(who); showTyping(); }, TYPING_SHOWN_MS));
         showTyping();
         return;
       }
-      if (e.type === "message.created" && typers.has(e.agent_id)) {
-        clearTimeout(typers.get(e.agent_id));
-        typers.delete(e.agent_id);
+      const typer = e.type === "message.created" && (e.direction === "in" ? "visitor" : e.agent_id);
+      if (typer !== false && typers.has(typer)) {
+        clearTimeout(typers.get(typer));
+        typers.delete(typer);
         showTyping();
       }
       clearTimeout(timer);

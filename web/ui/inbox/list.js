@@ -1,5 +1,5 @@
 // The conversation list: Mine / Unassigned / All, filtered by status, channel and team, with
-// unread badges, the time waiting and a reply window's end on each item. Stream events about
+// unread badges, the time waiting, the SLA due time and a reply window's end on each item. Stream events about
 // conversations refetch the list (debounced), so new items arrive and everything re-sorts live.
 import { h, fill } from "../lib/dom.js";
 import { get } from "../lib/api.js";
@@ -65,6 +65,12 @@ export function itemRow(item, { selected = false } = {}) {
   const replyWindow = item.reply_window_ends_at ? (new Date(item.reply_window_ends_at) > new Date()
     ? h("span", { class: "window" }, t("list.window_ends", { time: duration(item.reply_window_ends_at) }))
     : h("span", { class: "window closed" }, t("list.window_closed"))) : null;
+  const due = item.status !== "resolved" ? (item.first_response_due || item.next_response_due) : null;
+  const sla = due ? (new Date(due) > new Date()
+    ? h("span", { class: "sla", title: t("list.sla_due_at", { time: formatTime(due) }) },
+      t("list.sla_due", { time: duration(due) }))
+    : h("span", { class: "sla breached", title: t("list.sla_due_at", { time: formatTime(due) }) },
+      t("list.sla_breached"))) : null;
   const unread = item.unread ? h("span", { class: "unread badge", "aria-label": t("list.unread", { n: item.unread }) },
     String(item.unread)) : null;
   return h("li", { class: ["conv-item", item.unread && "is-unread", selected && "is-selected"],
@@ -80,7 +86,7 @@ export function itemRow(item, { selected = false } = {}) {
     h("span", { class: "conv-meta" },
       h("span", { class: ["status", `status-${item.status}`] }, t(`status.${item.status}`)),
       item.priority ? h("span", { class: "prio" }, t("list.priority", { n: item.priority })) : null,
-      waiting, replyWindow,
+      waiting, sla, replyWindow,
       h("time", { datetime: item.last_message_at || "" }, formatTime(item.last_message_at)))));
 }
 
@@ -137,7 +143,7 @@ export async function listView(ctx, view, params) {
     node,
     list: () => items.map((i) => i.id),
     event(e) {
-      if (!e.conversation_id || e.type === "agent.typing") return;
+      if (!e.conversation_id || e.type === "agent.typing" || e.type === "visitor.typing") return;
       clearTimeout(timer);
       timer = setTimeout(load, 150);
     },
