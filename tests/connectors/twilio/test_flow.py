@@ -87,6 +87,7 @@ def test_a_taken_over_reply_is_looked_up_not_resent(desk: support.Running, fake:
     sms.message("hola")
     conv = sms.conversation()
     desk.worker.stop()
+    fake.callbacks = []  # no receipt: one arriving before the takeover would settle the reply by itself
     message_id = sms.reply(conv["id"], text="Sent by a worker that died").json()["id"]
     claim = outbound.claim(desk.engine, message_id, lease=0.01)
     assert claim is not None
@@ -97,7 +98,7 @@ def test_a_taken_over_reply_is_looked_up_not_resent(desk: support.Running, fake:
     assert taken.taken_over
     delivery.deliver_one(desk.engine, taken, workers._bells())
     done = sms.status_of(conv["id"], message_id)
-    assert done["status"] in ("sent", "delivered") and "not sent again" in done["status_reason"]
+    assert done["status"] == "sent" and "not sent again" in done["status_reason"]
     assert len(fake.messages) == 1
 
 
