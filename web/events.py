@@ -13,7 +13,8 @@ LISTEN for the other processes), and reads the table at least every ``OMNIDESK_E
 seconds anyway, so a missed wake-up only delays. It reads the table once for all its streams
 (:class:`Hub`), each of which picks what its agent may see (:func:`sees`). Every
 ``OMNIDESK_EVENTS_PING`` seconds a quiet stream sends a ``: ping`` comment, and checks that its agent
-is still active (a deactivated one's stream ends; a changed role or team applies).
+is still active (a deactivated one's stream ends; a changed role or team applies): one read of
+the agent in a process serves all their streams for half a ping (``Hub.viewer_now``).
 """
 
 from __future__ import annotations
@@ -76,10 +77,27 @@ class Hub:
         # all the admins' streams at one place wake together and are sent the same bytes.
         self._answered: dict[tuple[int, Viewer], bytes] = {}
         self.agents_changed: dict[int, int] = {}  # agent id -> the newest agent.updated about them
+        # Each agent as last read for their streams in this process (at a ping, or after an
+        # agent.updated): when it was read, the shared reader's place then, and what was found.
+        self._agents: dict[int, tuple[float, int, Viewer | None]] = {}
 
     def changed_since(self, agent_id: int, after: int) -> bool:
         """Whether the agent's role, teams or activity changed after event ``after`` (kept events)."""
         return self.agents_changed.get(agent_id, 0) > after
+
+    async def viewer_now(self, agent_id: int, *, within: float) -> Viewer | None:
+        """The agent as the visibility rule sees them, None once they are inactive or gone: read
+        again when the last read is ``within`` seconds old or older than their newest
+        ``agent.updated``, else that read is shared (an agent's streams, tabs and windows ask
+        at their pings, and all at once after an update: one read serves them all)."""
+        now = time.monotonic()
+        known = self._agents.get(agent_id)
+        if known is not None and now - known[0] < within and known[1] >= self.agents_changed.get(agent_id, 0):
+            return known[2]
+        head = self.head  # an update this reader has seen was committed before the read below
+        found = await run_in_threadpool(_read_agent, agent_id)
+        self._agents[agent_id] = (now, head, found)
+        return found
 
     def subscribe(self) -> asyncio.Event:
         bell = asyncio.Event()
@@ -105,6 +123,7 @@ class Hub:
             self._views.clear()
             self._answered.clear()
             self.agents_changed.clear()
+            self._agents.clear()
             self.base = None
 
     def covers(self, after: int) -> bool:
@@ -223,6 +242,11 @@ class _View:
             del self.sequences[:cut], self.frames[:cut]
 
 
+def _read_agent(agent_id: int) -> Viewer | None:
+    found = agent_store.find(get_engine(), agent_id, active=True)
+    return None if found is None else viewer_of(found)
+
+
 def sees(viewer: Viewer, row: Any) -> bool:
     """Whether ``viewer`` gets the event ``row`` (with its conversation's ``assignee_id`` and
     ``team_id`` now): the choice ``events.Reader.read`` makes in SQL, with ``router.access.may_see``
@@ -317,10 +341,10 @@ async def _stream(request: Request, reader: events.Reader, viewer: Viewer, openi
             more = False
             if hub.covers(reader.after):
                 if hub.changed_since(reader.agent_id, reader.after):  # new teams or role: from here on
-                    found = await run_in_threadpool(agent_store.find, reader.engine, reader.agent_id, active=True)
-                    if found is None:
+                    now_seen = await hub.viewer_now(reader.agent_id, within=settings.events_ping / 2)
+                    if now_seen is None:
                         return
-                    viewer = await run_in_threadpool(viewer_of, found)
+                    viewer = now_seen
                     reader.admin = viewer.admin
                 text, reader.after = hub.since(reader.after, viewer)
             else:  # behind what the process keeps: its own reads of the table
@@ -334,10 +358,12 @@ async def _stream(request: Request, reader: events.Reader, viewer: Viewer, openi
             if now >= next_ping:
                 yield ": ping\n\n"
                 next_ping = now + settings.events_ping
-                found = await run_in_threadpool(agent_store.find, reader.engine, reader.agent_id, active=True)
-                if found is None:
+                # Still active? (a changed role or teams apply.) Read at most every half ping for
+                # all the agent's streams here, so a stream ends within a ping and a half.
+                now_seen = await hub.viewer_now(reader.agent_id, within=settings.events_ping / 2)
+                if now_seen is None:
                     return
-                viewer = await run_in_threadpool(viewer_of, found)  # a changed role or teams apply
+                viewer = now_seen
                 reader.admin = viewer.admin
             wait = min(settings.events_poll, next_ping - now, 0.25 if reader.held else settings.events_poll)
             with contextlib.suppress(TimeoutError):  # then poll: a wake-up may have been missed, a ping may be due

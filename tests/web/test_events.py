@@ -284,3 +284,58 @@ def test_a_stream_behind_where_the_shared_reader_starts_is_woken(store_engine, m
             hub.unsubscribe(bell)
 
     assert asyncio.run(scenario())
+
+
+def test_an_agents_streams_share_one_read_of_the_agent(store_engine, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Each stream checks at its pings that its agent is still active (and their role and teams):
+    in a web process one read of the agent serves all of the agent's streams for half a ping (ten
+    tabs, ten streams: one read), a read older than that is made again, and an ``agent.updated``
+    the process has read makes the next check read at once."""
+    import asyncio
+
+    from sqlalchemy import event as sa_event
+
+    from store import agents as agent_store
+    from store.db import get_engine
+    from store.sql import agents as agents_table
+    from web.events import Hub
+
+    monkeypatch.setenv("OMNIDESK_EVENTS_POLL", "0.2")
+    support.reset_caches()
+    engine = get_engine()  # the engine the hub reads with (store_engine's is dropped with the caches)
+    agent_id, _ = agent_store.create_agent(engine, name="Ann", email="ann@example.com", team_ids=["Returns"])
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM agents" in statement:
+            reads.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", count)
+
+    async def scenario() -> None:
+        hub = Hub()
+        bell = hub.subscribe()
+        try:
+            seen = [await hub.viewer_now(agent_id, within=10) for _ in range(10)]
+            assert len(reads) == 1
+            assert seen[0] is not None and seen[0].team_ids and not seen[0].admin
+            assert all(one == seen[0] for one in seen)
+            with engine.begin() as conn:  # deactivated behind the process's back: no event
+                conn.execute(update(agents_table).where(agents_table.c.id == agent_id).values(active=False))
+            assert await hub.viewer_now(agent_id, within=10) == seen[0]  # the shared read stands ...
+            assert await hub.viewer_now(agent_id, within=0) is None  # ... until it is as old as asked
+            assert len(reads) == 2
+            agent_store.update_agent(engine, agent_id, {"active": True, "role": "admin"})  # agent.updated
+            del reads[:]  # (the update's own read)
+            async with asyncio.timeout(5):
+                while not hub.changed_since(agent_id, 0):
+                    await asyncio.sleep(0.02)
+            now = await hub.viewer_now(agent_id, within=10)
+            assert now is not None and now.admin and len(reads) == 1
+        finally:
+            hub.unsubscribe(bell)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
