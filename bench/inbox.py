@@ -24,7 +24,8 @@ event's arrival; p99. Every message must reach every admin's streams.
 
 And the ingest rate as ``bench.ingest`` measures it (new customers' messages, stored and assigned,
 ``--concurrency`` in flight), without streams, with them open, and without again: the ratio of
-the middle one to the mean of the others.
+the middle one to the faster of the others (a run held up by the database's own writes, a
+checkpoint after the bulk load, must not flatter the ratio).
 """
 
 from __future__ import annotations
@@ -316,7 +317,7 @@ def _delays(conn: Any, received: dict[int, Any], answered: list[tuple[str, float
 
 def _report(args: argparse.Namespace, shop: inbox_data.Shop, reads: dict[str, list[float]], delays: list[float],
             check: dict[str, Any], alone: list[float], beside: float, paced: int) -> dict[str, Any]:
-    ratio = beside / (sum(alone) / len(alone)) if alone and sum(alone) else 0.0
+    ratio = beside / max(alone) if alone and max(alone) else 0.0
     figures = {
         "p95_list_ms": round(percentile(reads["list"], 95), 1),
         "p95_open_ms": round(percentile(reads["open"], 95), 1),

@@ -57,8 +57,9 @@ class Hub:
     every ``OMNIDESK_EVENTS_POLL`` s meanwhile; the newest :data:`KEPT` events kept with their
     frames; the streams' bells rung when more come. Each stream takes from what is kept what its
     agent may see (:func:`sees`, applied once per event for each view: an agent, or all admins), so
-    a wake-up costs one read of the table whatever the number of streams, and a frame is made once. A stream behind what is kept (resumed from long ago, or
-    started before the reader) reads the table itself until it has caught up."""
+    a wake-up costs one read of the table whatever the number of streams, and a frame is made once.
+    A stream behind what is kept (resumed from long ago, or started before the reader) reads the
+    table itself until it has caught up."""
 
     def __init__(self) -> None:
         self._waiting: set[asyncio.Event] = set()
@@ -148,7 +149,7 @@ class Hub:
         if not rows:
             return
         self._answered.clear()
-        for row in map(plain, rows):
+        for row in plain(rows):
             if row.type == "agent.updated" and row.agent_id is not None:
                 self.agents_changed[row.agent_id] = row.id
             if len(self.kept) == KEPT:
@@ -202,14 +203,14 @@ class Hub:
 _PLAIN: dict[tuple[str, ...], Any] = {}
 
 
-def plain(row: Any) -> Any:
-    """A read event as a named tuple of its columns: each kept event is looked at by every view
+def plain(rows: list[Any]) -> list[Any]:
+    """Read events as named tuples of their columns: each kept event is looked at by every view
     (:func:`sees`) and a SQLAlchemy ``Row``'s attributes cost about ten times a tuple's."""
-    fields = row._fields
+    fields = rows[0]._fields  # one read of the table: the same columns
     kind = _PLAIN.get(fields)
     if kind is None:
         kind = _PLAIN[fields] = collections.namedtuple("KeptEvent", fields, rename=True)
-    return kind._make(row)
+    return [kind._make(row) for row in rows]
 
 
 def gather(least: float, streams: int) -> float:
