@@ -304,3 +304,28 @@ def test_a_long_wait_puts_the_reply_off_without_a_slot(store_engine, remote_kind
     assert delivery.paced(store_engine, reply, (limit,), workers._bells()) is not None
     assert 0.29 <= time.time() - started < 1.5
     assert pacer.next_free("test:slow") == pytest.approx(pacing.interval(limit), abs=0.2)
+
+
+def test_a_pacer_that_cannot_be_told_of_the_answer_only_counts_the_send_longer(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Redis gone between a send's start and its answer: telling the pacer fails, which is logged
+    and never raised (the send went out: no reason to retry it), and the send counts as arriving
+    a window after its start, as one whose worker died."""
+    import redis
+
+    support.check_redis()
+    namespace = f"omnidesk-test-{secrets.token_hex(4)}"
+    try:
+        working = pacing.RedisPacer(redis.Redis.from_url(support.REDIS_URL), namespace)
+        chat = SendLimit("unanswered-chat", 1.0)
+        start = working.sending([chat])
+        began = time.monotonic()
+        monkeypatch.setattr(pacing, "_pacer", pacing.current())  # put back after the test
+        pacing.configure(None, namespace=namespace, redis_url=f"redis://127.0.0.1:{support.free_port()}")
+        delivery.answered((chat,), start)  # Redis unreachable: no exception
+        assert "could not tell the pacer a send was answered" in caplog.text
+        wait = working.sending([chat]).wait
+        # counted as arriving a window after its start, the next may start a window after that
+        assert wait + (time.monotonic() - began) == pytest.approx(2 * pacing.window(chat), abs=0.05)
+    finally:
+        support.flush_namespace(namespace)
