@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
@@ -210,10 +210,14 @@ def test_bad_logins_are_refused_at_creation_and_mark_the_channel_later(
     channel = wait_for(lambda: (c := omnidesk.ok("GET", f"/channels/{channel_id}"))["status"] == "error" and c,
                        timeout=15, what="the channel in error")
     assert "login refused" in channel["last_error"]
-    with omnidesk.engine.connect() as conn:
+
+    def backing_off() -> bool:  # (a poll that began before the change and failed polls again at once)
         from store.sql import channels
 
-        row = conn.execute(select(channels).where(channels.c.id == channel_id)).one()
-    assert row.next_poll_at > datetime.now(UTC).replace(tzinfo=None)  # backing off, not hammering
+        with omnidesk.engine.connect() as conn:
+            row = conn.execute(select(channels).where(channels.c.id == channel_id)).one()
+        return row.next_poll_at > datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=10)
+
+    wait_for(backing_off, timeout=10, what="the next poll put off (backing off, not hammering)")
     failed = omnidesk.ok("GET", "/jobs/failed")["items"]
     assert any(f["job"] == "poll" and f["channel_id"] == channel_id for f in failed)
