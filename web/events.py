@@ -131,6 +131,16 @@ class Hub:
         """Whether what is kept holds every event after ``after`` (read so far)."""
         return self.base is not None and after >= self.base
 
+    def newer(self, after: int) -> list[Any]:
+        """The kept events after ``after``, oldest first."""
+        rows = []
+        for sequence, row, _text in reversed(self.kept):
+            if sequence <= after:
+                break
+            rows.append(row)
+        rows.reverse()
+        return rows
+
     def since(self, after: int, viewer: Viewer) -> tuple[bytes, int]:
         """The frames of the kept events after ``after`` that ``viewer`` may see, and the place
         after them."""
@@ -272,6 +282,16 @@ def sees(viewer: Viewer, row: Any) -> bool:
     return viewer.admin or row.conversation_id is None or row.agent_id == viewer.id or may_see(viewer, row)
 
 
+async def rest(bell: asyncio.Event, reader: events.Reader, until_ping: float) -> None:
+    """A stream's wait for its bell, at most until its next ping or the table's next poll (a
+    wake-up may have been missed; 0.25 s while the reader waits on a transaction still open)."""
+    settings = get_settings()
+    wait = min(settings.events_poll, until_ping, 0.25 if reader.held else settings.events_poll)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.01, wait)):  # no task a wait, as wait_for makes
+            await bell.wait()
+
+
 def hub_of(request: Request) -> Hub:
     """The web process's Hub (made on first use)."""
     hub = getattr(request.app.state, "event_hub", None)
@@ -379,9 +399,6 @@ async def _stream(request: Request, reader: events.Reader, viewer: Viewer, openi
                     return
                 viewer = now_seen
                 reader.admin = viewer.admin
-            wait = min(settings.events_poll, next_ping - now, 0.25 if reader.held else settings.events_poll)
-            with contextlib.suppress(TimeoutError):  # then poll: a wake-up may have been missed, a ping may be due
-                async with asyncio.timeout(max(0.01, wait)):  # no task a wait, as wait_for makes
-                    await bell.wait()
+            await rest(bell, reader, next_ping - now)
     finally:
         hub.unsubscribe(bell)

@@ -26,7 +26,7 @@ from connectors.webchat import WebchatConnector
 from store import events, visitors
 from store.db import get_engine
 from store.settings import get_settings
-from web.events import BATCH, MAX_SEQUENCE, frame, hub_of, resume_place
+from web.events import BATCH, MAX_SEQUENCE, frame, hub_of, rest, resume_place
 from web.webchat import as_visitor
 
 router = APIRouter(tags=["webchat"], include_in_schema=False)
@@ -108,11 +108,7 @@ class Dispatch:
         assert bell is not None
         while True:
             bell.clear()
-            rows = []
-            for sequence, row, _text in reversed(hub.kept):
-                if sequence <= self.after:
-                    break
-                rows.append(row)
+            rows = hub.newer(self.after)
             head = hub.head
             if rows:
                 with contextlib.suppress(Exception):  # the database away: rung once it is back
@@ -216,15 +212,10 @@ async def _stream(request: Request, channel_id: int, visitor: str, reader: event
             text = ""
             if hub.covers(reader.after):
                 if scan:
-                    rows = []
-                    for sequence, row, _text in reversed(hub.kept):
-                        if sequence <= reader.after:
-                            break
-                        rows.append(row)
+                    rows = hub.newer(reader.after)
                     upto = dispatch.after
                     await threads.learn(rows)
-                    text = "".join(visitor_frame(row) for row in reversed(rows)
-                                   if row.id <= upto and visitor_sees(row, mine))
+                    text = "".join(visitor_frame(row) for row in rows if row.id <= upto and visitor_sees(row, mine))
                     reader.after = max(reader.after, upto)
                 else:  # not rung: nothing dispatched since concerned this visitor
                     reader.after = max(reader.after, dispatch.after)
@@ -241,11 +232,7 @@ async def _stream(request: Request, channel_id: int, visitor: str, reader: event
             if now >= next_ping:
                 yield ": ping\n\n"
                 next_ping = now + settings.events_ping
-            wait = min(settings.events_poll, next_ping - now, 0.25 if reader.held else settings.events_poll)
-            scan = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.01, wait)):
-                    await bell.wait()
+            await rest(bell, reader, next_ping - now)
             scan = bell.is_set() or not hub.covers(reader.after)
     finally:
         dispatch.leave(mine, bell)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.shop import Shop
 from tests.web.browser.desks import Desk, deployed, embedded
 
 CHROMIUM = os.environ.get("OMNIDESK_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -70,3 +71,11 @@ def new_page(browser: Any, desk: Desk) -> Iterator[Callable[[], Any]]:
 @pytest.fixture
 def page(new_page: Callable[[], Any]) -> Any:
     return new_page()
+
+
+@pytest.fixture(scope="module")
+def shop(desk: Desk) -> Iterator[Shop]:
+    """The shop's endpoint for the API channel's replies (one per module and deployment)."""
+    server = Shop()
+    yield server
+    server.close()

@@ -99,6 +99,13 @@ def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
     page.wait_for_selector("#me-name")
 
 
+def admin(desk: Desk, page: Any, name: str = "Olga Admin") -> dict[str, Any]:
+    """A new admin, signed in on ``page``."""
+    agent = desk.agent(name, role="admin", online=False)
+    sign_in(page, agent["email"])
+    return agent
+
+
 def watch_errors(page: Any) -> list[str]:
     """Script errors of the page (uncaught exceptions, errors logged; not answers such as the 401
     of ``GET /session`` before signing in), for a test to assert none happened."""

@@ -7,28 +7,13 @@ allowed" view at the admin URLs, and 403 from the API behind them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from connectors import REGISTRY
 from tests.fakes.shop import Shop
-from tests.web.browser.desks import Desk, sign_in, watch_errors
-
-
-@pytest.fixture(scope="module")
-def shop(desk: Desk) -> Iterator[Shop]:
-    server = Shop()
-    yield server
-    server.close()
-
-
-def admin(desk: Desk, page: Any, name: str = "Olga Admin") -> dict[str, Any]:
-    """A new admin, signed in on ``page``."""
-    agent = desk.agent(name, role="admin", online=False)
-    sign_in(page, agent["email"])
-    return agent
+from tests.web.browser.desks import Desk, admin, sign_in, watch_errors
 
 
 def test_admin_creates_an_api_channel_and_sees_its_webhook(desk: Desk, page: Any, shop: Shop) -> None:

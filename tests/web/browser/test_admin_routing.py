@@ -10,28 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.fakes.shop import Shop
 from tests.support import wait_for
-from tests.web.browser.desks import Desk, sign_in, watch_errors
+from tests.web.browser.desks import Desk, admin, sign_in, watch_errors
 from tests.web.browser.test_admin_a11y import serious
-
-
-@pytest.fixture(scope="module")
-def shop(desk: Desk) -> Iterator[Shop]:
-    server = Shop()
-    yield server
-    server.close()
-
-
-def admin(desk: Desk, page: Any, name: str = "Olga Admin") -> dict[str, Any]:
-    agent = desk.agent(name, role="admin", online=False)
-    sign_in(page, agent["email"])
-    return agent
 
 
 def conversation_of(desk: Desk, customer: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ inside; resolve and reopen; assigning to a colleague who sees it arrive in their
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,14 +12,6 @@ import pytest
 from tests.fakes.shop import Shop
 from tests.support import wait_for
 from tests.web.browser.desks import Desk, sign_in, watch_errors
-
-
-@pytest.fixture(scope="module")
-def shop(desk: Desk) -> Iterator[Shop]:
-    """The shop's endpoint for the API channel's replies (one per deployment)."""
-    server = Shop()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

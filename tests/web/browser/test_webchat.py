@@ -10,8 +10,8 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import time
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,7 +44,7 @@ class ShopSite:
         site = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 attrs = f' data-identity="{site.identity}"' if site.identity and "verified" in self.path else ""
                 body = (f'<!doctype html><html lang="es"><head><meta charset="utf-8"><title>Shop</title></head>'
                         f"<body><h1>Tienda</h1><script src=\"{site.omnidesk}/widget.js\" data-channel=\"{site.channel}\""
