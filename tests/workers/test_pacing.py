@@ -215,8 +215,12 @@ def test_two_workers_keep_to_ten_a_second(backend: str, database_url: str, tmp_p
     times.sort()
     refused = over_bucket(times, rate=10.0, capacity=BUCKET)
     assert not refused, f"{refused} over the limit: {[round(t - times[0], 3) for t in times]}"
-    achieved = (len(times) - 1) / (times[-1] - times[0])
     shown = [round(t - times[0], 3) for t in times]
+    # Over the run, at most the rate: 40 sends take 39 intervals. One send's worth of slack, because
+    # the stamps at the ends move too: a CI run's first request arrived 0.1 s late (its connection
+    # was opened), behind the second by 4 ms, and 39 / span came to 10.07/s though every 1 s window
+    # held 10 at most. A pacer at 10.3/s still fails this.
+    achieved = (len(times) - 2) / (times[-1] - times[0])
     assert achieved <= 10.0, f"{achieved:.2f}/s of 10/s: {shown}"
     # The allowance is used: sends follow each other at the rate. Judged on the typical gap, not on
     # the span, which one stall of this loaded machine stretches (a CI run: one 0.55 s gap in 40
