@@ -245,8 +245,9 @@ def _route(todo: list[int]) -> None:
         raise failed
 
 
-# A conversation whose automations another transaction held (for milliseconds: an acknowledgement
-# being claimed, an agent's change) is routed again this much later, not left for the sweep.
+# A conversation another transaction held (for milliseconds: an acknowledgement being claimed,
+# another router, an agent's change), at its automations or its assignment, is routed again this
+# much later, not left for the sweep.
 HELD_AGAIN_MS = 300
 
 

@@ -39,12 +39,12 @@ def route_conversation(engine: Engine, conversation_id: int, policy: str = "leas
 def route_conversations(engine: Engine, conversation_ids: Sequence[int], policy: str = "least_loaded", *,
                         max_attempts: int | None = None) -> list[Outcome]:
     """Route many conversations in one transaction, as one after the other in queue order
-    (priority, then waiting time) would. Conversations another router holds right
-    now are skipped and keep needing routing; those tried more than ``max_attempts`` times are
-    given up (see ``store.assignment_batch.assign_batch``). The automations (language, rules) run
-    first, in their own transaction, so the assignment sees what they set (``router.automation``);
-    one whose automations could not run (another transaction held it) is not assigned unsorted but
-    keeps needing routing, its outcome ``store.assignment_batch.HELD``: route it again."""
+    (priority, then waiting time) would. Those tried more than ``max_attempts`` times are given
+    up (see ``store.assignment_batch.assign_batch``). The automations (language, rules) run
+    first, in their own transaction, so the assignment sees what they set (``router.automation``).
+    A conversation another transaction holds right now (another router, an acknowledgement's claim),
+    at either step, is skipped, not waited on, nor assigned unsorted: it keeps needing routing, its
+    outcome ``store.assignment_batch.HELD``: route it again."""
     held = automation.run(engine, conversation_ids).held
     outcomes = assign_batch(engine, conversation_ids, decider(policy), max_attempts, hold=held)
     if log.isEnabledFor(logging.DEBUG):

@@ -369,3 +369,32 @@ def test_agents_that_changed_after_the_unlocked_read_are_read_again_under_their_
     with engine.begin() as conn:
         locked = lock_agents(conn, pool)
     assert [(ag.id, ag.active_count) for ag in locked] == [(stays, 2)]
+
+
+def test_a_conversation_another_transaction_holds_is_routed_again_not_left_for_the_sweep(pg_engine) -> None:  # type: ignore[no-untyped-def]
+    """A batch's conversation locked by another transaction (an acknowledgement's claim, another
+    router, the next message being stored) is skipped, not waited on; it still needs routing and is
+    HELD, which the worker routes again within a moment (bench.inbox once saw a batch of 31 so
+    skipped wait 13 s for the sweep). The others of the batch are routed as usual."""
+    from router.route import route_conversations
+    from store.assignment_batch import HELD
+
+    engine = pg_engine
+    channel_id = _channel(engine)
+    agent_store.create_agent(engine, name="Ana", email="ana@shop.test", presence="online", capacity=9)
+    ids = []
+    for who in ("held", "free"):
+        [rec] = record_inbound(engine, channel_id, [InboundMessage(external_id=who, sender=Identity(who), text="hi",
+                                                                     thread_key=who)])
+        ids.append(rec.conversation_id)
+    held, free = ids
+    with engine.connect() as other:
+        with other.begin():
+            other.execute(select(conversations.c.id).where(conversations.c.id == held).with_for_update())
+            outcomes = {o.conversation_id: o for o in route_conversations(engine, ids)}
+        assert (outcomes[held].agent_id, outcomes[held].skipped) == (None, HELD)
+        assert outcomes[free].agent_id is not None and outcomes[free].skipped is None
+    with engine.connect() as conn:
+        assert conn.execute(select(conversations.c.needs_routing).where(conversations.c.id == held)).scalar_one()
+    [again] = route_conversations(engine, [held])  # the worker's next attempt, the lock gone
+    assert again.agent_id is not None and again.skipped is None
