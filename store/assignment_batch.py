@@ -124,7 +124,8 @@ def queue_for_agent(agent_id: int, limit: int, *, skills: Iterable[str] = (), gr
     return select(*STATE).select_from(STATE_FROM).where(*where).order_by(*QUEUE_ORDER).limit(limit)
 
 
-# Why a conversation held by its automations (``hold``) was not assigned.
+# Why a conversation another transaction held (its row, or its automations: ``hold``) was not
+# assigned.
 HELD = "another transaction held it (its row, or its automations): routed again"
 
 
@@ -140,10 +141,10 @@ def assign_batch(engine: Engine, conversation_ids: Sequence[int], decide: Decide
     The conversations still needing routing are locked with SKIP LOCKED: one another router (or
     writer) holds is left as it is, still needing routing, with :data:`HELD` as its outcome (the
     worker routes it again a moment later), so two workers with overlapping batches never wait
-    on or double-assign one. The available
-    agents are locked in id order, then ``decide`` picks. Every conversation loaded and not
-    picked (taken already, resolved, or nobody may take it now) no longer needs routing: those
-    open and unassigned wait in the queue, pulled when capacity frees (``pull_for_agent``).
+    on or double-assign one. The available agents are locked in id order, then ``decide`` picks.
+    Every conversation loaded and not picked (taken already, resolved, or nobody may take it now)
+    no longer needs routing: those open and unassigned wait in the queue, pulled when capacity
+    frees (``pull_for_agent``).
     Those in ``hold``, whose automations have not run (``store.automation.Automated``), are
     neither picked nor queued: they keep needing routing, with :data:`HELD` as their outcome (those
     past their attempts are given up all the same).
