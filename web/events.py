@@ -11,7 +11,10 @@ event: reload the view, then the live stream follows.
 A web process is woken when events are written (``store.wakeups``: in-process, and PostgreSQL
 LISTEN for the other processes), and reads the table at least every ``OMNIDESK_EVENTS_POLL``
 seconds anyway, so a missed wake-up only delays. It reads the table once for all its streams
-(:class:`Hub`), each of which picks what its agent may see (:func:`sees`). Every
+(:class:`Hub`), each of which picks what its agent may see (:func:`sees`), and writes the streams
+that have caught up itself, from that one task (with hundreds of streams, waking a task of each
+for every read was most of the process's work; a write to a client slow to read waits on a task
+of its own). Every
 ``OMNIDESK_EVENTS_PING`` seconds a quiet stream sends a ``: ping`` comment, and checks that its agent
 is still active (a deactivated one's stream ends; a changed role or team applies): one read of
 the agent in a process serves all their streams for half a ping (``Hub.viewer_now``).
@@ -26,7 +29,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
@@ -39,6 +42,7 @@ from store import conversations, events
 from store.db import get_engine
 from store.settings import get_settings
 from store.wakeups import Wakeups
+from web.asgi import Receive, Scope, Send
 from web.deps import CurrentAgent, check_visible
 from web.deps import viewer as viewer_of
 from web.schemas import Id, errors
@@ -59,10 +63,13 @@ class Hub:
     agent may see (:func:`sees`, applied once per event for each view: an agent, or all admins), so
     a wake-up costs one read of the table whatever the number of streams, and a frame is made once.
     A stream behind what is kept (resumed from long ago, or started before the reader) reads the
-    table itself until it has caught up."""
+    table itself until it has caught up; from then on it is live, and the hub writes it what
+    comes (:meth:`_ring`) until it needs its own task again (its agent changed, a ping is due)."""
 
     def __init__(self) -> None:
         self._waiting: set[asyncio.Event] = set()
+        # The streams the hub writes to itself as events come (see :class:`_Stream`), by bell.
+        self._live: dict[asyncio.Event, _Stream] = {}
         self._wakeups: Wakeups | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rung: asyncio.Event | None = None
@@ -100,8 +107,9 @@ class Hub:
         self._agents[agent_id] = (now, head, found)
         return found
 
-    def subscribe(self) -> asyncio.Event:
-        bell = asyncio.Event()
+    def subscribe(self, bell: asyncio.Event | None = None) -> asyncio.Event:
+        """A stream's bell (made if not given), rung when new events are read."""
+        bell = bell or asyncio.Event()
         if not self._waiting:
             self._loop = asyncio.get_running_loop()
             self._rung = asyncio.Event()
@@ -113,6 +121,7 @@ class Hub:
 
     def unsubscribe(self, bell: asyncio.Event) -> None:
         self._waiting.discard(bell)
+        self._live.pop(bell, None)
         if not self._waiting:
             if self._wakeups is not None:
                 self._wakeups.stop()
@@ -126,6 +135,38 @@ class Hub:
             self.agents_changed.clear()
             self._agents.clear()
             self.base = None
+
+    def go_live(self, stream: _Stream) -> None:
+        """From now until its bell next rings, the hub writes ``stream`` what comes (``_push``)."""
+        self._live[stream.bell] = stream
+
+    def stand_by(self, stream: _Stream) -> None:
+        """The hub no longer writes ``stream`` (its own task takes its turn)."""
+        self._live.pop(stream.bell, None)
+
+    def _ring(self) -> None:
+        """New events read: each live stream written what its agent may see of them, at once,
+        in this task (no task of its own woken, no timer: with hundreds of streams, that work was
+        most of the process's); every other stream's bell rung."""
+        live = self._live
+        for bell in self._waiting:
+            stream = live.get(bell)
+            if stream is None or not self._push(stream):
+                live.pop(bell, None)
+                bell.set()
+
+    def _push(self, stream: _Stream) -> bool:
+        """Write ``stream`` what is new for it; False if its own task must (behind what is kept,
+        or its agent changed: their role or teams, or deactivated)."""
+        if stream.writing is not None:  # still writing the last: its task writes the rest after
+            return True
+        reader = stream.reader
+        if not self.covers(reader.after) or self.changed_since(reader.agent_id, reader.after):
+            return False
+        text, reader.after = self.since(reader.after, stream.viewer)
+        if text:
+            stream.write(text)
+        return True
 
     def covers(self, after: int) -> bool:
         """Whether what is kept holds every event after ``after`` (read so far)."""
@@ -181,8 +222,7 @@ class Hub:
                     # A stream that subscribed before this read may be behind where it starts (an
                     # event written meanwhile): no later read rings for that, so ring now, and a
                     # stream behind reads the table itself.
-                    for bell in self._waiting:
-                        bell.set()
+                    self._ring()
                 rung.clear()  # before reading: a ring during the read is not lost
                 rows = await run_in_threadpool(reader.read, BATCH)
             except asyncio.CancelledError:
@@ -194,8 +234,7 @@ class Hub:
             self.take(rows)
             if reader.after != self.head:
                 self.head = reader.after
-                for bell in self._waiting:
-                    bell.set()
+                self._ring()
             if len(rows) == BATCH:
                 continue
             if rows:  # what comes within the next moment is read (and sent to every stream) together
@@ -333,7 +372,7 @@ async def stream_events(
     agent: CurrentAgent,
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE, description="resume after this sequence")] = None,
     last_event_id: Annotated[str | None, Header(description="resume after this sequence (wins over after)")] = None,
-) -> StreamingResponse:
+) -> Response:
     """What the caller may see, as it happens, resumable after any disconnect (see the module)."""
     place = resume_place(last_event_id, after)
     engine = get_engine()
@@ -349,9 +388,7 @@ async def stream_events(
             reader.after = newest
             opening = frame(newest, {"type": "reset"})
     viewer = await run_in_threadpool(viewer_of, agent)
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(_stream(request, reader, viewer, opening), media_type="text/event-stream",
-                             headers=headers)
+    return EventStream(hub_of(request), reader, viewer, opening)
 
 
 @router.post("/conversations/{conversation_id}/typing", status_code=204, responses=errors(404))
@@ -363,42 +400,149 @@ def typing(conversation_id: Id, agent: CurrentAgent) -> Response:
     return Response(status_code=204)
 
 
-async def _stream(request: Request, reader: events.Reader, viewer: Viewer, opening: str) -> AsyncIterator[str | bytes]:
-    settings = get_settings()
-    hub = hub_of(request)
-    bell = hub.subscribe()
-    try:
-        yield opening
+class _Stream:
+    """One client's stream. Its own task (:meth:`run`) writes the opening, pings, and whatever
+    needs a read of the database (events from before what the hub keeps, the agent read again);
+    once it has caught up it goes live, and the hub writes it new events itself (``Hub._push``)
+    until its bell rings: then its task takes its turn again."""
+
+    __slots__ = ("bell", "closed", "reader", "send", "viewer", "writing")
+
+    def __init__(self, send: Send, reader: events.Reader, viewer: Viewer) -> None:
+        self.send = send
+        self.reader = reader
+        self.viewer = viewer
+        self.bell = asyncio.Event()
+        self.closed = False  # the client went away
+        self.writing: asyncio.Future[None] | None = None  # a write waiting for the client to read
+
+    def write(self, body: bytes) -> None:
+        """Send ``body`` now: the server's ``send`` only waits while the client is slow to read,
+        and only then is a task made to finish it (its bell rings when it has)."""
+        try:
+            self.writing = eager(self.send({"type": "http.response.body", "body": body, "more_body": True}),
+                                 self._written)
+        except Exception:  # the connection is done for: its task ends the stream
+            log.debug("writing to an event stream failed", exc_info=True)
+            self.close()
+
+    def _written(self, done: asyncio.Future[None]) -> None:
+        self.writing = None
+        if not done.cancelled() and done.exception() is not None:  # the connection is done for
+            log.debug("writing to an event stream failed", exc_info=done.exception())
+            self.closed = True
+        self.bell.set()
+
+    async def _send(self, body: bytes) -> None:
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    def close(self, _done: object = None) -> None:
+        self.closed = True
+        self.bell.set()
+
+    async def run(self, hub: Hub, opening: str) -> None:
+        settings = get_settings()
+        reader, bell = self.reader, self.bell
+        await self._send(opening.encode())
         next_ping = time.monotonic() + settings.events_ping
-        while True:
+        while not self.closed:
+            hub.stand_by(self)  # this task's turn: the hub does not write meanwhile
             bell.clear()  # before reading: a ring during the read is not lost
-            more = False
+            if self.writing is not None:  # the hub's last write still on its way: no ping needed
+                await rest(bell, reader, settings.events_ping)
+                continue
+            text, more = b"", False
             if hub.covers(reader.after):
                 if hub.changed_since(reader.agent_id, reader.after):  # new teams or role: from here on
                     now_seen = await hub.viewer_now(reader.agent_id, within=settings.events_ping / 2)
                     if now_seen is None:
                         return
-                    viewer = now_seen
-                    reader.admin = viewer.admin
-                text, reader.after = hub.since(reader.after, viewer)
+                    self.viewer = now_seen
+                    reader.admin = now_seen.admin
+                text, reader.after = hub.since(reader.after, self.viewer)
             else:  # behind what the process keeps: its own reads of the table
                 rows = await run_in_threadpool(reader.read, BATCH)
                 text, more = "".join(frame(row.id, shown(row)) for row in rows).encode(), len(rows) == BATCH
             if text:
-                yield text
+                await self._send(text)
             if more:
                 continue
             now = time.monotonic()
             if now >= next_ping:
-                yield ": ping\n\n"
+                await self._send(b": ping\n\n")
                 next_ping = now + settings.events_ping
                 # Still active? (a changed role or teams apply.) Read at most every half ping for
                 # all the agent's streams here, so a stream ends within a ping and a half.
                 now_seen = await hub.viewer_now(reader.agent_id, within=settings.events_ping / 2)
                 if now_seen is None:
                     return
-                viewer = now_seen
-                reader.admin = viewer.admin
+                self.viewer = now_seen
+                reader.admin = now_seen.admin
+                continue  # events may have come during that read
+            if hub.covers(reader.after) and not bell.is_set():
+                hub.go_live(self)
             await rest(bell, reader, next_ping - now)
+
+
+class EventStream(Response):
+    """The response of ``GET /api/v1/events``: a :class:`_Stream` until the client goes away (or
+    its agent is deactivated)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: Hub, reader: events.Reader, viewer: Viewer, opening: str) -> None:
+        # (not Response's: it would give an empty body's content-length)
+        self.status_code, self.background = 200, None
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                            (b"x-accel-buffering", b"no")]
+        self.hub, self.reader, self.viewer, self.opening = hub, reader, viewer, opening
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        stream = _Stream(send, self.reader, self.viewer)
+        self.hub.subscribe(stream.bell)
+        gone = asyncio.ensure_future(_disconnect(receive))
+        gone.add_done_callback(stream.close)
+        try:
+            await stream.run(self.hub, self.opening)
+        finally:
+            self.hub.unsubscribe(stream.bell)
+            gone.cancel()
+            if stream.writing is not None:
+                stream.writing.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def eager(step: Coroutine[Any, Any, None], done: Callable[[asyncio.Future[None]], None]) -> asyncio.Future[None] | None:
+    """Run ``step`` at once, up to its first wait, as Python 3.12's eager tasks do: None if it
+    finished without waiting (an error raised), else a task finishing it, with ``done`` called then."""
+    try:
+        waiting = step.send(None)
+    except StopIteration:
+        return None
+    task = asyncio.ensure_future(_resume(step, waiting))
+    task.add_done_callback(done)
+    return task
+
+
+async def _resume(step: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """The rest of a coroutine that waited on ``waiting`` (an asyncio future, or None for a bare
+    yield), stepped as ``asyncio.Task`` steps one."""
+    try:
+        while True:
+            if waiting is None:
+                await asyncio.sleep(0)
+            else:
+                waiting._asyncio_future_blocking = False  # as a task does with what its coroutine yields
+                with contextlib.suppress(Exception):  # the coroutine sees it, resumed
+                    await waiting
+            waiting = step.send(None)
+    except StopIteration:
+        pass
     finally:
-        hub.unsubscribe(bell)
+        step.close()

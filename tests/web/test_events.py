@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +44,7 @@ class Subscriber:
         self._args = ("/api/v1/events" + query,
                       {"Authorization": f"Bearer {token or running.admin_token}", **(headers or {})})
         threading.Thread(target=self._run, daemon=True).start()
+        OPEN.append(self)
         assert self.opened.wait(10), "the stream did not answer"
 
     def _run(self) -> None:
@@ -85,6 +88,18 @@ class Subscriber:
 
     def close(self) -> None:
         self._client.close()
+
+
+OPEN: list[Subscriber] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_streams() -> Iterator[None]:
+    """Every stream a test opened is closed after it (an open one would keep its server's shared
+    reader reading the test's database after it is dropped)."""
+    yield
+    while OPEN:
+        OPEN.pop().close()
 
 
 @pytest.fixture
@@ -139,8 +154,9 @@ def test_events_arrive_in_order_within_a_second_and_resume_exactly(desk: Running
     _inbound(desk, channel, "2")
     time.sleep(1.0)  # routed and delivered meanwhile
     missed = _stored_ids(desk, last_seen)
-    kinds = [d["type"] for _, d in Subscriber(desk, query=f"?after={last_seen}").events_until(
-        lambda got: len(got) >= len(missed))]
+    resumed_once = Subscriber(desk, query=f"?after={last_seen}")
+    kinds = [d["type"] for _, d in resumed_once.events_until(lambda got: len(got) >= len(missed))]
+    resumed_once.close()
     assert {"message.created", "message.status", "conversation.created"} <= set(kinds)
     # The browser's header wins over the ?after= of the URL it first opened.
     for how in ({"headers": {"Last-Event-ID": str(last_seen)}, "query": "?after=0"}, {"query": f"?after={last_seen}"}):
@@ -316,6 +332,9 @@ def test_an_agents_streams_share_one_read_of_the_agent(store_engine, monkeypatch
         hub = Hub()
         bell = hub.subscribe()
         try:
+            async with asyncio.timeout(5):  # the shared reader started (its place: before the update below)
+                while hub.base is None:
+                    await asyncio.sleep(0.01)
             seen = [await hub.viewer_now(agent_id, within=10) for _ in range(10)]
             assert len(reads) == 1
             assert seen[0] is not None and seen[0].team_ids and not seen[0].admin
@@ -339,3 +358,57 @@ def test_an_agents_streams_share_one_read_of_the_agent(store_engine, monkeypatch
         asyncio.run(scenario())
     finally:
         sa_event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_client_that_stops_reading_holds_up_no_other_stream_and_misses_nothing(desk: Running) -> None:
+    """The process writes its live streams from one task (``Hub._push``); a write to a client
+    that has stopped reading waits on a task of its own. So a stalled client (a laptop lid
+    closed) holds up no other stream, and when it reads again it gets every event after its
+    place, once, in order (what piled up meanwhile: the rest of the pending write, then the
+    stream's own catch-up)."""
+    agent = desk.agent("Ann", online=False)
+    host, port = desk.url.removeprefix("http://").split(":")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server's writes pause soon
+    slow.connect((host, int(port)))
+    slow.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {desk.admin_token}\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    raw = b""
+    while b"\r\n\r\n" not in raw or _dechunk(raw.split(b"\r\n\r\n", 1)[1])[0] == b"":
+        raw += slow.recv(4096)  # the answer's head and the stream's opening (its place)
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+    start = int(re.search(rb"id: (\d+)", _dechunk(body)[0]).group(1))  # type: ignore[union-attr]
+    fast = Subscriber(desk)
+    fast.events_until(lambda got: len(got) == 1)  # its opening
+    pad = "x" * 400
+    for batch in range(100):  # 5 MB of events (past what the kernel buffers) while the slow client reads nothing
+        with desk.engine.begin() as conn:
+            events.append(conn, [events.event("agent.presence", agent_id=agent["id"], presence="away", n=n, pad=pad)
+                                 for n in range(batch * 100, batch * 100 + 100)])
+    written = _stored_ids(desk, start)
+    # The other stream has them all, promptly: nothing waited for the stalled client.
+    got = fast.events_until(lambda got: any(i == written[-1] for i, _ in got), timeout=20)
+    assert [i for i, _ in got if i is not None and i > start] == written
+    # The stalled client reads again: every event after its place, once, in order.
+    slow.settimeout(20)
+    text, body = _dechunk(body)
+    while not text.endswith(b"\n\n") or int(re.findall(rb"id: (\d+)\n", text[-2000:])[-1]) < written[-1]:
+        chunk = slow.recv(1 << 20)
+        assert chunk, "the stream ended"
+        more, body = _dechunk(body + chunk)
+        text += more
+    slow.close()
+    assert [int(i) for i in re.findall(rb"^id: (\d+)\ndata: ", text, re.MULTILINE) if int(i) > start] == written
+
+
+def _dechunk(body: bytes) -> tuple[bytes, bytes]:
+    """HTTP/1.1 chunked ``body``: the data of its whole chunks, and what is left of a partial one."""
+    data, at = [], 0
+    while (end := body.find(b"\r\n", at)) >= 0:
+        size = int(body[at:end], 16)
+        if len(body) < end + 2 + size + 2:
+            break
+        data.append(body[end + 2:end + 2 + size])
+        at = end + 2 + size + 2
+    return b"".join(data), body[at:]

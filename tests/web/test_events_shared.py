@@ -97,3 +97,53 @@ def test_the_hub_gives_each_viewer_from_any_place_what_sees_picks(store_engine: 
     assert hub.base > every[0].id  # the oldest were forgotten, by the views too (their memory is bounded)
     assert all(len(view.sequences) == len(view.frames) <= 50 for view in hub._views.values())
     assert mixed
+
+
+def test_eager_runs_a_coroutine_at_once_and_a_task_only_for_what_waits() -> None:
+    """``web.events.eager`` (how the hub writes its streams): a send that does not wait is done
+    before it returns, with no task made; one that waits (a client slow to read) is finished by a
+    task, which sees what it waited for (a value or an error) and calls ``done``; cancelling that
+    task closes the coroutine."""
+    import asyncio
+
+    from web.events import eager
+
+    async def scenario() -> None:
+        steps: list[str] = []
+        finished: list[object] = []
+
+        async def send(wait: asyncio.Future[str] | None) -> None:
+            steps.append("start")
+            if wait is not None:
+                try:
+                    steps.append(await wait)
+                except ValueError as exc:
+                    steps.append(f"error {exc}")
+                finally:
+                    steps.append("end")
+
+        assert eager(send(None), finished.append) is None and steps == ["start"] and not finished
+        loop = asyncio.get_running_loop()
+        for outcome in ("drained", ValueError("gone")):
+            steps.clear()
+            wait = loop.create_future()
+            task = eager(send(wait), finished.append)
+            assert task is not None and steps == ["start"]
+            await asyncio.sleep(0.01)
+            assert steps == ["start"] and not task.done()  # waiting, as the send is
+            if isinstance(outcome, str):
+                wait.set_result(outcome)
+            else:
+                wait.set_exception(outcome)
+            await asyncio.sleep(0.01)
+            assert steps == ["start", outcome if isinstance(outcome, str) else "error gone", "end"]
+            assert task.done() and finished[-1] is task
+        steps.clear()
+        task = eager(send(loop.create_future()), finished.append)
+        assert task is not None
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        assert steps == ["start", "end"] and finished[-1] is task  # closed, not left waiting
+
+    asyncio.run(scenario())
