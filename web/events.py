@@ -52,6 +52,7 @@ router = APIRouter(tags=["events"], responses=errors(401, 422))
 MAX_SEQUENCE = 2**63 - 1
 BATCH = 500  # events read at a time
 KEPT = 20_000  # events a web process keeps in memory for its streams
+SLICE = 50  # streams written in a row before the process's other work gets a turn
 log = logging.getLogger(__name__)
 
 
@@ -144,12 +145,17 @@ class Hub:
         """The hub no longer writes ``stream`` (its own task takes its turn)."""
         self._live.pop(stream.bell, None)
 
-    def _ring(self) -> None:
+    async def _ring(self) -> None:
         """New events read: each live stream written what its agent may see of them, at once,
         in this task (no task of its own woken, no timer: with hundreds of streams, that work was
-        most of the process's); every other stream's bell rung."""
+        most of the process's); every other stream's bell rung. The process's other work (a
+        webhook, a request) gets its turn every :data:`SLICE` streams."""
         live = self._live
-        for bell in self._waiting:
+        for n, bell in enumerate(list(self._waiting)):
+            if n and n % SLICE == 0:
+                await asyncio.sleep(0)
+                if bell not in self._waiting:  # gone meanwhile
+                    continue
             stream = live.get(bell)
             if stream is None or not self._push(stream):
                 live.pop(bell, None)
@@ -222,7 +228,7 @@ class Hub:
                     # A stream that subscribed before this read may be behind where it starts (an
                     # event written meanwhile): no later read rings for that, so ring now, and a
                     # stream behind reads the table itself.
-                    self._ring()
+                    await self._ring()
                 rung.clear()  # before reading: a ring during the read is not lost
                 rows = await run_in_threadpool(reader.read, BATCH)
             except asyncio.CancelledError:
@@ -231,14 +237,17 @@ class Hub:
                 log.warning("reading the event table failed; trying again", exc_info=True)
                 await asyncio.sleep(1)
                 continue
+            read_at = time.monotonic()
             self.take(rows)
             if reader.after != self.head:
                 self.head = reader.after
-                self._ring()
+                await self._ring()
             if len(rows) == BATCH:
                 continue
-            if rows:  # what comes within the next moment is read (and sent to every stream) together
-                await asyncio.sleep(gather(settings.events_gather, len(self._waiting)))
+            if rows:  # what comes within the next moment is read (and sent to every stream) together;
+                # the moment counts from the read: the writes to the streams are part of it
+                await asyncio.sleep(max(0.0, gather(settings.events_gather, len(self._waiting))
+                                        - (time.monotonic() - read_at)))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.25 if reader.held else settings.events_poll):
                     await rung.wait()
@@ -505,6 +514,10 @@ class EventStream(Response):
         gone.add_done_callback(stream.close)
         try:
             await stream.run(self.hub, self.opening)
+        except Exception:
+            if not stream.closed:
+                raise
+            log.debug("an event stream whose client had gone failed", exc_info=True)  # nobody to tell
         finally:
             self.hub.unsubscribe(stream.bell)
             gone.cancel()

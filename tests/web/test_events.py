@@ -93,11 +93,9 @@ class Subscriber:
 OPEN: list[Subscriber] = []
 
 
-@pytest.fixture(autouse=True)
-def _close_streams() -> Iterator[None]:
-    """Every stream a test opened is closed after it (an open one would keep its server's shared
-    reader reading the test's database after it is dropped)."""
-    yield
+def _close_streams() -> None:
+    """Close every stream the test opened (an open one would keep its server's shared reader
+    reading the test's database after it is dropped)."""
     while OPEN:
         OPEN.pop().close()
 
@@ -108,7 +106,10 @@ def desk(backend: str, database_url: str, tmp_path: Path) -> Iterator[Running]:
     came by a wake-up."""
     with running_omnidesk(backend, database_url, tmp_path, OMNIDESK_EVENTS_PING="30",
                           OMNIDESK_EVENTS_POLL="30") as running:
-        yield running
+        try:
+            yield running
+        finally:
+            _close_streams()  # before the server stops and its database is dropped
 
 
 def _inbound(running: Running, channel: tuple[int, str], n: str, thread: str | None = None) -> None:
@@ -223,7 +224,10 @@ def test_a_client_past_the_pruned_horizon_is_told_to_reload(desk: Running) -> No
 @pytest.mark.parametrize("backend", ["sqlite"])  # above the database
 def test_pings_and_refusals(backend: str, database_url: str, tmp_path: Path) -> None:
     with running_omnidesk(backend, database_url, tmp_path, OMNIDESK_EVENTS_PING="0.5") as desk:
-        _pings_and_refusals(desk)
+        try:
+            _pings_and_refusals(desk)
+        finally:
+            _close_streams()
 
 
 def _pings_and_refusals(desk: Running) -> None:
