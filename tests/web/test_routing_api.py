@@ -3,7 +3,15 @@ skills, priority names, and a waiting conversation's place and expected wait."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from store.sql import conversations
 from tests.support import CallbackServer, Running, wait_for
+
+
+def _needing_routing(running: Running) -> list[int]:
+    with running.engine.connect() as conn:
+        return list(conn.execute(select(conversations.c.id).where(conversations.c.needs_routing.is_(True))).scalars())
 
 
 def test_team_settings_and_agent_capacities(omnidesk: Running) -> None:
@@ -43,6 +51,10 @@ def test_priority_names_and_queue_place(omnidesk: Running, callback: CallbackSer
         assert omnidesk.post_inbound(channel_id, secret, payload).status_code == 202
     items = wait_for(lambda: (lambda i: i if len(i) == 3 else None)(omnidesk.ok("GET", "/conversations")["items"]))
     first, second, third = sorted(i["id"] for i in items)
+    # Their routing jobs have run (nobody online: each waits in the queue), so an agent coming online
+    # below pulls them in queue order. (A job still to run then would offer her its own conversation,
+    # whatever its priority: as a new conversation is offered to whoever has room when it arrives.)
+    wait_for(lambda: not _needing_routing(omnidesk), what="the three conversations' routing jobs")
     detail = omnidesk.ok("GET", f"/conversations/{second}")
     assert (detail["queue_position"], detail["expected_wait_seconds"]) == (2, None)  # nobody online
     assert detail["priority_name"] == "normal" and detail["skills"] == []
