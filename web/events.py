@@ -429,8 +429,7 @@ class _Stream:
         """Send ``body`` now: the server's ``send`` only waits while the client is slow to read,
         and only then is a task made to finish it (its bell rings when it has)."""
         try:
-            self.writing = eager(self.send({"type": "http.response.body", "body": body, "more_body": True}),
-                                 self._written)
+            self.writing = eager(self.send(_chunk(body)), self._written)
         except Exception:  # the connection is done for: its task ends the stream
             log.debug("writing to an event stream failed", exc_info=True)
             self.close()
@@ -443,7 +442,7 @@ class _Stream:
         self.bell.set()
 
     async def _send(self, body: bytes) -> None:
-        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        await self.send(_chunk(body))
 
     def close(self, _done: object = None) -> None:
         self.closed = True
@@ -497,8 +496,6 @@ class EventStream(Response):
     """The response of ``GET /api/v1/events``: a :class:`_Stream` until the client goes away (or
     its agent is deactivated)."""
 
-    media_type = "text/event-stream"
-
     def __init__(self, hub: Hub, reader: events.Reader, viewer: Viewer, opening: str) -> None:
         # (not Response's: it would give an empty body's content-length)
         self.status_code, self.background = 200, None
@@ -524,6 +521,11 @@ class EventStream(Response):
             if stream.writing is not None:
                 stream.writing.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _chunk(body: bytes) -> dict[str, Any]:
+    """An ASGI message of more of the stream's body."""
+    return {"type": "http.response.body", "body": body, "more_body": True}
 
 
 async def _disconnect(receive: Receive) -> None:
