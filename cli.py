@@ -105,7 +105,7 @@ def web(host: str = "0.0.0.0", port: int = 8000, workers_: Annotated[int, typer.
 
     setup_logging()
     config = settings()
-    use_database()
+    use_database(wait=True)
     setup_broker()
     typer.echo(f"broker: {broker_label(config)}", err=True)
     if not (config.broker_url or config.redis_url):
@@ -135,7 +135,7 @@ def worker(threads: Optional[int] = None) -> None:
     import workers
 
     setup_logging()
-    use_database()
+    use_database(wait=True)
     broker = setup_broker()
     typer.echo(f"broker: {broker_label(settings())}", err=True)
     running = workers.start_worker(broker, threads)
@@ -157,7 +157,7 @@ def scheduler() -> None:
     import workers
 
     setup_logging()
-    use_database()
+    use_database(wait=True)
     setup_broker()
     typer.echo(f"broker: {broker_label(settings())}", err=True)
     stop = threading.Event()

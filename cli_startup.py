@@ -4,6 +4,7 @@ the database named and checked or created, the broker named, the first logins sh
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -38,15 +39,16 @@ def setup_logging() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def use_database() -> Engine:
+def use_database(*, wait: bool = False) -> Engine:
     """The database this command uses, said on stderr; refused (with how to name the right one)
     unless it exists with the schema this omnidesk needs: a command run from another directory must
-    not quietly make a new, empty database there."""
+    not quietly make a new, empty database there. ``wait``: a process about to serve waits up to
+    ``OMNIDESK_DATABASE_WAIT`` for a database it cannot reach yet (see ``checked``)."""
     from store.db import get_engine
 
     config = settings()
     label = config.database_label()
-    revision = checked(label, lambda: None)
+    revision = checked(label, lambda: None, wait=config.database_wait if wait else 0.0)
     typer.echo(f"database: {label}", err=True)
     head = migrations().get_current_head()
     if revision is None:
@@ -82,20 +84,44 @@ def make_database() -> Engine:
     return get_engine()
 
 
-def checked(label: str, step: Callable[[], None]) -> str | None:
+def checked(label: str, step: Callable[[], None], *, wait: float = 0.0) -> str | None:
     """``step``, then the database's schema revision; a message, not a traceback, when the
-    database cannot be reached or is at a revision this omnidesk does not know."""
+    database cannot be reached or is at a revision this omnidesk does not know.
+
+    ``wait``: seconds to keep trying while the failure is one that passes (the server refuses
+    connections or cuts them: starting, restarting, an admin ending sessions), as when a compose
+    file starts the workers beside the database. A wrong name or password fails at once."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from store.db import schema_revision
+    from store.db import get_engine, schema_revision
 
-    try:
-        step()
-        return schema_revision()
-    except (SQLAlchemyError, CommandError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        fail(f"cannot use the database {label}: {reason}")
+    deadline, said = time.monotonic() + wait, False
+    while True:
+        try:
+            step()
+            return schema_revision()
+        except (SQLAlchemyError, CommandError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            if not (passing(exc) and time.monotonic() < deadline):
+                fail(f"cannot use the database {label}: {reason}")
+            if not said:
+                typer.echo(f"omnidesk: waiting for the database {label} ({reason})", err=True)
+                said = True
+            get_engine().dispose()  # the pool's connections went with it
+            time.sleep(1.0)
+
+
+def passing(exc: BaseException) -> bool:
+    """A database failure that passes by itself: no answer or a refused connection (no SQLSTATE),
+    a connection exception (class 08) or an operator intervention (57: shutting down, starting up,
+    sessions terminated). Not a wrong database name (3D000) or password (28P01)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if not isinstance(exc, DBAPIError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None)
+    return state[:2] in ("08", "57") if state else isinstance(exc, OperationalError)
 
 
 def migrations() -> Any:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, case, or_, select, update
 
 from store.assignment_batch import AVAILABLE, IN_QUEUE
 from store.dialect import for_update, single_statement
@@ -72,22 +72,10 @@ def due_work(engine: Engine, *, grace: float, limit: int = 1000) -> DueWork:
     """Everything the store says should have happened by now and has not."""
     now = utcnow()
     stale = now - timedelta(seconds=grace)
+    deliver = _lost_replies(engine, now, grace, limit)
     with engine.connect() as conn:
         route = conn.execute(
             select(c.id).where(c.needs_routing.is_(True), c.updated_at < stale).order_by(c.id).limit(limit)
-        ).scalars().all()
-        deliver = conn.execute(
-            select(m.id)
-            .where(
-                m.direction == "out",
-                or_(
-                    (m.status == "pending") & or_(m.next_attempt_at.is_(None), m.next_attempt_at <= now)
-                    & (m.created_at < stale),
-                    (m.status == "sending") & (m.lease_until < now),
-                ),
-            )
-            .order_by(m.id)
-            .limit(limit)
         ).scalars().all()
         waiting = conn.execute(select(c.id).where(IN_QUEUE, c.needs_routing.is_(False)).limit(1)).first()
         pull = []
@@ -103,6 +91,42 @@ def due_work(engine: Engine, *, grace: float, limit: int = 1000) -> DueWork:
             )
         ).scalars().all()
     return DueWork(list(route), list(deliver), list(pull), list(poll))
+
+
+LOOK_AGAIN_MAX = 300.0  # seconds: the longest a reply found waiting waits for the sweep's next look
+
+
+def _lost_replies(engine: Engine, now: datetime, grace: float, limit: int) -> list[int]:
+    """Replies whose deliver job looks lost: pending for ``grace`` past being stored or past the
+    retry they were waiting for, or ``sending`` under a lease that ran out (a worker died mid-send).
+
+    Each one returned is marked (``next_attempt_at``) to be looked at again only after half of its
+    wait so far (at least ``grace``, at most LOOK_AGAIN_MAX). A reply that is merely queued behind
+    many others is then not rung again at every sweep (each ring one more job in the queue ahead of
+    it, so that a backlog fed itself), and one whose job really was lost is rung again within half
+    its age. The claim ignores the mark; only the sweep reads it. Two sweeps at once ring each
+    reply once: the mark is written by the statement that decides."""
+    stale = now - timedelta(seconds=grace)
+    due = (m.direction == "out") & or_(
+        (m.status == "pending") & or_(m.next_attempt_at.is_(None) & (m.created_at < stale), m.next_attempt_at < stale),
+        (m.status == "sending") & (m.lease_until < now) & or_(m.next_attempt_at.is_(None), m.next_attempt_at < stale),
+    )
+    with engine.begin() as conn:
+        found = conn.execute(
+            for_update(conn, select(m.id, m.created_at).where(due).order_by(m.id).limit(limit),
+                       of=messages, skip_locked=True)  # a row locked is being claimed or recorded
+        ).all()
+        if not found:
+            return []
+        looks = {row.id: now + timedelta(seconds=_look_again(grace, (now - row.created_at).total_seconds()))
+                 for row in found}
+        rung = conn.execute(update(messages).where(m.id.in_(list(looks)), due)
+                            .values(next_attempt_at=case(looks, value=m.id)).returning(m.id)).scalars().all()
+    return sorted(rung)
+
+
+def _look_again(grace: float, waited: float) -> float:
+    return min(LOOK_AGAIN_MAX, max(grace, waited / 2))
 
 
 def _pull_kinds() -> list[str]:

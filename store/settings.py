@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Work the store says is still to do is re-enqueued when it is older than this (seconds).
     sweep_grace: float = 10.0
     worker_threads: int = 8
+    # At start, ``web``, ``worker`` and ``scheduler`` wait this long (seconds) for a database they
+    # cannot reach (still starting, restarting, its connections cut) before giving up with a message.
+    database_wait: float = 60.0
     # On SIGTERM/SIGINT a worker lets running jobs finish for at most this long (seconds), then exits;
     # what it abandons is found again by the sweep (leases run out). Keep it under your supervisor's
     # kill timeout (docker compose: stop_grace_period, 10 s by default; ours sets 30 s).

@@ -11,16 +11,21 @@ import os
 import re
 import shutil
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from connectors.api import sign
-from tests.support import free_port, wait_for
+from tests.support import REDIS_URL, flush_namespace, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,6 +260,63 @@ def test_postgresql_is_named_by_host_and_database_never_with_its_password(pg_url
     missing = run(tmp_path, "worker", OMNIDESK_DATABASE_URL=with_password.rsplit("/", 1)[0] + "/no_such_db")
     assert missing.returncode == 1 and "no_such_db" in missing.stderr and "Traceback" not in missing.stderr
     assert "s3cr3t-pw" not in missing.stderr
+
+
+@contextlib.contextmanager
+def forwarding(port: int, to: tuple[str, int]) -> Iterator[None]:
+    """A TCP port on loopback that passes each connection on to ``to`` (the database appearing)."""
+
+    class Pass(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            with socket.create_connection(to) as upstream:
+                def pump(source: socket.socket, sink: socket.socket) -> None:
+                    with contextlib.suppress(OSError):
+                        while data := source.recv(65536):
+                            sink.sendall(data)
+                    with contextlib.suppress(OSError):
+                        sink.shutdown(socket.SHUT_WR)
+
+                back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
+                back.start()
+                pump(self.request, upstream)
+                back.join()
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", port), Pass) as server:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield
+        finally:
+            server.shutdown()
+
+
+def test_a_serving_process_waits_for_a_database_still_starting_and_gives_up_with_a_message(
+    pg_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    database = urlsplit(pg_url)
+    url = pg_url.replace(database.netloc, f"postgres@127.0.0.1:{port}")  # nothing listens there yet
+    namespace = f"omnidesk-test-wait-{port}"
+    env = clean_env(OMNIDESK_DATABASE_URL=url, OMNIDESK_REDIS_URL=REDIS_URL, OMNIDESK_REDIS_NAMESPACE=namespace)
+    worker = Omnidesk(tmp_path, "worker", "--threads", "1", env=env)
+    try:
+        worker.wait_line("waiting for the database")
+        time.sleep(1.5)  # a few tries refused
+        assert worker.proc.poll() is None and "worker started" not in worker.output
+        with forwarding(port, (database.hostname or "127.0.0.1", database.port or 5432)):
+            worker.wait_line("worker started", timeout=30)
+            assert worker.stop() == 0 and worker.stopped_cleanly(), worker.output
+    finally:
+        worker.kill_all()
+        flush_namespace(namespace)
+    assert "Traceback" not in worker.output
+
+    started = time.monotonic()
+    given_up = run(tmp_path, "scheduler", OMNIDESK_DATABASE_URL=url, OMNIDESK_DATABASE_WAIT="2")
+    assert given_up.returncode == 1 and time.monotonic() - started >= 2
+    assert f"cannot use the database PostgreSQL 127.0.0.1:{port}" in given_up.stderr
+    assert "Traceback" not in given_up.stderr
 
 
 def test_a_wrong_setting_is_a_message_not_a_traceback(tmp_path: Path) -> None:

@@ -119,6 +119,58 @@ def test_where_a_repeat_cannot_be_told_the_agent_is_told_the_outcome_is_unknown(
     assert shop.requests == []
 
 
+def _stored_ago(engine: Engine, message_id: int, seconds: float) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(messages).where(messages.c.id == message_id)
+                     .values(created_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_the_sweep_rings_a_waiting_reply_again_only_after_half_its_wait(store_engine: Engine, shop: Shop) -> None:
+    """A reply queued behind many others is not rung again at every sweep (each ring one more job
+    ahead of it: a backlog fed itself); one whose job was lost is rung again within half its wait."""
+    conv = conversation(store_engine, "api", shop.url)
+    fresh, waiting, held = conv.reply("just stored"), conv.reply("queued"), conv.reply("its worker died")
+    for reply in (waiting, held):
+        _stored_ago(store_engine, reply, 40)
+    _die_mid_send(store_engine, held)
+
+    def lost() -> list[int]:
+        return workers.jobs.due_work(store_engine, grace=1).deliver
+
+    assert lost() == [waiting, held]  # the fresh one is within the grace
+    assert lost() == []  # just rung: not at the next sweep
+    look = _row(store_engine, waiting).next_attempt_at - utcnow()
+    assert timedelta(seconds=18) < look <= timedelta(seconds=20)  # half of its 40 s
+    with store_engine.begin() as conn:  # that look is due: its job was lost too
+        conn.execute(update(messages).where(messages.c.id == waiting)
+                     .values(next_attempt_at=utcnow() - timedelta(seconds=2)))
+    assert lost() == [waiting]
+    assert _row(store_engine, fresh).next_attempt_at is None
+
+    workers.deliver(held)  # rung, taken over, sent
+    assert _row(store_engine, held).status == "delivered" and lost() == []
+
+
+def test_sweeps_at_once_ring_each_lost_reply_once(store_engine: Engine, shop: Shop) -> None:
+    conv = conversation(store_engine, "api", shop.url)
+    replies = [conv.reply(f"reply {n}") for n in range(40)]
+    for reply in replies:
+        _stored_ago(store_engine, reply, 30)
+    rung: list[list[int]] = []
+    start = threading.Barrier(4)
+
+    def sweep() -> None:
+        start.wait()
+        rung.append(workers.jobs.due_work(store_engine, grace=1).deliver)
+
+    sweeps = [threading.Thread(target=sweep) for _ in range(4)]
+    for thread in sweeps:
+        thread.start()
+    for thread in sweeps:
+        thread.join()
+    assert sorted(r for each in rung for r in each) == replies
+
+
 def test_a_dead_workers_claim_expires_in_seconds(store_engine: Engine, shop: Shop) -> None:
     reply = conversation(store_engine, "api", shop.url).reply("hi")
     before = utcnow()
