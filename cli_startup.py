@@ -113,15 +113,19 @@ def checked(label: str, step: Callable[[], None], *, wait: float = 0.0) -> str |
 
 
 def passing(exc: BaseException) -> bool:
-    """A database failure that passes by itself: no answer or a refused connection (no SQLSTATE),
-    a connection exception (class 08) or an operator intervention (57: shutting down, starting up,
-    sessions terminated). Not a wrong database name (3D000) or password (28P01)."""
+    """A database failure that passes by itself: a refused, failed or cut connection (the server
+    starting, restarting, an admin ending sessions). Not a database or role that does not exist, or
+    a login the server refuses. (psycopg gives no SQLSTATE for a connection that failed to open:
+    libpq's message says which.)"""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     if not isinstance(exc, DBAPIError):
         return False
     state = getattr(exc.orig, "sqlstate", None)
-    return state[:2] in ("08", "57") if state else isinstance(exc, OperationalError)
+    if state:
+        return state[:2] in ("08", "57")  # connection exception, operator intervention
+    return isinstance(exc, OperationalError) and not any(
+        refusal in str(exc.orig) for refusal in ("does not exist", "authentication failed", "no pg_hba.conf entry"))
 
 
 def migrations() -> Any:

@@ -259,6 +259,10 @@ def test_postgresql_is_named_by_host_and_database_never_with_its_password(pg_url
 
     missing = run(tmp_path, "worker", OMNIDESK_DATABASE_URL=with_password.rsplit("/", 1)[0] + "/no_such_db")
     assert missing.returncode == 1 and "no_such_db" in missing.stderr and "Traceback" not in missing.stderr
+    assert "waiting for the database" not in missing.stderr  # a wrong name is not waited for
+    stranger = run(tmp_path, "worker", OMNIDESK_DATABASE_URL=pg_url.replace("://postgres@", "://no_such_role@"))
+    assert stranger.returncode == 1 and "no_such_role" in stranger.stderr
+    assert "waiting for the database" not in stranger.stderr  # nor a login the server refuses
     assert "s3cr3t-pw" not in missing.stderr
 
 
