@@ -16,9 +16,11 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, case, or_, select, update
 
+from store.dialect import for_update
 from store.events import append, event
+from store.jobs import look_again
 from store.models import utcnow
 from store.sql import attachments, clean, messages
 
@@ -104,11 +106,20 @@ def _move(engine: Engine, attachment_id: int, state: str, **values: Any) -> bool
 
 def due(engine: Engine, *, grace: float, limit: int = 1000) -> list[int]:
     """Pending files whose fetch is due for longer than ``grace`` and that no live lease holds:
-    their job was lost (the broker's queue flushed, a worker killed)."""
+    their job was lost (the broker's queue flushed, a worker killed). Each one returned is marked
+    not to be rung again before ``store.jobs.look_again`` (a file merely waiting its turn in the
+    queue is not rung at every sweep), in the statement that decides: sweeps at once ring it once."""
     now = utcnow()
-    with engine.connect() as conn:
-        return list(conn.execute(
-            select(f.id).where(f.fetch_state == "pending", f.next_fetch_at <= now - timedelta(seconds=grace),
-                               or_(f.lease_until.is_(None), f.lease_until < now))
-            .order_by(f.id).limit(limit)
-        ).scalars())
+    lost = (f.fetch_state == "pending") & (f.next_fetch_at <= now - timedelta(seconds=grace)) \
+        & or_(f.lease_until.is_(None), f.lease_until < now) & or_(f.look_again_at.is_(None), f.look_again_at < now)
+    with engine.begin() as conn:
+        found = conn.execute(
+            for_update(conn, select(f.id, f.next_fetch_at).where(lost).order_by(f.id).limit(limit),
+                       of=attachments, skip_locked=True)
+        ).all()
+        if not found:
+            return []
+        looks = {row.id: look_again(now, grace, row.next_fetch_at) for row in found}
+        rung = conn.execute(update(attachments).where(f.id.in_(list(looks)), lost)
+                            .values(look_again_at=case(looks, value=f.id)).returning(f.id)).scalars().all()
+    return sorted(rung)

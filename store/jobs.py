@@ -93,19 +93,17 @@ def due_work(engine: Engine, *, grace: float, limit: int = 1000) -> DueWork:
     return DueWork(list(route), list(deliver), list(pull), list(poll))
 
 
-LOOK_AGAIN_MAX = 300.0  # seconds: the longest a reply found waiting waits for the sweep's next look
+LOOK_AGAIN_MAX = 300.0  # seconds: the longest work found waiting waits for the sweep's next look
 
 
 def _lost_replies(engine: Engine, now: datetime, grace: float, limit: int) -> list[int]:
     """Replies whose deliver job looks lost: pending for ``grace`` past being stored or past the
     retry they were waiting for, or ``sending`` under a lease that ran out (a worker died mid-send).
 
-    Each one returned is marked (``next_attempt_at``) to be looked at again only after half of its
-    wait so far (at least ``grace``, at most LOOK_AGAIN_MAX). A reply that is merely queued behind
-    many others is then not rung again at every sweep (each ring one more job in the queue ahead of
-    it, so that a backlog fed itself), and one whose job really was lost is rung again within half
-    its age. The claim ignores the mark; only the sweep reads it. Two sweeps at once ring each
-    reply once: the mark is written by the statement that decides."""
+    Each one returned is marked (``next_attempt_at``) to be looked at again (:func:`look_again`):
+    at every sweep each ring was one more job in the queue ahead of a reply merely waiting its
+    turn, so that a backlog fed itself. The claim ignores the mark; only the sweep reads it. Two
+    sweeps at once ring each reply once: the mark is written by the statement that decides."""
     stale = now - timedelta(seconds=grace)
     due = (m.direction == "out") & or_(
         (m.status == "pending") & or_(m.next_attempt_at.is_(None) & (m.created_at < stale), m.next_attempt_at < stale),
@@ -118,15 +116,19 @@ def _lost_replies(engine: Engine, now: datetime, grace: float, limit: int) -> li
         ).all()
         if not found:
             return []
-        looks = {row.id: now + timedelta(seconds=_look_again(grace, (now - row.created_at).total_seconds()))
-                 for row in found}
+        looks = {row.id: look_again(now, grace, row.created_at) for row in found}
         rung = conn.execute(update(messages).where(m.id.in_(list(looks)), due)
                             .values(next_attempt_at=case(looks, value=m.id)).returning(m.id)).scalars().all()
     return sorted(rung)
 
 
-def _look_again(grace: float, waited: float) -> float:
-    return min(LOOK_AGAIN_MAX, max(grace, waited / 2))
+def look_again(now: datetime, grace: float, since: datetime) -> datetime:
+    """When the sweep looks again at work it has just rung, that has waited since ``since``: after
+    half that wait, at least ``grace``, at most LOOK_AGAIN_MAX. Work merely queued behind other work
+    is rung O(log wait) times, not at every sweep; work whose job was lost is rung again within half
+    its age. (Replies: ``_lost_replies``; files to fetch: ``store.fetches.due``.)"""
+    waited = (now - since).total_seconds()
+    return now + timedelta(seconds=min(LOOK_AGAIN_MAX, max(grace, waited / 2)))
 
 
 def _pull_kinds() -> list[str]:

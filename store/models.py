@@ -308,6 +308,8 @@ class Attachment(SQLModel, table=True):
     fetch_attempts: int = 0
     next_fetch_at: datetime | None = _ts(default=None)
     lease_until: datetime | None = _ts(default=None)
+    # A pending fetch the sweep rang (its job presumed lost): not rung again before this.
+    look_again_at: datetime | None = _ts(default=None)
 
 
 class ConversationRead(SQLModel, table=True):

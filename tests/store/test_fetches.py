@@ -122,7 +122,43 @@ def test_the_sweep_lists_due_files_not_held_ones(store_engine: Engine, remote_ki
     ids = [r.fetches[0] for r in results]
     assert fetches.due(store_engine, grace=60) == []  # just stored: their jobs were rung
     assert fetches.due(store_engine, grace=0) == ids
+    assert fetches.due(store_engine, grace=0) == []  # just rung: not at the next sweep
+    _look_due(store_engine, ids)  # the sweep's next look: their jobs were lost again
     fetches.claim(store_engine, ids[0])
     fetches.claim(store_engine, ids[1])
     fetches.mark_done(store_engine, ids[1], b"x")
     assert fetches.due(store_engine, grace=0) == [ids[2]]
+
+
+def _look_due(engine: Engine, ids: list[int]) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(attachments).where(f.id.in_(ids)).values(look_again_at=utcnow() - timedelta(seconds=1)))
+
+
+def test_a_file_waiting_its_turn_is_rung_again_after_half_its_wait_by_one_sweep(
+    store_engine: Engine, remote_kind: str  # noqa: F811
+) -> None:
+    channel_id = create_channel(store_engine, remote_kind, "files", CONFIG)
+    results = record_inbound(store_engine, channel_id,
+                             [_message(n, RemoteAttachment(f"r{n}", "a.png", "image/png")) for n in range(30)])
+    ids = [r.fetches[0] for r in results]
+    with store_engine.begin() as conn:  # due for a minute: queued behind others, or lost
+        conn.execute(update(attachments).where(f.id.in_(ids)).values(next_fetch_at=utcnow() - timedelta(seconds=60)))
+    rung: list[list[int]] = []
+    start = threading.Barrier(4)
+
+    def sweep() -> None:
+        start.wait()
+        rung.append(fetches.due(store_engine, grace=10))
+
+    sweeps = [threading.Thread(target=sweep) for _ in range(4)]
+    for thread in sweeps:
+        thread.start()
+    for thread in sweeps:
+        thread.join()
+    assert sorted(r for each in rung for r in each) == ids  # each once, by one of the sweeps at once
+    looks = {row.look_again_at - utcnow() for row in _rows(store_engine) if row.id in ids}
+    assert all(timedelta(seconds=28) < look <= timedelta(seconds=30) for look in looks)  # half of 60 s
+    assert fetches.due(store_engine, grace=10) == []
+    _look_due(store_engine, ids[:5])
+    assert fetches.due(store_engine, grace=10) == ids[:5]
