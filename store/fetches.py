@@ -16,11 +16,10 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, case, or_, select, update
+from sqlalchemy import Engine, or_, select, update
 
-from store.dialect import for_update
 from store.events import append, event
-from store.jobs import look_again
+from store.jobs import rung_once
 from store.models import utcnow
 from store.sql import attachments, clean, messages
 
@@ -112,14 +111,5 @@ def due(engine: Engine, *, grace: float, limit: int = 1000) -> list[int]:
     now = utcnow()
     lost = (f.fetch_state == "pending") & (f.next_fetch_at <= now - timedelta(seconds=grace)) \
         & or_(f.lease_until.is_(None), f.lease_until < now) & or_(f.look_again_at.is_(None), f.look_again_at < now)
-    with engine.begin() as conn:
-        found = conn.execute(
-            for_update(conn, select(f.id, f.next_fetch_at).where(lost).order_by(f.id).limit(limit),
-                       of=attachments, skip_locked=True)
-        ).all()
-        if not found:
-            return []
-        looks = {row.id: look_again(now, grace, row.next_fetch_at) for row in found}
-        rung = conn.execute(update(attachments).where(f.id.in_(list(looks)), lost)
-                            .values(look_again_at=case(looks, value=f.id)).returning(f.id)).scalars().all()
-    return sorted(rung)
+    return rung_once(engine, attachments, lost, since=f.next_fetch_at, mark=f.look_again_at, now=now, grace=grace,
+                     limit=limit)

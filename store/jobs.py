@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, case, or_, select, update
+from sqlalchemy import Column, ColumnElement, Engine, Table, case, or_, select, update
 
 from store.assignment_batch import AVAILABLE, IN_QUEUE
 from store.dialect import for_update, single_statement
@@ -100,25 +100,34 @@ def _lost_replies(engine: Engine, now: datetime, grace: float, limit: int) -> li
     """Replies whose deliver job looks lost: pending for ``grace`` past being stored or past the
     retry they were waiting for, or ``sending`` under a lease that ran out (a worker died mid-send).
 
-    Each one returned is marked (``next_attempt_at``) to be looked at again (:func:`look_again`):
-    at every sweep each ring was one more job in the queue ahead of a reply merely waiting its
-    turn, so that a backlog fed itself. The claim ignores the mark; only the sweep reads it. Two
-    sweeps at once ring each reply once: the mark is written by the statement that decides."""
+    Each one returned is marked in ``next_attempt_at`` (:func:`rung_once`): rung at every sweep,
+    each ring was one more job in the queue ahead of a reply merely waiting its turn, so that a
+    backlog fed itself. The claim ignores the mark; only the sweep reads it."""
     stale = now - timedelta(seconds=grace)
     due = (m.direction == "out") & or_(
         (m.status == "pending") & or_(m.next_attempt_at.is_(None) & (m.created_at < stale), m.next_attempt_at < stale),
         (m.status == "sending") & (m.lease_until < now) & or_(m.next_attempt_at.is_(None), m.next_attempt_at < stale),
     )
+    return rung_once(engine, messages, due, since=m.created_at, mark=m.next_attempt_at, now=now, grace=grace,
+                     limit=limit)
+
+
+def rung_once(engine: Engine, table: Table, lost: ColumnElement[bool], *, since: Column[datetime],
+              mark: Column[datetime], now: datetime, grace: float, limit: int) -> list[int]:
+    """The ids of ``table``'s rows that ``lost`` selects (oldest first, at most ``limit``; on
+    PostgreSQL rows another transaction holds are skipped: being claimed or recorded), each marked
+    in ``mark`` with when the sweep looks again (:func:`look_again`, from ``since``). The mark is
+    written by the statement that decides, with ``lost`` checked again: sweeps at once ring a row once."""
+    key = table.c.id
     with engine.begin() as conn:
         found = conn.execute(
-            for_update(conn, select(m.id, m.created_at).where(due).order_by(m.id).limit(limit),
-                       of=messages, skip_locked=True)  # a row locked is being claimed or recorded
+            for_update(conn, select(key, since).where(lost).order_by(key).limit(limit), of=table, skip_locked=True)
         ).all()
         if not found:
             return []
-        looks = {row.id: look_again(now, grace, row.created_at) for row in found}
-        rung = conn.execute(update(messages).where(m.id.in_(list(looks)), due)
-                            .values(next_attempt_at=case(looks, value=m.id)).returning(m.id)).scalars().all()
+        looks = {row[0]: look_again(now, grace, row[1]) for row in found}
+        rung = conn.execute(update(table).where(key.in_(list(looks)), lost)
+                            .values({mark.name: case(looks, value=key)}).returning(key)).scalars().all()
     return sorted(rung)
 
 
