@@ -89,6 +89,7 @@ class Hub:
         # Each agent as last read for their streams in this process (at a ping, or after an
         # agent.updated): when it was read, the shared reader's place then, and what was found.
         self._agents: dict[int, tuple[float, int, Viewer | None]] = {}
+        self._rate = _Rate()  # events a second read lately (see gather)
 
     def changed_since(self, agent_id: int, after: int) -> bool:
         """Whether the agent's role, teams or activity changed after event ``after`` (kept events)."""
@@ -238,6 +239,7 @@ class Hub:
                 await asyncio.sleep(1)
                 continue
             read_at = time.monotonic()
+            self._rate.add(len(rows), read_at)
             self.take(rows)
             if reader.after != self.head:
                 self.head = reader.after
@@ -246,8 +248,8 @@ class Hub:
                 continue
             if rows:  # what comes within the next moment is read (and sent to every stream) together;
                 # the moment counts from the read: the writes to the streams are part of it
-                await asyncio.sleep(max(0.0, gather(settings.events_gather, len(self._waiting))
-                                        - (time.monotonic() - read_at)))
+                wait = gather(settings.events_gather, len(self._waiting), self._rate.value)
+                await asyncio.sleep(max(0.0, wait - (time.monotonic() - read_at)))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.25 if reader.held else settings.events_poll):
                     await rung.wait()
@@ -271,12 +273,35 @@ def plain(rows: list[Any]) -> list[Any]:
     return [kind._make(row) for row in rows]
 
 
-def gather(least: float, streams: int) -> float:
-    """Seconds to wait after reading new events before reading again, with ``streams`` open:
-    ``least`` for a few, growing by a millisecond for every ten streams up to three times ``least``
-    (each stream costs a write a wake-up: with many, fewer and larger writes keep the process
-    free for the rest of its work, at the price of that delay)."""
-    return min(3 * least, least + streams / 10_000)
+EVENTS_KNEE = 1000.0  # events a second beyond which a web process's wake-ups get sparser
+GATHER_MOST = 1.0  # seconds: the longest gather, however busy
+
+
+def gather(least: float, streams: int, rate: float = 0.0) -> float:
+    """Seconds to wait after reading new events before reading again, with ``streams`` open and
+    events coming at ``rate`` a second (lately): ``least`` for a few streams, growing by a
+    millisecond for every ten up to three times ``least``; and beyond :data:`EVENTS_KNEE` events a
+    second, longer in proportion to the rate, up to :data:`GATHER_MOST`. Each wake-up costs every
+    stream a write and its client a read, and the process a read of the table: under a load
+    beyond a busy shop's peak (a thousand events a second is some 300 messages), fewer and larger
+    writes keep the process, and the machine, free for the ingest, at the price of that delay."""
+    return min(GATHER_MOST, min(3 * least, least + streams / 10_000) * max(1.0, rate / EVENTS_KNEE))
+
+
+class _Rate:
+    """Events a second, lately: each read's count over the time since the read before, in a moving
+    average (each new read weighs a quarter)."""
+
+    __slots__ = ("at", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.at: float | None = None
+
+    def add(self, count: int, now: float) -> None:
+        if self.at is not None and now > self.at:
+            self.value += (count / (now - self.at) - self.value) / 4
+        self.at = now
 
 
 class _View:

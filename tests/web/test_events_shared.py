@@ -147,3 +147,25 @@ def test_eager_runs_a_coroutine_at_once_and_a_task_only_for_what_waits() -> None
         assert steps == ["start", "end"] and finished[-1] is task  # closed, not left waiting
 
     asyncio.run(scenario())
+
+
+def test_the_gather_grows_with_the_streams_and_beyond_the_knee_with_the_event_rate() -> None:
+    least = 0.05
+    assert web_events.gather(least, 5) == pytest.approx(0.0505)  # a few streams: about least
+    assert web_events.gather(least, 500) == pytest.approx(0.1)  # a millisecond for every ten streams
+    assert web_events.gather(least, 5000) == pytest.approx(0.15)  # up to three times least
+    knee = web_events.EVENTS_KNEE
+    assert web_events.gather(least, 500, knee * 0.6) == pytest.approx(0.1)  # a busy shop's peak: no change
+    assert web_events.gather(least, 500, knee * 3) == pytest.approx(0.3)  # beyond: in proportion
+    assert web_events.gather(least, 500, knee * 1000) == web_events.GATHER_MOST
+
+
+def test_the_event_rate_is_a_moving_average_of_each_reads_count_over_the_time_since_the_last() -> None:
+    rate = web_events._Rate()
+    rate.add(40, 10.0)  # the first read: no interval yet
+    assert rate.value == 0.0
+    for n in range(1, 60):
+        rate.add(300, 10.0 + n * 0.1)  # 300 events every 0.1 s: 3,000 a second
+    assert rate.value == pytest.approx(3000, rel=1e-3)
+    rate.add(0, 20.0)  # a read finding nothing after a quiet spell pulls it down by a quarter
+    assert rate.value == pytest.approx(2250, rel=1e-3)
