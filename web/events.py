@@ -273,7 +273,7 @@ def plain(rows: list[Any]) -> list[Any]:
     return [kind._make(row) for row in rows]
 
 
-EVENTS_KNEE = 1000.0  # events a second beyond which a web process's wake-ups get sparser
+EVENTS_KNEE = 1500.0  # events a second beyond which a web process's wake-ups get sparser
 GATHER_MOST = 1.0  # seconds: the longest gather, however busy
 
 
@@ -282,15 +282,17 @@ def gather(least: float, streams: int, rate: float = 0.0) -> float:
     events coming at ``rate`` a second (lately): ``least`` for a few streams, growing by a
     millisecond for every ten up to three times ``least``; and beyond :data:`EVENTS_KNEE` events a
     second, longer in proportion to the rate, up to :data:`GATHER_MOST`. Each wake-up costs every
-    stream a write and its client a read, and the process a read of the table: under a load
-    beyond a busy shop's peak (a thousand events a second is some 300 messages), fewer and larger
-    writes keep the process, and the machine, free for the ingest, at the price of that delay."""
+    stream a write and its client a read, and the process a read of the table: under a load beyond
+    a busy shop's peak (1,500 events a second is some 600 messages; 200 a second, with the sweeps'
+    batches, are 450-1,000), fewer and larger writes keep the process, and the machine, free for the
+    ingest, at the price of that delay."""
     return min(GATHER_MOST, min(3 * least, least + streams / 10_000) * max(1.0, rate / EVENTS_KNEE))
 
 
 class _Rate:
     """Events a second, lately: each read's count over the time since the read before, in a moving
-    average (each new read weighs a quarter)."""
+    average (each new read weighs an eighth: a burst, such as a sweep's batch, moves it little; a
+    second of a sustained rate, several reads, moves it most of the way)."""
 
     __slots__ = ("at", "value")
 
@@ -300,7 +302,7 @@ class _Rate:
 
     def add(self, count: int, now: float) -> None:
         if self.at is not None and now > self.at:
-            self.value += (count / (now - self.at) - self.value) / 4
+            self.value += (count / (now - self.at) - self.value) / 8
         self.at = now
 
 

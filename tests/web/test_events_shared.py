@@ -164,8 +164,10 @@ def test_the_event_rate_is_a_moving_average_of_each_reads_count_over_the_time_si
     rate = web_events._Rate()
     rate.add(40, 10.0)  # the first read: no interval yet
     assert rate.value == 0.0
-    for n in range(1, 60):
-        rate.add(300, 10.0 + n * 0.1)  # 300 events every 0.1 s: 3,000 a second
+    rate.add(30, 10.1)  # 300 a second
+    assert rate.value == pytest.approx(300 / 8)  # each read weighs an eighth
+    for n in range(2, 120):
+        rate.add(300, 10.0 + n * 0.1)  # 300 events every 0.1 s: 3,000 a second, sustained
     assert rate.value == pytest.approx(3000, rel=1e-3)
-    rate.add(0, 20.0)  # a read finding nothing after a quiet spell pulls it down by a quarter
-    assert rate.value == pytest.approx(2250, rel=1e-3)
+    rate.add(0, 30.0)  # a read finding nothing after a quiet spell pulls it down by an eighth
+    assert rate.value == pytest.approx(2625, rel=1e-3)
