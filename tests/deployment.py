@@ -68,6 +68,9 @@ class Deployment:
                                self.spawn(compose_command("scheduler", self.port))]
             self.start_worker()
             support.wait_for(self.healthy, timeout=30, interval=0.2, what="omnidesk web")
+            # A test starts on a deployment whose processes have all started, not while the worker
+            # and scheduler still import and connect beside its first requests.
+            support.wait_for(self.started, timeout=30, interval=0.2, what="the worker and the scheduler")
         except BaseException:
             self.close()
             raise
@@ -100,6 +103,10 @@ class Deployment:
             return self.api.get("/healthz").status_code == 200
         except httpx.HTTPError:
             return False
+
+    def started(self) -> bool:
+        said = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "worker started" in said and "scheduler started" in said
 
     def ok(self, method: str, path: str, **kw: Any) -> Any:
         answer = self.api.request(method, "/api/v1" + path, **kw)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,37 @@ def deployed(pg_template: str, directory: Path) -> Iterator[Desk]:
 
 
 def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
-    """Sign in through the page's own form, and wait for the inbox."""
-    page.goto("/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("#signin-form button[type=submit]")
-    page.wait_for_selector("#me-name")
+    """Sign in through the page's own form, and wait for the inbox. When the inbox does not come,
+    the failure says what the page showed and how its requests went."""
+    started = time.monotonic()
+    requests: list[str] = []
+
+    def seen(what: str) -> Callable[[Any], None]:
+        return lambda request: requests.append(
+            f"{time.monotonic() - started:.2f}s {what} {request.method} {request.url.split('/', 3)[-1]}"
+            + (f" ({request.failure})" if what == "failed" else ""))
+
+    handlers = {"request": seen("sent"), "requestfinished": seen("answered"), "requestfailed": seen("failed")}
+    for event, handler in handlers.items():
+        page.on(event, handler)
+    try:
+        page.goto("/")
+        page.fill("input[name=email]", email)
+        page.fill("input[name=password]", password)
+        page.click("#signin-form button[type=submit]")
+        page.wait_for_selector("#me-name")
+    except Exception as exc:
+        shown = page.evaluate("""() => ({
+            signin: !document.querySelector('#signin').hidden,
+            shell: !document.querySelector('#shell').hidden,
+            error: document.querySelector('#signin-error').textContent,
+            toasts: [...document.querySelectorAll('.toast')].map((t) => t.textContent)})""")
+        calls = [line for line in requests if " ui/" not in line or " failed " in line]  # not each script
+        raise AssertionError(f"not signed in after {time.monotonic() - started:.1f} s: the page shows {shown}; "
+                             "its requests but the page's own files:\n" + "\n".join(calls)) from exc
+    finally:
+        for event, handler in handlers.items():
+            page.remove_listener(event, handler)
 
 
 def admin(desk: Desk, page: Any, name: str = "Olga Admin") -> dict[str, Any]:
