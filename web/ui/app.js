@@ -155,7 +155,15 @@ function scheduleCounts() {
   countsTimer = setTimeout(refreshCounts, 300);
 }
 
-async function onSignedIn(session) {
+// Signing in once, however many ask at the same moment (the form, and the page's first look at
+// its session answering after the form signed in).
+let signingIn = null;
+function onSignedIn(session) {
+  if (!signingIn) signingIn = showSignedIn(session).finally(() => { signingIn = null; });
+  return signingIn;
+}
+
+async function showSignedIn(session) {
   setCsrf(session.csrf_token);
   state.me = await get("/me");
   await setLocale(state.me.locale || localStorage.getItem("omnidesk.locale") || pick());
@@ -194,8 +202,9 @@ async function boot() {
   const { path } = routeOf();
   if (path.startsWith("/invite/")) return render();
   const session = await get("/session", { quiet: true }).catch(() => null);
+  if (state.me || signingIn) return;  // the form signed in while this was asked (a quick agent)
   if (session) await onSignedIn(session);
-  else if (!state.me) showSignIn();  // not when the form signed in while this was asked (a quick agent)
+  else showSignIn();
 }
 
 boot();

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tests.support import wait_for
 from tests.web.browser.desks import PASSWORD, Desk, watch_errors
 
 CSP_PARTS = ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'",
@@ -67,6 +68,37 @@ def test_a_quick_sign_in_is_not_undone_by_the_page_still_starting(desk: Desk, pa
     # The start-up check answers now what it would have answered then: not signed in.
     held[0].fulfill(status=401, content_type="application/json", body='{"detail": "not signed in"}')
     page.wait_for_timeout(500)  # give a wrong outcome (the sign-in form back) time to show
+    assert page.locator("#me-name").is_visible() and not page.locator("#signin").is_visible()
+
+
+def test_a_quick_sign_in_is_made_once_when_the_start_up_check_then_finds_the_session(desk: Desk, page: Any) -> None:
+    """The start-up ``GET /session`` answering after the form signed in, with that new session: the
+    page stays as the form left it; it does not sign in a second time (a second stream, a second
+    read of the agent)."""
+    rita = desk.agent("Rita Sala")
+    held: list[Any] = []
+    asked: list[str] = []
+
+    def hold_first_check(route: Any) -> None:
+        if route.request.method == "GET" and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.on("request", lambda request: asked.append(request.url.split("/api/v1", 1)[-1])
+            if "/api/v1/" in request.url and request.method == "GET" else None)
+    page.route("**/api/v1/session", hold_first_check)
+    page.goto("/")
+    page.fill("input[name=email]", rita["email"])
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#me-name")
+    session = page.evaluate("fetch('/api/v1/session').then((r) => r.text())")
+    assert '"csrf_token"' in session
+    held[0].fulfill(status=200, content_type="application/json", body=session)
+    page.wait_for_timeout(1000)  # give a second sign-in time to happen
+    assert asked.count("/me") == 1, asked
+    assert sum(path.startswith("/events") for path in asked) == 1, asked
     assert page.locator("#me-name").is_visible() and not page.locator("#signin").is_visible()
 
 
@@ -164,13 +196,45 @@ def test_presence_toggle(desk: Desk, page: Any) -> None:
     eli = desk.agent("Eli Sala", online=False)
     sign_in(page, eli["email"])  # opening the inbox: online
     page.locator("#presence[data-status=online]").wait_for()
-    assert desk.ok("GET", f"/agents/{eli['id']}")["presence"] == "online"
+    wait_for(lambda: desk.ok("GET", f"/agents/{eli['id']}")["presence"] == "online", timeout=20,
+             what="the page's presence on the server")
     page.click("#presence")
     page.locator("#presence[data-status=away]").wait_for()
     assert page.get_attribute("#presence", "aria-pressed") == "false"
     assert desk.ok("GET", f"/agents/{eli['id']}")["presence"] == "away"
     desk.ok("PUT", f"/agents/{eli['id']}/presence", json={"status": "online"})  # from elsewhere: the page follows
     page.locator("#presence[data-status=online]").wait_for()
+
+
+def test_a_heartbeat_answered_late_does_not_undo_away(desk: Desk, page: Any) -> None:
+    """The page's heartbeat (it carries the status) sent just before the agent chooses away and
+    answered late (a slow server): the choice stands, on the page and on the server."""
+    from tests.web.browser.desks import sign_in
+
+    lea = desk.agent("Lea Puig", online=False)
+    held: list[Any] = []
+
+    def hold_first_beat(route: Any) -> None:
+        if not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/me/heartbeat", hold_first_beat)
+    sign_in(page, lea["email"])  # opening the inbox: online, and a heartbeat saying so
+    for _ in range(400):  # the route's handler runs while playwright is called: wait in the page
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page sent no heartbeat"
+    page.click("#presence")
+    page.wait_for_timeout(300)  # the choice on its way
+    with page.expect_response(lambda answer: answer.url.endswith("/api/v1/me/heartbeat")):
+        held[0].continue_()
+    page.locator("#presence[data-status=away]").wait_for()
+    page.wait_for_timeout(300)  # any write still on its way lands
+    assert desk.ok("GET", f"/agents/{lea['id']}")["presence"] == "away"
+    assert page.get_attribute("#presence", "data-status") == "away"
 
 
 def test_disabled_agent_is_signed_out_of_the_open_page(desk: Desk, page: Any) -> None:

@@ -19,14 +19,26 @@ function label() {
   button.dataset.status = status;
 }
 
-async function beat() {
-  await post("/me/heartbeat", { status }, { quiet: true }).catch(() => null);
+// The page's presence writes (a heartbeat carries the status too) go one after another, each once
+// the one before has been answered: on a slow server a heartbeat sent "online" just before the agent
+// chose away must not land after that choice and undo it.
+let writes = Promise.resolve();
+function inTurn(write) {
+  const done = writes.then(write);
+  writes = done.catch(() => null);
+  return done;
+}
+
+function beat() {
+  return inTurn(() => post("/me/heartbeat", { status }, { quiet: true })).catch(() => null);
 }
 
 async function set(me, next) {
-  await put(`/agents/${me.id}/presence`, { status: next });
-  status = next;
-  label();
+  await inTurn(async () => {
+    await put(`/agents/${me.id}/presence`, { status: next });
+    status = next;
+    label();
+  });
   beat();
 }
 
