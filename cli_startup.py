@@ -3,7 +3,9 @@ the database named and checked or created, the broker named, the first logins sh
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -35,8 +37,11 @@ def settings() -> Settings:
 
 
 def setup_logging() -> None:
+    """Logs to stderr; and ``kill -USR1 <pid>`` writes where each of the process's threads is
+    there, for a process that seems stuck (it goes on running)."""
     logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def use_database(*, wait: bool = False) -> Engine:

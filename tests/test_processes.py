@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import subprocess
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -80,7 +82,13 @@ def stop_alone(process: Omnidesk, sig: int) -> int:
     else:
         process.proc.send_signal(sig)
     try:
-        status = process.proc.wait(timeout=60)
+        try:
+            status = process.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # stuck: where is each of its threads? (see setup_logging)
+            process.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            raise AssertionError("still running 60 s after the signal; since then it said:\n"
+                                 + "\n".join(process.lines[process.signalled_at:])) from None
         left = in_session(process.proc.pid)
         assert left == [], "left behind:\n" + "\n".join(left)
         return status
