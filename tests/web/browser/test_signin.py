@@ -46,27 +46,34 @@ def test_sign_in_wrong_pair_then_right_then_out(desk: Desk, page: Any) -> None:
     assert errors == []
 
 
-def test_a_quick_sign_in_is_not_undone_by_the_page_still_starting(desk: Desk, page: Any) -> None:
-    """The page asks ``GET /session`` as it starts; an agent who signs in before that answer comes
-    (a slow network, a loaded server) stays signed in when the answer (401: not yet) arrives."""
-    rita = desk.agent("Rita Soler")
+def signed_in_before_the_start_up_check(desk: Desk, page: Any, name: str) -> Any:
+    """A new agent signed in through the form while the page's start-up ``GET /session`` is held
+    unanswered (a slow network, a loaded server): that held request, for the test to answer."""
+    agent = desk.agent(name)
     held: list[Any] = []
 
     def hold_first_check(route: Any) -> None:
         if route.request.method == "GET" and not held:
-            held.append(route)  # answered only after the sign-in below
+            held.append(route)
         else:
             route.continue_()
 
     page.route("**/api/v1/session", hold_first_check)
     page.goto("/")
-    page.fill("input[name=email]", rita["email"])
+    page.fill("input[name=email]", agent["email"])
     page.fill("input[name=password]", PASSWORD)
     page.click("#signin-form button[type=submit]")
     page.wait_for_selector("#me-name")
     assert len(held) == 1
+    return held[0]
+
+
+def test_a_quick_sign_in_is_not_undone_by_the_page_still_starting(desk: Desk, page: Any) -> None:
+    """The page asks ``GET /session`` as it starts; an agent who signs in before that answer comes
+    stays signed in when the answer (401: not yet) arrives."""
+    check = signed_in_before_the_start_up_check(desk, page, "Rita Soler")
     # The start-up check answers now what it would have answered then: not signed in.
-    held[0].fulfill(status=401, content_type="application/json", body='{"detail": "not signed in"}')
+    check.fulfill(status=401, content_type="application/json", body='{"detail": "not signed in"}')
     page.wait_for_timeout(500)  # give a wrong outcome (the sign-in form back) time to show
     assert page.locator("#me-name").is_visible() and not page.locator("#signin").is_visible()
 
@@ -75,27 +82,13 @@ def test_a_quick_sign_in_is_made_once_when_the_start_up_check_then_finds_the_ses
     """The start-up ``GET /session`` answering after the form signed in, with that new session: the
     page stays as the form left it; it does not sign in a second time (a second stream, a second
     read of the agent)."""
-    rita = desk.agent("Rita Sala")
-    held: list[Any] = []
     asked: list[str] = []
-
-    def hold_first_check(route: Any) -> None:
-        if route.request.method == "GET" and not held:
-            held.append(route)
-        else:
-            route.continue_()
-
     page.on("request", lambda request: asked.append(request.url.split("/api/v1", 1)[-1])
             if "/api/v1/" in request.url and request.method == "GET" else None)
-    page.route("**/api/v1/session", hold_first_check)
-    page.goto("/")
-    page.fill("input[name=email]", rita["email"])
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#signin-form button[type=submit]")
-    page.wait_for_selector("#me-name")
+    check = signed_in_before_the_start_up_check(desk, page, "Rita Sala")
     session = page.evaluate("fetch('/api/v1/session').then((r) => r.text())")
     assert '"csrf_token"' in session
-    held[0].fulfill(status=200, content_type="application/json", body=session)
+    check.fulfill(status=200, content_type="application/json", body=session)
     page.wait_for_timeout(1000)  # give a second sign-in time to happen
     assert asked.count("/me") == 1, asked
     assert sum(path.startswith("/events") for path in asked) == 1, asked
