@@ -21,11 +21,14 @@ function label() {
 
 // The page's presence writes (a heartbeat carries the status too) go one after another, each once
 // the one before has been answered: on a slow server a heartbeat sent "online" just before the agent
-// chose away must not land after that choice and undo it.
+// chose away must not land after that choice and undo it. A write unanswered for WRITE_WAIT_MS no
+// longer holds up the next (a connection that died without a word).
+const WRITE_WAIT_MS = 15000;
 let writes = Promise.resolve();
 function inTurn(write) {
   const done = writes.then(write);
-  writes = done.catch(() => null);
+  const waited = new Promise((resolve) => setTimeout(resolve, WRITE_WAIT_MS));
+  writes = Promise.race([done, waited]).catch(() => null);
   return done;
 }
 
