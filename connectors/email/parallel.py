@@ -119,11 +119,14 @@ def submit(items: Sequence[Fetched], options: Options) -> Parsing:
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
+_ended = False  # shutdown() was called: the process is stopping, no pool starts again
 
 
 def _executor() -> ProcessPoolExecutor:
     global _pool
     with _lock:
+        if _ended:
+            raise RuntimeError("the process is stopping")
         if _pool is None:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             _pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context(method),
@@ -137,10 +140,12 @@ def _ignore_sigint() -> None:
 
 def shutdown() -> None:
     """End the pool and the helper processes multiprocessing started for it (the forkserver and
-    the resource tracker), waiting for them. Parsing still asked for afterwards starts a new pool."""
-    global _pool
+    the resource tracker), waiting for them: the process is stopping. A poll still running (past
+    its worker's grace) parses what it asks for afterwards in its own thread: a new pool started
+    then, with its own forkserver, while this stops the last one, could hold the process's exit."""
+    global _pool, _ended
     with _lock:
-        pool, _pool = _pool, None
+        pool, _pool, _ended = _pool, None, True
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
     # Both are started once per process and would otherwise outlive it if it is killed later.

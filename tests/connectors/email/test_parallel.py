@@ -69,6 +69,25 @@ def test_a_broken_pool_is_replaced_and_costs_no_message(broken_pool: None, caplo
     assert parallel._pool is not broken  # the next batch gets a new pool
 
 
+def test_after_shutdown_parsing_stays_in_the_calling_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process is stopping; a poll still running parses without starting a pool. (A pool
+    started then would hold the exit: multiprocessing's forkserver, which shutdown() stops and waits
+    for, ends only once every process it forked has ended.)"""
+    from multiprocessing import forkserver
+
+    if parallel._pool is not None:  # an earlier test's: ended, or this test's shutdown would wait for it
+        parallel._pool.shutdown(wait=True)
+        parallel._pool = None
+    monkeypatch.setattr(parallel, "_ended", False, raising=False)
+    fetched = items()
+    assert parallel.submit(fetched, OPTIONS).result() == parallel.parse_fetched(fetched, OPTIONS)
+    assert parallel._pool is not None  # a batch this large goes to the pool while running
+    parallel.shutdown()
+    assert parallel.submit(fetched, OPTIONS).result() == parallel.parse_fetched(fetched, OPTIONS)
+    assert parallel._pool is None
+    assert forkserver._forkserver._forkserver_pid is None  # none started again
+
+
 def test_a_pipelined_poll_acknowledges_only_what_was_committed(
     dovecot: Dovecot, caplog: pytest.LogCaptureFixture
 ) -> None:
