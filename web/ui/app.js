@@ -6,6 +6,7 @@ import { get, patch, del, setCsrf, onSignedOut } from "./lib/api.js";
 import { t, setLocale, pick, getLocale, LOCALES, LOCALE_NAMES } from "./lib/i18n.js";
 import * as stream from "./lib/stream.js";
 import { toast } from "./lib/toast.js";
+import { retrying } from "./lib/retry.js";
 import { showSignIn, wireSignIn, inviteView } from "./inbox/signin.js";
 import { listView, countsInto, forgetLookups } from "./inbox/list.js";
 import { conversationView, forgetAgents } from "./inbox/conversation.js";
@@ -37,9 +38,8 @@ function go(hash) {
   else location.hash = hash;
 }
 
-async function refreshCounts() {
-  if (state.counts) await countsInto(state.counts);
-}
+// Tried again while the server cannot be asked; nothing to do once signed out.
+const refreshCounts = retrying(async () => !state.me || !state.counts || countsInto(state.counts));
 
 const ctx = { get me() { return state.me; }, go, refreshCounts, signedIn: (session) => onSignedIn(session) };
 

@@ -125,6 +125,22 @@ def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
             page.remove_listener(event, handler)
 
 
+def wait_in_page(page: Any, done: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
+    """Wait until ``done()`` holds, calling into the page meanwhile: a route's handler runs only
+    while playwright is called, so ``time.sleep`` would wait for nothing."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        page.wait_for_timeout(50)
+
+
+def wait_quiet(page: Any, asked: list[float], what: str, quiet: float = 1.0) -> None:
+    """Wait until the page has asked again (``asked``: the ``time.monotonic()`` of each request a
+    route saw) and then nothing for ``quiet`` seconds: the stream's events have all been handled, so
+    nothing after this point would put right a wrong state by chance."""
+    wait_in_page(page, lambda: asked and time.monotonic() - asked[-1] > quiet, what)
+
+
 def admin(desk: Desk, page: Any, name: str = "Olga Admin") -> dict[str, Any]:
     """A new admin, signed in on ``page``."""
     agent = desk.agent(name, role="admin", online=False)

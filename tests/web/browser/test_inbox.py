@@ -5,13 +5,14 @@ inside; resolve and reopen; assigning to a colleague who sees it arrive in their
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
 
 from tests.fakes.shop import Shop
 from tests.support import wait_for
-from tests.web.browser.desks import Desk, sign_in, watch_errors
+from tests.web.browser.desks import Desk, sign_in, wait_in_page, wait_quiet, watch_errors
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +245,112 @@ def test_unread_counts_canned_files_contact(desk: Desk, page: Any, channel: tupl
     page.locator(f".conv-item[data-id='{opened}']", has_text="Perfecte, gràcies").wait_for()  # the preview: the last
     assert "is-unread" not in page.get_attribute(f".conv-item[data-id='{opened}']", "class")  # read on open
     page.locator(".nav-link[data-nav='#/mine'] .badge", has_text="2").wait_for()
+
+
+def test_a_late_answer_never_lands_over_a_newer_one(desk: Desk, page: Any, channel: tuple[int, str]) -> None:
+    """The list and the header's counts are fetched again at stream events, and those fetches
+    overlap. One answered late (a slow network, a loaded server) with what was true when it was
+    asked must not replace what a later fetch already showed."""
+    tag = f"{desk.kind}{id(page) % 10000}"
+    eva = desk.agent("Eva Soler")
+    desk.only_online(eva["id"])
+    sign_in(page, eva["email"])
+    page.locator(".inbox-list").wait_for()  # the list's first load is answered
+    held: dict[str, Any] = {}
+    fetched: list[float] = []  # when each fetch let through was asked
+
+    def hold_first(route: Any) -> None:
+        path = route.request.url.split("/api/v1", 1)[-1]
+        which = "counts" if path.startswith("/conversations/counts") else "list"
+        if which not in held and "second" not in held:
+            held[which] = route
+        else:
+            fetched.append(time.monotonic())
+            route.continue_()
+
+    page.route(re.compile(r"/api/v1/conversations(\?|/counts$)"), hold_first)
+    desk.inbound(channel, f"Primer missatge {tag}", customer=f"eva-{tag}", name="Clara Bosch", thread=f"first-{tag}")
+    wait_in_page(page, lambda: "counts" in held and "list" in held, "the page to ask for the list and the counts")
+    # What the server answers while only the first conversation exists, kept to arrive late.
+    late = {which: route.fetch() for which, route in held.items()}
+    assert late["counts"].json()["mine"] < 2 and len(late["list"].json()["items"]) < 2
+    held["second"] = True  # from here every fetch goes through
+
+    desk.inbound(channel, f"Segon missatge {tag}", customer=f"eva-{tag}", name="Clara Bosch", thread=f"second-{tag}")
+    badge = page.locator(".nav-link[data-nav='#/mine'] .badge")
+    badge.filter(has_text="2").wait_for()
+    page.locator(".conv-item", has_text="Clara Bosch").nth(1).wait_for()
+    wait_quiet(page, fetched, "the page's fetches of the list and the counts to settle")
+    for which in ("counts", "list"):
+        with page.expect_response(lambda answer: "/api/v1/conversations" in answer.url):
+            held[which].fulfill(response=late[which])
+    page.wait_for_timeout(300)  # a wrong outcome (the older answer shown) has time to show
+    assert badge.inner_text() == "2"
+    assert page.locator(".conv-item", has_text="Clara Bosch").count() == 2
+
+
+def test_an_open_conversation_never_goes_back_to_an_older_state(desk: Desk, page: Any,
+                                                                channel: tuple[int, str]) -> None:
+    """The open conversation is fetched again at its stream events. A fetch answered late, with the
+    conversation as it was (open), must not undo what a later fetch showed (resolved elsewhere)."""
+    tag = f"{desk.kind}{id(page) % 10000}"
+    iu = desk.agent("Iu Mas")
+    desk.only_online(iu["id"])
+    sign_in(page, iu["email"])
+    desk.inbound(channel, f"Bon dia {tag}", customer=f"iu-{tag}", name="Laia Font", thread=f"late-{tag}")
+    page.locator(".conv-item", has_text="Laia Font").locator("a").click()
+    page.locator(".msg[data-direction=in]", has_text=f"Bon dia {tag}").wait_for()
+    number = re.search(r"/conversations/(\d+)", page.url).group(1)
+    held: list[Any] = []
+    passing: list[bool] = []  # once set, every fetch goes through (unrouting would release the held one)
+
+    fetched: list[float] = []  # when each fetch let through was asked
+
+    def hold_first(route: Any) -> None:
+        if route.request.method == "GET" and not held and not passing:
+            held.append(route)
+        else:
+            fetched.append(time.monotonic())
+            route.continue_()
+
+    page.route(f"**/api/v1/conversations/{number}", hold_first)
+    desk.inbound(channel, f"Encara hi sou? {tag}", customer=f"iu-{tag}", name="Laia Font", thread=f"late-{tag}")
+    wait_in_page(page, lambda: held, "the page to fetch the conversation again after its new message")
+    late = held[0].fetch()  # the conversation as it is now: open, kept to arrive late
+    assert late.json()["status"] == "open"
+    passing.append(True)
+
+    desk.ok("POST", f"/conversations/{number}/resolve")
+    page.locator("#conversation-status[data-status=resolved]").wait_for()
+    wait_quiet(page, fetched, "the page's fetches of the conversation to settle")
+    with page.expect_response(lambda answer: answer.url.endswith(f"/api/v1/conversations/{number}")):
+        held[0].fulfill(response=late)
+    page.wait_for_timeout(300)  # a wrong outcome (the older state shown) has time to show
+    assert page.get_attribute("#conversation-status", "data-status") == "resolved"
+    assert page.locator(".msg[data-direction=in]", has_text=f"Encara hi sou? {tag}").count() == 1
+
+
+def test_counts_the_server_could_not_give_are_asked_again(desk: Desk, page: Any, channel: tuple[int, str]) -> None:
+    """The header's counts failing (the server answering 500) after a new conversation: the page
+    asks again by itself, with no further event to prompt it."""
+    tag = f"{desk.kind}{id(page) % 10000}"
+    pau = desk.agent("Pau Ferrer")
+    desk.only_online(pau["id"])
+    sign_in(page, pau["email"])
+    page.locator(".inbox-list").wait_for()
+    refused: list[float] = []  # when each counts fetch was refused
+
+    def refuse(route: Any) -> None:
+        refused.append(time.monotonic())
+        route.fulfill(status=500, body="database is locked")
+
+    page.route("**/api/v1/conversations/counts", refuse)
+    desk.inbound(channel, f"Hi ha algú? {tag}", customer=f"pau-{tag}", name="Jana Roig")
+    page.locator(".conv-item", has_text="Jana Roig").wait_for()
+    # Less quiet than the page's 2 s between tries: the events' fetches are over, not the retries.
+    wait_quiet(page, refused, "the page's counts after the new conversation (refused) to settle")
+    page.unroute("**/api/v1/conversations/counts")
+    page.locator(".nav-link[data-nav='#/mine'] .badge", has_text="1").wait_for()
 
 
 def test_search_finds_and_opens(desk: Desk, page: Any, channel: tuple[int, str]) -> None:

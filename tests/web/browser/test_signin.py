@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from tests.support import wait_for
-from tests.web.browser.desks import PASSWORD, Desk, watch_errors
+from tests.web.browser.desks import PASSWORD, Desk, wait_in_page, watch_errors
 
 CSP_PARTS = ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'",
              "base-uri 'none'", "connect-src 'self'"]
@@ -215,11 +215,7 @@ def test_a_heartbeat_answered_late_does_not_undo_away(desk: Desk, page: Any) -> 
 
     page.route("**/api/v1/me/heartbeat", hold_first_beat)
     sign_in(page, lea["email"])  # opening the inbox: online, and a heartbeat saying so
-    for _ in range(400):  # the route's handler runs while playwright is called: wait in the page
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the page sent no heartbeat"
+    wait_in_page(page, lambda: held, "the page's first heartbeat")
     page.click("#presence")
     page.wait_for_timeout(300)  # the choice on its way
     with page.expect_response(lambda answer: answer.url.endswith("/api/v1/me/heartbeat")):

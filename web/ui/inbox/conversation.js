@@ -8,7 +8,7 @@ import { messageNode, updateMessage } from "./messages.js";
 import { composer } from "./composer.js";
 import { contactPanel } from "./contact.js";
 import { recent } from "./state.js";
-import { retrying } from "../lib/retry.js";
+import { retrying, newest } from "../lib/retry.js";
 
 const TYPING_SHOWN_MS = 6000;
 let agents = null;
@@ -101,9 +101,16 @@ export async function conversationView(ctx, id) {
     if (focused) (document.getElementById(focused) || document.getElementById(swapped[focused]))?.focus();
   }
 
+  // The conversation is fetched again at stream events and answered by each action: the answer of
+  // the latest asked is shown, never an older one that came back after it.
+  const turn = newest();
+
   async function act(call) {
+    const latest = turn();
     try {
-      conversation = await call();
+      const answer = await call();
+      if (!latest()) return;
+      conversation = answer;
       drawHead();
     } catch {
       await refresh();
@@ -114,7 +121,9 @@ export async function conversationView(ctx, id) {
   const resolve = () => act(() => post(`/conversations/${conversation.id}/resolve`));
 
   const refresh = retrying(async () => {
+    const latest = turn();
     const fresh = await get(`/conversations/${id}`, { quiet: true }).catch((err) => (err.status === 404 ? null : undefined));
+    if (!latest()) return true;  // a later fetch is on its way: its answer is the newer
     if (fresh === undefined) return false;  // no answer (offline): tried again
     if (fresh === null) {
       gone = true;

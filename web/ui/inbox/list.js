@@ -5,20 +5,28 @@ import { h, fill } from "../lib/dom.js";
 import { get } from "../lib/api.js";
 import { t, duration, formatTime } from "../lib/i18n.js";
 import { recent } from "./state.js";
-import { retrying } from "../lib/retry.js";
+import { retrying, newest } from "../lib/retry.js";
 
 const STATUSES = ["open", "pending", "snoozed", "resolved"];
 let channels = null;
 let teams = null;
 
+const countsTurn = newest();
+
+// The header's counts into its badges. False when the server could not be asked (the badges keep
+// what they showed, for the caller to try again).
 export async function countsInto(nav) {
+  const latest = countsTurn();
   const counts = await get("/conversations/counts", { quiet: true }).catch(() => null);
+  if (!latest()) return true;  // a later fetch is on its way: its answer is the newer
+  if (!counts) return false;
   for (const badge of nav.querySelectorAll(".badge[data-count]")) {
-    const n = counts ? counts[badge.dataset.count] : null;
+    const n = counts[badge.dataset.count];
     badge.textContent = n ? String(n) : "";
     badge.hidden = !n;
     if (n) badge.setAttribute("aria-label", t("list.count", { n }));
   }
+  return true;
 }
 
 let looked = null;
@@ -110,8 +118,11 @@ export async function listView(ctx, view, params) {
       options.map(([value, text]) => h("option", { value, selected: String(value) === String(filters[name]) }, text))));
   }
 
+  const turn = newest();
   const load = retrying(async () => {
+    const latest = turn();
     const answer = await get(query(view, filters, ctx.me), { quiet: true }).catch(() => null);
+    if (!latest()) return true;  // a later load is on its way: its answer is the newer
     if (!answer) return false;
     items = answer.items.filter((i) => view !== "mine" || i.assignee_id === ctx.me.id);
     items.sort((a, b) => sortKey(b).localeCompare(sortKey(a)) || b.id - a.id);

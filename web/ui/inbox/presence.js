@@ -27,8 +27,9 @@ const WRITE_WAIT_MS = 15000;
 let writes = Promise.resolve();
 function inTurn(write) {
   const done = writes.then(write);
-  const waited = new Promise((resolve) => setTimeout(resolve, WRITE_WAIT_MS));
-  writes = Promise.race([done, waited]).catch(() => null);
+  let wait = null;
+  const waited = new Promise((resolve) => { wait = setTimeout(resolve, WRITE_WAIT_MS); });
+  writes = Promise.race([done, waited]).catch(() => null).finally(() => clearTimeout(wait));
   return done;
 }
 

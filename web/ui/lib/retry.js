@@ -23,3 +23,14 @@ export function retrying(load, everyMs = 2000) {
   };
   return run;
 }
+
+// Fetches that overlap (one after each stream event) may answer in any order. Each fetch asks for a
+// turn before it starts and shows its answer only if no later one was asked meanwhile: an answer
+// that comes back late (a slow network, a loaded server) never lands over a newer one.
+export function newest() {
+  let asked = 0;
+  return () => {
+    const turn = ++asked;
+    return () => turn === asked;
+  };
+}
