@@ -37,11 +37,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pg_admin() -> Any:
+def pg_admin(database: str | None = None) -> Any:
+    """A superuser's connection, in autocommit, to the server's own database or to ``database``."""
     import psycopg
 
     try:
-        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+        return psycopg.connect(PG_ADMIN_URL if database is None else _url_of(database), autocommit=True,
+                               connect_timeout=5)
     except psycopg.OperationalError as exc:
         unavailable("PostgreSQL", str(exc).strip())
 
@@ -49,7 +51,12 @@ def pg_admin() -> Any:
 def create_database(name: str, template: str | None = None) -> str:
     with pg_admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    return _url_of(name)
+
+
+def _url_of(database: str) -> str:
+    """The admin's URL with another database."""
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
 
 
 def drop_database(name: str) -> None:

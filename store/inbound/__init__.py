@@ -9,7 +9,8 @@ same moment, meet in one conversation. The package is split by rule:
 - ``threads``: which conversation a message joins, and the reopen rule;
 - ``receipts``: delivery statuses, only forward;
 - ``batch``: a batch with a handful of multi-row statements (a message alone is a batch of one);
-- ``failures``: a failed store told apart by kind (connection, or the content refused).
+- ``failures``: a failed store told apart by kind (a conflict with a concurrent writer, the
+  connection, or the content refused).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, Engine, update
 from connectors.base import Event, InboundMessage
 from store.inbound.batch import record_batch
 from store.inbound.contacts import contact_for
-from store.inbound.failures import bare_record, describe, is_connection_error, is_content_refusal
+from store.inbound.failures import bare_record, describe, is_conflict, is_connection_error, is_content_refusal
 from store.inbound.receipts import apply_status
 from store.inbound.rows import Duplicate, Recorded, clean_event
 from store.sla import Deadline
@@ -51,9 +52,10 @@ def record_inbound(
     unknown). NUL is cleaned from every text, the same on both databases. ``deadline``: the SLA
     rule, with which the transaction starts the SLA clocks of the waits it begins (store.sla).
 
-    Failures, by kind (store.inbound.failures): a connection-level failure is retried once on a
-    fresh connection and otherwise raised - nothing is stored as a bare record for it, and the
-    cursor does not move. Should the batch fail otherwise, each message is stored alone, so one
+    Failures, by kind (store.inbound.failures): a deadlock with a concurrent writer is tried
+    once more, then the messages are stored one by one. A connection-level failure is retried
+    once on a fresh connection and otherwise raised - nothing is stored as a bare record for it,
+    and the cursor does not move. Should the batch fail otherwise, each message is stored alone, so one
     bad message cannot fail the others; a message whose content the database refuses is stored
     as a bare record (raw source, ids, the kind of refusal), so a poller never stalls on it. Any
     other failure of a message alone is raised once the others are stored (the cursor stays).
@@ -65,8 +67,12 @@ def record_inbound(
     except Exception as exc:
         if is_connection_error(exc):
             raise
-        log.warning("channel %s: batch of %d failed (%s); storing one by one", channel_id, len(events),
-                    type(exc).__name__)
+        if is_conflict(exc):
+            log.info("channel %s: the batch deadlocked with a concurrent writer twice; storing one by one",
+                     channel_id)
+        else:
+            log.warning("channel %s: batch of %d failed (%s); storing one by one", channel_id, len(events),
+                        type(exc).__name__)
     results: list[Recorded] = []
     failed: Exception | None = None
     for event in events:
@@ -86,17 +92,21 @@ def record_inbound(
 
 
 def transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
-    """``work`` in one transaction; should the connection fail, once more on a fresh one (the
-    pool drops a connection that failed, and those opened before it). Then the failure is raised.
+    """``work`` in one transaction; should it deadlock with a concurrent one, or the connection
+    fail, once more (on a fresh connection: the pool drops a connection that failed, and those
+    opened before it). Then the failure is raised.
     Should a commit have succeeded unseen, the second run finds its messages stored: duplicates,
     which ring no router, but the sweep routes what the store says is waiting."""
     try:
         with engine.begin() as conn:
             return work(conn)
     except Exception as exc:
-        if not is_connection_error(exc):
+        if is_conflict(exc):
+            log.info("transaction deadlocked with a concurrent one (%s); trying once more", type(exc).__name__)
+        elif is_connection_error(exc):
+            log.warning("database connection failed (%s); trying once more", type(exc).__name__)
+        else:
             raise
-        log.warning("database connection failed (%s); trying once more", type(exc).__name__)
     with engine.begin() as conn:
         return work(conn)
 

@@ -157,6 +157,10 @@ def conversations_for_many(
     simple = [not m.thread_refs and not m.ticket_number and bool(m.thread_key) for m in batch]
     keys = list({m.thread_key[:ID_LENGTH] for m, s in zip(batch, simple, strict=True) if s})  # type: ignore[index]
     open_rows: dict[str, Any] = {}  # thread key -> its open conversation, None: only resolved ones
+    # Locked as they are read, in id order: the batch writes to them below in its messages' order,
+    # and two batches writing to two conversations in opposite orders would deadlock. The lock is
+    # the one those writes take (FOR NO KEY UPDATE): a reply or an assignment stored meanwhile,
+    # which only needs the conversation to exist, does not wait for it.
     for start in range(0, len(keys), 500):
         chunk = keys[start:start + 500]
         for row in conn.execute(
@@ -164,6 +168,7 @@ def conversations_for_many(
             .add_columns(c.open_key)
             .where(c.channel_id == channel_id,
                    or_(c.open_key.in_(chunk), c.thread_key.in_(chunk) & (c.status == "resolved")))
+            .order_by(c.id).with_for_update(key_share=True)
         ):
             if row.open_key is not None:
                 open_rows[row.open_key] = row

@@ -131,8 +131,9 @@ def contacts_for_many(conn: Connection, channel_id: int, people: Sequence[Identi
         insert_many(
             conn,
             identities,
+            # In key order: concurrent batches wait on each other's new identities in one order.
             [{"contact_id": cid, "channel_id": channel_id, "external_id": key, "created_at": now}
-             for key, cid in chosen.items()],
+             for key, cid in sorted(chosen.items())],
             conflict=["channel_id", "external_id"],
             returning=("external_id", "contact_id"),
         )

@@ -1,8 +1,12 @@
 """Why storing failed, told apart by kind, because each kind asks for a different answer:
 
     Exception
+     ├── conflict: a deadlock or a serialization failure with a concurrent writer (SQLSTATE
+     │   40P01, 40001). Nothing is wrong with the messages or the connection: the transaction
+     │   is tried once more; a batch that conflicts again stores its messages one by one, in
+     │   transactions too small to deadlock with each other. Never a bare record.
      ├── connection: OperationalError, InterfaceError, any DBAPIError that invalidated its
-     │   connection (a dropped connection, a restarted server, a deadlock, a locked SQLite file).
+     │   connection (a dropped connection, a restarted server, a locked SQLite file).
      │   The message is fine: retry once on a fresh connection, else raise, so the provider
      │   retries the webhook and a poller keeps its cursor. Never a bare record.
      ├── content refusal: IntegrityError (our duplicates never raise: they are ON CONFLICT DO
@@ -29,8 +33,20 @@ REFUSALS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
+# PostgreSQL's "try the transaction again" states: deadlock_detected, serialization_failure.
+CONFLICTS = frozenset({"40P01", "40001"})
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """The transaction lost to a concurrent one (a deadlock): worth one more try, and a batch
+    then goes one message at a time."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONFLICTS
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """The connection failed, not the message: worth one more try on a fresh connection."""
+    if is_conflict(exc):
+        return False
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,3 +176,58 @@ def test_a_fault_of_ours_with_one_message_is_raised_after_the_others_are_stored(
     with store_engine.connect() as conn:
         assert conn.execute(select(channels.c.cursor).where(channels.c.id == channel_id)).scalar() is None
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_batch_that_deadlocks_twice_is_stored_one_by_one(store_engine: Engine,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Another transaction holds the conversation the batch must write to and, twice, asks for a
+    new sender's identity the batch has just inserted: two real deadlocks, each detected by the
+    batch's session (the other's deadlock_timeout is a minute). The batch is tried once more,
+    then stored one message at a time once the other has gone: every message once, none bare."""
+    channel_id = _channel(store_engine)
+    with store_engine.connect() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar()
+    [ann] = record_inbound(store_engine, channel_id, [_msg_from("a0", "ann", "t-ann")])
+    batch = [_msg_from("s0-1", "s0", "t-s0"), _msg_from("a1", "ann", "t-ann"), _msg_from("s9-1", "s9", "t-s9")]
+    done: list[Any] = []
+    writer = threading.Thread(target=lambda: done.append(record_inbound(store_engine, channel_id, batch)))
+    watch, other = support.pg_admin(database), support.pg_admin(database)
+    other.execute("SET deadlock_timeout = '60s'")
+    other.execute("BEGIN")
+    other.execute("UPDATE conversations SET updated_at = updated_at WHERE id = %s", (ann.conversation_id,))
+    contact = other.execute("SELECT contact_id FROM contact_identities WHERE external_id = 'ann'").fetchone()[0]
+    caplog.set_level("INFO", logger="store.inbound")
+    writer.start()
+    for sender in ("s9", "s0"):  # the first try holds both new identities; the second, s0 alone
+        _wait_for_a_lock_wait(watch, database, other.info.backend_pid)
+        other.execute("INSERT INTO contact_identities (channel_id, external_id, contact_id, created_at) "
+                      "VALUES (%s, %s, %s, now())", (channel_id, sender, contact))  # waits: the batch is the victim
+    other.execute("ROLLBACK")
+    other.close()
+    watch.close()
+    writer.join(30)
+    assert not writer.is_alive() and len(done) == 1
+    assert "deadlocked with a concurrent one" in caplog.text
+    assert "deadlocked with a concurrent writer twice; storing one by one" in caplog.text
+    rows = _rows(store_engine)
+    assert set(rows) == {"a0", "s0-1", "a1", "s9-1"}
+    assert all(row.parse_error is None for row in rows.values())
+    assert rows["a1"].conversation_id == ann.conversation_id
+    assert [r.message_id for r in done[0]] == [rows["s0-1"].id, rows["a1"].id, rows["s9-1"].id]
+
+
+def _msg_from(external_id: str, who: str, thread_key: str) -> InboundMessage:
+    return InboundMessage(external_id=external_id, sender=Identity(who), thread_key=thread_key,
+                          text=f"text of {external_id}")
+
+
+def _wait_for_a_lock_wait(admin: Any, database: str, besides: int) -> None:
+    """Until a session of ``database`` other than ``besides`` waits for a lock."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s "
+                         "AND wait_event_type = 'Lock'", (database, besides)).fetchone()[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the batch never waited for the other transaction")
