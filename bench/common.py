@@ -47,6 +47,21 @@ def scratch_database(admin_url: str = DEFAULT_PG, *, keep: bool = False) -> Iter
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def scratch_store(channel_name: str = "bench") -> Iterator[tuple[Any, int]]:
+    """The store alone, in this process, on a scratch PostgreSQL database (migrated, dropped
+    afterwards) with one API channel. Yields the engine and the channel's id."""
+    with scratch_database() as url:
+        use_database(url)
+        from store.channels import create_channel
+        from store.db import get_engine, upgrade
+
+        upgrade()
+        engine = get_engine()
+        yield engine, create_channel(engine, "api", channel_name,
+                                     {"secret": "s" * 32, "callback_url": "http://127.0.0.1:9/"})
+
+
 def use_database(url: str, **env: str) -> dict[str, str]:
     """Point this process's omnidesk at ``url`` (settings and engine caches reset). Returns the
     environment for child processes, with the same secret key (channel secrets decrypt there)."""

@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from bench.common import scratch_database, use_database
+from bench.common import scratch_store
 
 MADRID = {"timezone": "Europe/Madrid", "week": {d: [["09:00", "14:00"], ["15:00", "18:00"]]
                                                 for d in ("mon", "tue", "wed", "thu", "fri")},
@@ -63,18 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conversations", type=int, default=8000, help="new conversations stored, both arms")
     parser.add_argument("--batch", type=int, default=100, help="messages per inbound transaction")
     args = parser.parse_args(argv)
-    with scratch_database() as url:
-        use_database(url)
+    with scratch_store() as (engine, channel_id):
         from router.sla import deadline, sweep_sla
         from store import sla
-        from store.channels import create_channel
-        from store.db import get_engine, upgrade
         from store.models import utcnow
 
-        upgrade()
-        engine = get_engine()
         sla.set_config(engine, "hours", MADRID)
-        channel_id = create_channel(engine, "api", "bench", {"secret": "s" * 32, "callback_url": "http://127.0.0.1:9/"})
         without, with_clocks = _store_both(engine, channel_id, args.conversations // 2, args.batch, deadline)
         started = time.perf_counter()
         sweep_sla(engine)  # nothing due: the Madrid email target is a day of business hours
