@@ -41,7 +41,9 @@ def setup_broker() -> Any:
 
 def stop_on_signals(stop: threading.Event) -> None:
     """SIGTERM and SIGINT ask for a clean stop (no traceback): ``stop`` is set and whoever waits
-    on it shuts down. uvicorn takes the signals while it serves and hands them back here after."""
+    on it shuts down. uvicorn takes the signals while it serves and hands them back here after.
+    The handler runs in the main thread, which must then not be inside ``stop.wait()``: it would
+    hold the lock ``stop.set()`` takes (``workers.run_forever`` checks in sleeps)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
@@ -145,8 +147,10 @@ def worker(threads: Optional[int] = None) -> None:
         say_stopping()
         workers.stop_worker(running)
 
+    stop = threading.Event()
+    stop_on_signals(stop)
     try:
-        workers.run_forever(threading.Event(), on_stop=stopping)
+        workers.run_forever(stop, on_stop=stopping)
     finally:
         end_children()
 
@@ -161,6 +165,7 @@ def scheduler() -> None:
     setup_broker()
     typer.echo(f"broker: {broker_label(settings())}", err=True)
     stop = threading.Event()
+    stop_on_signals(stop)
     thread = threading.Thread(target=workers.Scheduler().run, args=(stop,), daemon=True)
     thread.start()
     typer.echo("scheduler started", err=True)

@@ -47,6 +47,7 @@ from store.settings import get_settings
 log = logging.getLogger("omnidesk.workers")
 
 HEARTBEAT_TIMEOUT_MS = 60_000  # dramatiq's default, fixed here: COUNTED_FRESH_MS depends on it
+SIGNAL_CHECK = 0.2  # seconds: how late run_forever may notice a stop
 
 dramatiq.set_broker(StubBroker())  # replaced by setup_broker(); actors are re-declared on it
 
@@ -442,11 +443,12 @@ def start_worker(broker: dramatiq.Broker, threads: int | None = None) -> dramati
 
 
 def run_forever(stop: threading.Event, *, on_stop: Callable[[], None] | None = None) -> None:
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    """In the main thread, until ``stop`` is set (by a signal's handler: ``cli.stop_on_signals``);
+    then ``on_stop``. It checks in short sleeps, never in one unbounded ``stop.wait()``: Python runs
+    a signal's handler in the main thread only, and a signal the kernel gives another thread does
+    not end the main thread's wait on a lock (a worker outlived its SIGINT so in CI)."""
+    while not stop.is_set():
+        time.sleep(SIGNAL_CHECK)
     if on_stop:
         on_stop()
 
