@@ -23,6 +23,7 @@ from store.settings import Settings
 from tests import support
 
 ROOT = Path(__file__).resolve().parent.parent
+START_WAIT = 120.0  # seconds for the processes to start and say so
 
 
 def compose_command(service: str, port: int) -> list[str]:
@@ -67,10 +68,12 @@ class Deployment:
             self.processes += [self.spawn(compose_command("web", self.port)),
                                self.spawn(compose_command("scheduler", self.port))]
             self.start_worker()
-            support.wait_for(self.healthy, timeout=30, interval=0.2, what="omnidesk web")
+            # Starting takes a few seconds; a loaded CI machine once took over 30 s for three
+            # deployments in a row (each then failed every test of its module).
+            support.wait_for(self.healthy, timeout=START_WAIT, interval=0.2, what="omnidesk web")
             # A test starts on a deployment whose processes have all started, not while the worker
             # and scheduler still import and connect beside its first requests.
-            support.wait_for(self.started, timeout=30, interval=0.2, what="the worker and the scheduler")
+            support.wait_for(self.started, timeout=START_WAIT, interval=0.2, what="the worker and the scheduler")
         except BaseException:
             self.close()
             raise

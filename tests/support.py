@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -115,6 +116,16 @@ def channel_and_contact(conn: Any, now: Any, name: str = "t") -> tuple[int, int]
     contact_id = conn.execute(contacts.insert().values(name="C", created_at=now)
                               .returning(contacts.c.id)).scalar_one()
     return channel_id, contact_id
+
+
+def assert_looks_again_after_half_the_wait(look: Any, since: Any, before: Any, after: Any) -> None:
+    """``look`` is when a sweep, run between the clock readings ``before`` and ``after``, will look
+    again at work waiting since ``since``: half the wait after the sweep (``store.jobs.look_again``).
+    The bounds come from those readings, not from a guess of how long the sweep took: a loaded
+    machine may take seconds (a millisecond's slack for rounding to microseconds)."""
+    slack = timedelta(milliseconds=1)
+    earliest, latest = before + (before - since) / 2 - slack, after + (after - since) / 2 + slack
+    assert earliest <= look <= latest, f"looks again at {look}, not between {earliest} and {latest}"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
