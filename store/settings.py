@@ -66,9 +66,9 @@ class Settings(BaseSettings):
     events_ping: float = 15.0
     events_poll: float = 5.0
     # Seconds a web process waits after reading new events before reading again, with few streams
-    # open (more with many, up to three times this, and more again beyond 1,500 events a second:
-    # web.events.gather): every stream is woken at most once per this time (fewer, larger writes
-    # under load; this much more delay).
+    # open (more with many, up to three times this, and more again beyond 1,000 events a second,
+    # sustained: web.events.gather): every stream is woken at most once per this time (fewer,
+    # larger writes under load; this much more delay).
     events_gather: float = 0.05
     # Seconds without an inbox heartbeat after which an online agent becomes away (router.presence).
     presence_timeout: float = 90.0

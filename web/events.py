@@ -28,9 +28,10 @@ import collections
 import contextlib
 import json
 import logging
+import statistics
 import time
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -51,8 +52,10 @@ router = APIRouter(tags=["events"], responses=errors(401, 422))
 
 MAX_SEQUENCE = 2**63 - 1
 BATCH = 500  # events read at a time
+RING_AFTER = 4  # full reads in a row after which the streams are written before reading on
 KEPT = 20_000  # events a web process keeps in memory for its streams
 SLICE = 50  # streams written in a row before the process's other work gets a turn
+SIGHTS = 100_000  # distinct sights (see Sight) a hub numbers before it starts again
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +78,10 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rung: asyncio.Event | None = None
         self._feed: asyncio.Task[None] | None = None
-        self.kept: collections.deque[tuple[int, Any, bytes]] = collections.deque()
+        # (sequence, event, frame, sight number): each event's sight is numbered (see Sight).
+        self.kept: collections.deque[tuple[int, Any, bytes, int]] = collections.deque()
+        self._sights: dict[Sight, int] = {}  # every sight met, numbered (bounded: see take)
+        self._sight_list: list[Sight] = []
         self.base: int | None = None  # every event after this id that a reader returns is kept
         self.head = 0  # the shared reader's place
         # Each view's share of what is kept (a view: one agent, or every admin), filtered once
@@ -133,6 +139,8 @@ class Hub:
                 self._feed = None
             self.kept.clear()
             self._views.clear()
+            self._sights.clear()
+            self._sight_list.clear()
             self._answered.clear()
             self.agents_changed.clear()
             self._agents.clear()
@@ -182,7 +190,7 @@ class Hub:
     def newer(self, after: int) -> list[Any]:
         """The kept events after ``after``, oldest first."""
         rows = []
-        for sequence, row, _text in reversed(self.kept):
+        for sequence, row, _text, _sight in reversed(self.kept):
             if sequence <= after:
                 break
             rows.append(row)
@@ -198,7 +206,7 @@ class Hub:
             view = self._views.get(key)
             if view is None:
                 view = self._views[key] = _View()
-            view.catch_up(self.kept, key)
+            view.catch_up(self.kept, self._sight_list, key)
             found = self._answered[(after, key)] = view.after(after)
         return found, max(after, self.head)
 
@@ -207,20 +215,35 @@ class Hub:
         if not rows:
             return
         self._answered.clear()
+        if len(self._sights) > SIGHTS:  # a long-lived process's many assignees and teams: number again
+            self._sights.clear()
+            self._sight_list.clear()
+            for view in self._views.values():
+                view.seen.clear()
+            self.kept = collections.deque((sequence, row, text, self._number(sight(row)))
+                                          for sequence, row, text, _old in self.kept)
         for row in plain(rows):
             if row.type == "agent.updated" and row.agent_id is not None:
                 self.agents_changed[row.agent_id] = row.id
             if len(self.kept) == KEPT:
                 self.base = self.kept.popleft()[0]
-            self.kept.append((row.id, row, frame(row.id, shown(row)).encode()))
+            self.kept.append((row.id, row, frame(row.id, shown(row)).encode(), self._number(sight(row))))
         if self.base is not None:
             for view in self._views.values():
                 view.forget(self.base)
+
+    def _number(self, look: Sight) -> int:
+        number = self._sights.get(look)
+        if number is None:
+            number = self._sights[look] = len(self._sight_list)
+            self._sight_list.append(look)
+        return number
 
     async def _read_all(self, rung: asyncio.Event) -> None:
         settings = get_settings()
         engine = get_engine()
         reader: events.Reader | None = None
+        series = counted = 0  # full reads in a row, and the events they read
         while True:
             try:
                 if reader is None:
@@ -239,12 +262,19 @@ class Hub:
                 await asyncio.sleep(1)
                 continue
             read_at = time.monotonic()
-            self._rate.add(len(rows), read_at)
             self.take(rows)
-            if reader.after != self.head:
+            # A full read is followed by another at once: the streams are written after the last
+            # (one write each for a wake-up's events, however many reads they took), or after
+            # RING_AFTER full reads in a row (a long backlog keeps flowing).
+            series = series + 1 if len(rows) == BATCH else 0
+            counted += len(rows)
+            if not series:  # the wake-up's reads are over: its events count together
+                self._rate.add(counted, read_at)
+                counted = 0
+            if reader.after != self.head and series % RING_AFTER == 0:
                 self.head = reader.after
                 await self._ring()
-            if len(rows) == BATCH:
+            if series:
                 continue
             if rows:  # what comes within the next moment is read (and sent to every stream) together;
                 # the moment counts from the read: the writes to the streams are part of it
@@ -273,56 +303,70 @@ def plain(rows: list[Any]) -> list[Any]:
     return [kind._make(row) for row in rows]
 
 
-EVENTS_KNEE = 1500.0  # events a second beyond which a web process's wake-ups get sparser
+EVENTS_KNEE = 1000.0  # events a second (sustained) beyond which a web process's wake-ups get sparser
 GATHER_MOST = 1.0  # seconds: the longest gather, however busy
+RATE_READS = 9  # wake-ups the sustained event rate is the median of (see _Rate)
 
 
 def gather(least: float, streams: int, rate: float = 0.0) -> float:
     """Seconds to wait after reading new events before reading again, with ``streams`` open and
-    events coming at ``rate`` a second (lately): ``least`` for a few streams, growing by a
-    millisecond for every ten up to three times ``least``; and beyond :data:`EVENTS_KNEE` events a
-    second, longer in proportion to the rate, up to :data:`GATHER_MOST`. Each wake-up costs every
-    stream a write and its client a read, and the process a read of the table: under a load beyond
-    a busy shop's peak (1,500 events a second is some 600 messages; 200 a second, with the sweeps'
-    batches, are 450-1,000), fewer and larger writes keep the process, and the machine, free for the
-    ingest, at the price of that delay."""
-    return min(GATHER_MOST, min(3 * least, least + streams / 10_000) * max(1.0, rate / EVENTS_KNEE))
+    events coming at ``rate`` a second (sustained, :class:`_Rate`): ``least`` for a few streams,
+    growing by a millisecond for every ten up to three times ``least``; and beyond
+    :data:`EVENTS_KNEE` events a second, with the square of the rate over the knee (twice the knee,
+    four times as long), up to :data:`GATHER_MOST`. Each wake-up costs every stream a write and its
+    client a read, and the process a read of the table. Up to the knee (some 350-500 messages a
+    second; 200 a second are 450-560 events, and a sweep's batch, one read, is a burst the
+    sustained rate passes over) the delay is what it was. Beyond a busy shop's peak, fewer and
+    larger writes keep the process, and the machine, free for the ingest, at the price of that
+    delay: at 2,500 events a second a process wakes its streams about twice a second."""
+    return min(GATHER_MOST, min(3 * least, least + streams / 10_000) * max(1.0, rate / EVENTS_KNEE) ** 2)
 
 
 class _Rate:
-    """Events a second, lately: each read's count over the time since the read before, in a moving
-    average (each new read weighs an eighth: a burst, such as a sweep's batch, moves it little; a
-    second of a sustained rate, several reads, moves it most of the way)."""
+    """Events a second, sustained: the median of the last :data:`RATE_READS` wake-ups' rates (the
+    events a wake-up's reads brought, over the time since the wake-up before). A burst in one
+    wake-up, such as a sweep's batch, does not move it at all; a load that lasts moves it within
+    five wake-ups (half a second at 500 streams)."""
 
-    __slots__ = ("at", "value")
+    __slots__ = ("at", "rates", "value")
 
     def __init__(self) -> None:
         self.value = 0.0
         self.at: float | None = None
+        self.rates: collections.deque[float] = collections.deque(maxlen=RATE_READS)
 
     def add(self, count: int, now: float) -> None:
         if self.at is not None and now > self.at:
-            self.value += (count / (now - self.at) - self.value) / 8
+            self.rates.append(count / (now - self.at))
+            self.value = statistics.median(self.rates)
         self.at = now
 
 
 class _View:
-    """One view's share of a :class:`Hub`'s kept events (see ``Hub._views``)."""
+    """One view's share of a :class:`Hub`'s kept events (see ``Hub._views``), and what
+    :func:`sees` answered for it, by sight number: under load most events share a few sights (a
+    team's conversations, the shared queue), so the rule runs once per sight, not per event."""
 
-    __slots__ = ("frames", "sequences", "upto")
+    __slots__ = ("frames", "seen", "sequences", "upto")
 
     def __init__(self) -> None:
         self.sequences: list[int] = []
         self.frames: list[bytes] = []
+        self.seen: dict[int, bool] = {}
         self.upto = 0
 
-    def catch_up(self, kept: collections.deque[tuple[int, Any, bytes]], viewer: Viewer) -> None:
+    def catch_up(self, kept: collections.deque[tuple[int, Any, bytes, int]], sights: list[Sight],
+                 viewer: Viewer) -> None:
         """Filter the kept events newer than those filtered so far."""
         new = []
-        for sequence, row, text in reversed(kept):
+        seen = self.seen
+        for sequence, _row, text, number in reversed(kept):
             if sequence <= self.upto:
                 break
-            if sees(viewer, row):
+            found = seen.get(number)
+            if found is None:
+                found = seen[number] = sees_sight(viewer, sights[number])
+            if found:
                 new.append((sequence, text))
         if kept:
             self.upto = max(self.upto, kept[-1][0])
@@ -346,15 +390,35 @@ def _read_agent(agent_id: int) -> Viewer | None:
     return None if found is None else viewer_of(found)
 
 
+class Sight(NamedTuple):
+    """All that :func:`sees` reads of an event: events with the same sight go to the same viewers."""
+
+    kind: str  # "pruned" (the horizon's mark), "personal" (events.PERSONAL), or "" for any other
+    about_conversation: bool
+    agent_id: int | None
+    assignee_id: int | None  # the conversation's, now
+    team_id: int | None
+
+
+def sight(row: Any) -> Sight:
+    kind = "pruned" if row.type == events.PRUNED else "personal" if row.type in events.PERSONAL else ""
+    return Sight(kind, row.conversation_id is not None, row.agent_id, row.assignee_id, row.team_id)
+
+
 def sees(viewer: Viewer, row: Any) -> bool:
     """Whether ``viewer`` gets the event ``row`` (with its conversation's ``assignee_id`` and
     ``team_id`` now): the choice ``events.Reader.read`` makes in SQL, with ``router.access.may_see``
     (tested against it)."""
-    if row.type == events.PRUNED:
+    return sees_sight(viewer, sight(row))
+
+
+def sees_sight(viewer: Viewer, look: Sight) -> bool:
+    """:func:`sees`, for an event's sight."""
+    if look.kind == "pruned":
         return False
-    if row.type in events.PERSONAL:
-        return row.agent_id == viewer.id
-    return viewer.admin or row.conversation_id is None or row.agent_id == viewer.id or may_see(viewer, row)
+    if look.kind == "personal":
+        return look.agent_id == viewer.id
+    return viewer.admin or not look.about_conversation or look.agent_id == viewer.id or may_see(viewer, look)
 
 
 async def rest(bell: asyncio.Event, reader: events.Reader, until_ping: float) -> None:
@@ -588,3 +652,4 @@ async def _resume(step: Coroutine[Any, Any, None], waiting: Any) -> None:
         pass
     finally:
         step.close()
+

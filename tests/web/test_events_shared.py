@@ -55,10 +55,12 @@ def test_the_shared_reader_filtered_gives_each_agent_what_their_own_reader_gives
     assert mixed
 
 
-def test_the_hub_gives_each_viewer_from_any_place_what_sees_picks(store_engine: Engine,
+@pytest.mark.parametrize("sights", [100_000, 3])
+def test_the_hub_gives_each_viewer_from_any_place_what_sees_picks(store_engine: Engine, sights: int,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hub filters each view's events once, as they come, and forgets what it no longer keeps;
-    from any place, what it answers is what ``sees`` picks of the kept events after that place."""
+    """The hub filters each view's events once, as they come, by their sights, and forgets what it
+    no longer keeps; from any place, what it answers is what ``sees`` picks of the kept events after
+    that place. (With room for 3 sights, the hub numbers them again at every read.)"""
     rnd = random.Random(3)
     team_ids = [agent_store.create_team(store_engine, f"team {n}") for n in range(2)]
     viewers = [Viewer(0, True)]
@@ -75,11 +77,12 @@ def test_the_hub_gives_each_viewer_from_any_place_what_sees_picks(store_engine: 
             priority=0, needs_routing=False, route_attempts=0, created_at=now, updated_at=now)
             .returning(conversations.c.id)).scalar_one() for _ in range(10)]
         events.append(conn, [
-            events.event(rnd.choice(["message.created", "conversation.updated", "agent.presence"]),
+            events.event(rnd.choice(["message.created", "conversation.updated", "agent.presence", *events.PERSONAL]),
                          rnd.choice([None, *conversation_ids]), agent_id=rnd.choice([None, *(v.id for v in viewers)]))
             for _ in range(120)])
     every = events.Reader(store_engine, 0, agent_id=0, admin=True).read(1000)
     monkeypatch.setattr(web_events, "KEPT", 50)
+    monkeypatch.setattr(web_events, "SIGHTS", sights)
     hub = Hub()
     hub.base = every[0].id - 1
     mixed = False
@@ -149,25 +152,82 @@ def test_eager_runs_a_coroutine_at_once_and_a_task_only_for_what_waits() -> None
     asyncio.run(scenario())
 
 
-def test_the_gather_grows_with_the_streams_and_beyond_the_knee_with_the_event_rate() -> None:
+def test_a_backlog_read_in_full_batches_wakes_the_streams_once_per_run_of_batches(
+        store_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full read is followed by another at once; the streams are woken after the run of reads
+    (one write each for all they brought), or after every RING_AFTER full reads of a long run, not
+    after every read."""
+    import asyncio
+
+    from tests import support
+
+    monkeypatch.setenv("OMNIDESK_EVENTS_POLL", "30")
+    support.reset_caches()
+    monkeypatch.setattr(web_events, "BATCH", 5)
+    monkeypatch.setattr(web_events, "RING_AFTER", 4)
+    engine = store_engine
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        hub = Hub()
+        bell = hub.subscribe()
+        heads: list[int] = []
+        try:
+            async with asyncio.timeout(5):
+                while hub.base is None:
+                    await asyncio.sleep(0.01)
+                bell.clear()
+                with engine.begin() as conn:  # 33 events at once: six full reads and three events
+                    events.append(conn, [events.event("agent.presence", agent_id=1, presence="away")
+                                         for _ in range(33)])
+                written = [row.id for row in events.Reader(engine, hub.base, agent_id=0, admin=True).read(100)]
+                while not heads or heads[-1] < written[-1]:
+                    await bell.wait()
+                    bell.clear()
+                    heads.append(hub.head)
+        finally:
+            hub.unsubscribe(bell)
+        return heads, written
+
+    heads, written = asyncio.run(scenario())
+    assert len(written) == 33
+    assert heads == [written[19], written[32]]  # after four full reads, and after the last read
+
+
+def test_the_gather_grows_with_the_streams_and_beyond_the_knee_with_the_event_rates_square() -> None:
     least = 0.05
     assert web_events.gather(least, 5) == pytest.approx(0.0505)  # a few streams: about least
     assert web_events.gather(least, 500) == pytest.approx(0.1)  # a millisecond for every ten streams
     assert web_events.gather(least, 5000) == pytest.approx(0.15)  # up to three times least
     knee = web_events.EVENTS_KNEE
     assert web_events.gather(least, 500, knee * 0.6) == pytest.approx(0.1)  # a busy shop's peak: no change
-    assert web_events.gather(least, 500, knee * 3) == pytest.approx(0.3)  # beyond: in proportion
+    assert web_events.gather(least, 500, knee * 2) == pytest.approx(0.4)  # beyond: with its square
+    assert web_events.gather(least, 500, knee * 3) == pytest.approx(0.9)
     assert web_events.gather(least, 500, knee * 1000) == web_events.GATHER_MOST
 
 
-def test_the_event_rate_is_a_moving_average_of_each_reads_count_over_the_time_since_the_last() -> None:
+def test_the_event_rate_is_the_median_of_the_last_reads_rates_a_burst_passing_over_it() -> None:
     rate = web_events._Rate()
     rate.add(40, 10.0)  # the first read: no interval yet
     assert rate.value == 0.0
-    rate.add(30, 10.1)  # 300 a second
-    assert rate.value == pytest.approx(300 / 8)  # each read weighs an eighth
-    for n in range(2, 120):
-        rate.add(300, 10.0 + n * 0.1)  # 300 events every 0.1 s: 3,000 a second, sustained
-    assert rate.value == pytest.approx(3000, rel=1e-3)
-    rate.add(0, 30.0)  # a read finding nothing after a quiet spell pulls it down by an eighth
-    assert rate.value == pytest.approx(2625, rel=1e-3)
+    now = 10.0
+
+    def reads(count: int, each: int) -> None:
+        nonlocal now
+        for _ in range(count):
+            now += 0.1
+            rate.add(each, now)
+
+    reads(30, 46)  # a shop's busy rate: 46 events a read, every 0.1 s
+    assert rate.value == pytest.approx(460)
+    reads(1, 600)  # a sweep's batch in one read: 6,000 a second for that read alone
+    assert rate.value == pytest.approx(460)  # not a sustained load: the gather stays as it was
+    assert web_events.gather(0.05, 500, rate.value) == pytest.approx(0.1)
+    reads(web_events.RATE_READS, 46)
+    half = web_events.RATE_READS // 2
+    reads(half, 300)  # 3,000 a second, for fewer than half the reads: still the busy rate
+    assert rate.value == pytest.approx(460)
+    reads(1, 300)  # more than half: a load that lasts
+    assert rate.value == pytest.approx(3000)
+    assert web_events.gather(0.05, 500, rate.value) == pytest.approx(0.9)
+    reads(half + 1, 46)  # the load over: back as soon
+    assert rate.value == pytest.approx(460)
