@@ -134,6 +134,42 @@ def wait_in_page(page: Any, done: Callable[[], Any], what: str, timeout: float =
         page.wait_for_timeout(50)
 
 
+def presence_writes(page: Any) -> Callable[[], None]:
+    """Follow the page's own presence writes from now (the toggle's PUT, and the heartbeat, which
+    carries the status: a page signing in writes "online"); returns a wait until a heartbeat has
+    been answered and no write has been in flight for half a second. A test that sets an agent's
+    presence from outside while their page is open waits first: a write of the page's landing
+    after it would undo it."""
+    inflight: set[Any] = set()
+    beats: list[float] = []  # when each heartbeat was answered
+    last = [0.0]  # when the last write was answered
+
+    def presence(request: Any) -> bool:
+        path = request.url.split("?")[0]
+        return path.endswith("/me/heartbeat") or path.endswith("/presence")
+
+    def sent(request: Any) -> None:
+        if presence(request):
+            inflight.add(request)
+
+    def over(request: Any) -> None:
+        if presence(request):
+            inflight.discard(request)
+            last[0] = time.monotonic()
+            if request.url.split("?")[0].endswith("/me/heartbeat"):
+                beats.append(last[0])
+
+    page.on("request", sent)
+    page.on("requestfinished", over)
+    page.on("requestfailed", over)
+
+    def wait() -> None:
+        wait_in_page(page, lambda: beats and not inflight and time.monotonic() - last[0] > 0.5,
+                     "the page's own presence writes")
+
+    return wait
+
+
 def wait_quiet(page: Any, asked: list[float], what: str, quiet: float = 1.0) -> None:
     """Wait until the page has asked again (``asked``: the ``time.monotonic()`` of each request a
     route saw) and then nothing for ``quiet`` seconds: the stream's events have all been handled, so

@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakes.shop import Shop
 from tests.support import wait_for
-from tests.web.browser.desks import Desk, sign_in, wait_in_page, wait_quiet, watch_errors
+from tests.web.browser.desks import Desk, presence_writes, sign_in, wait_in_page, wait_quiet, watch_errors
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,9 @@ def test_keyboard_alone(desk: Desk, page: Any, channel: tuple[int, str]) -> None
     """j/k, Enter, r, n, a, e, ?, Esc and Ctrl+Enter: a conversation handled without the mouse."""
     gil = desk.agent("Gil Mas")
     errors = watch_errors(page)
+    written = presence_writes(page)
     sign_in(page, gil["email"])
+    written()  # the page's "online" landing after the line below would let the router give Gil one
     desk.only_online()  # nobody online: the conversations wait, unassigned, in the shared queue
     for customer in ("Uri", "Vera"):
         desk.inbound(channel, f"Hola, soc en {customer}", customer=customer.lower(), name=customer)
